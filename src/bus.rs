@@ -1,0 +1,130 @@
+//! The node's event hub: every committed change is published here once, and fans out through
+//! broadcast channels to whoever listens: the read-model updater (all changes), and live
+//! subscriptions to one resource or to all of one owner's resources.
+//!
+//! Channels are bounded broadcast channels. A receiver that falls more than its capacity behind
+//! gets `Lagged` and must recover from the event log (the log, not the hub, is what guarantees no
+//! gap). Per-resource and per-owner channels exist only while someone listens.
+
+use crate::domain::{ClientResource, EventEnvelope, PlayerId, ResourceId, ServerResource};
+use bytes::Bytes;
+use dashmap::DashMap;
+use std::sync::{Arc, OnceLock};
+use tokio::sync::broadcast;
+
+/// Capacity of the all-changes channel (read-model updater, cross-node relays).
+pub const ALL_CAPACITY: usize = 16 * 1024;
+/// Capacity of each per-resource and per-owner channel.
+pub const TOPIC_CAPACITY: usize = 1024;
+
+/// One committed command's events and the state they led to.
+#[derive(Debug)]
+pub struct Change {
+    pub resource_id: ResourceId,
+    pub owner: PlayerId,
+    pub events: Vec<EventEnvelope>,
+    /// The server-schema state after the events.
+    pub state: ServerResource,
+    /// The owner's client view of `state`.
+    pub view: ClientResource,
+    /// The wire encoding of this change for owners, made by the first session that sends it and
+    /// then shared by every other subscriber.
+    pub owner_frame: OnceLock<Bytes>,
+    /// Likewise for the spectator view.
+    pub spectator_frame: OnceLock<Bytes>,
+}
+
+impl Change {
+    pub fn new(events: Vec<EventEnvelope>, state: ServerResource) -> Self {
+        Self {
+            resource_id: state.id,
+            owner: state.owner.clone(),
+            view: ClientResource::from_server(&state),
+            events,
+            state,
+            owner_frame: OnceLock::new(),
+            spectator_frame: OnceLock::new(),
+        }
+    }
+
+    /// The version this change brought the resource to.
+    pub fn version(&self) -> u64 {
+        self.state.version
+    }
+
+    /// The version the resource had before this change.
+    pub fn base_version(&self) -> u64 {
+        self.events
+            .first()
+            .map_or(self.state.version, |e| e.version - 1)
+    }
+}
+
+/// Fan-out of committed changes within one node.
+pub struct Hub {
+    all: broadcast::Sender<Arc<Change>>,
+    by_resource: DashMap<ResourceId, broadcast::Sender<Arc<Change>>>,
+    by_owner: DashMap<PlayerId, broadcast::Sender<Arc<Change>>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        Self {
+            all: broadcast::channel(ALL_CAPACITY).0,
+            by_resource: DashMap::new(),
+            by_owner: DashMap::new(),
+        }
+    }
+
+    /// Publishes a committed change to every listener. Never blocks.
+    pub fn publish(&self, change: Arc<Change>) {
+        let _ = self.all.send(change.clone());
+        send_topic(&self.by_resource, &change.resource_id, &change);
+        send_topic(&self.by_owner, &change.owner, &change);
+    }
+
+    pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.all.subscribe()
+    }
+
+    pub fn subscribe_resource(&self, id: ResourceId) -> broadcast::Receiver<Arc<Change>> {
+        self.by_resource
+            .entry(id)
+            .or_insert_with(|| broadcast::channel(TOPIC_CAPACITY).0)
+            .subscribe()
+    }
+
+    pub fn subscribe_owner(&self, owner: &PlayerId) -> broadcast::Receiver<Arc<Change>> {
+        self.by_owner
+            .entry(owner.clone())
+            .or_insert_with(|| broadcast::channel(TOPIC_CAPACITY).0)
+            .subscribe()
+    }
+
+    /// Topic channels currently open (for metrics and tests of cleanup).
+    pub fn topic_count(&self) -> usize {
+        self.by_resource.len() + self.by_owner.len()
+    }
+}
+
+fn send_topic<K: std::hash::Hash + Eq + Clone>(
+    topics: &DashMap<K, broadcast::Sender<Arc<Change>>>,
+    key: &K,
+    change: &Arc<Change>,
+) {
+    let mut unused = false;
+    if let Some(tx) = topics.get(key) {
+        unused = tx.send(change.clone()).is_err();
+    }
+    if unused {
+        // Nobody listens any more; `remove_if` re-checks under the shard lock, so a subscriber
+        // that arrived in between keeps its channel.
+        topics.remove_if(key, |_, tx| tx.receiver_count() == 0);
+    }
+}

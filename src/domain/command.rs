@@ -1,0 +1,74 @@
+//! Commands: what a client asks for, in the imperative. The server decides whether it happens.
+
+use crate::domain::{PlayerId, ResourceId, ResourceParams};
+use serde::{Deserialize, Serialize};
+
+/// Longest lock: one day. A longer hold is a ban, not a lock.
+pub const MAX_LOCK_MS: u64 = 24 * 60 * 60 * 1000;
+/// Longest reason accepted on allocate, add and lock.
+pub const MAX_REASON_BYTES: usize = 256;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateResource {
+    pub resource_type: String,
+    /// Another owner than the caller: services only.
+    #[serde(default)]
+    pub owner: Option<PlayerId>,
+    /// Parameters other than the catalogue's: services only.
+    #[serde(default)]
+    pub params: Option<ResourceParams>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocateResource {
+    pub resource_id: ResourceId,
+    pub amount: u64,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddResource {
+    pub resource_id: ResourceId,
+    pub amount: u64,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockResource {
+    pub resource_id: ResourceId,
+    pub reason: String,
+    pub duration_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnlockResource {
+    pub resource_id: ResourceId,
+}
+
+/// A command on an existing resource, or the creation of a new one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    Create(CreateResource),
+    Allocate(AllocateResource),
+    Add(AddResource),
+    Lock(LockResource),
+    Unlock(UnlockResource),
+    /// Internal: record the expiry of a lock whose time has come. Sent by the resource's actor.
+    ExpireLock(ResourceId),
+}
+
+impl Command {
+    /// The resource a command targets (`None` for create, whose id the server picks).
+    pub fn resource_id(&self) -> Option<ResourceId> {
+        match self {
+            Command::Create(_) => None,
+            Command::Allocate(c) => Some(c.resource_id),
+            Command::Add(c) => Some(c.resource_id),
+            Command::Lock(c) => Some(c.resource_id),
+            Command::Unlock(c) => Some(c.resource_id),
+            Command::ExpireLock(id) => Some(*id),
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! `decide` (all the rules: may refuse, never mutates) and `apply` (only changes state, never fails).
+
+use crate::domain::{
+    Balance, Catalogue, Command, CreateResource, EventEnvelope, Lock, MAX_LOCK_MS,
+    MAX_REASON_BYTES, PlayerId, Principal, Rejection, ResourceEvent, ResourceId, Role,
+    ServerResource, Timestamp, accrue,
+};
+
+/// Longest resource type name accepted from a service creating a custom type.
+const MAX_TYPE_BYTES: usize = 64;
+
+/// Decides a `CreateResource` for the new resource `id`.
+pub fn decide_create(
+    catalogue: &Catalogue,
+    principal: &Principal,
+    cmd: &CreateResource,
+    now: Timestamp,
+) -> Result<ResourceEvent, Rejection> {
+    if principal.role == Role::Spectator {
+        return Err(Rejection::Forbidden("spectators cannot send commands"));
+    }
+    let owner = cmd
+        .owner
+        .clone()
+        .unwrap_or_else(|| principal.player.clone());
+    if owner != principal.player && !principal.is_trusted() {
+        return Err(Rejection::Forbidden(
+            "only a service may create a resource for another owner",
+        ));
+    }
+    if owner.as_str().is_empty() {
+        return Err(Rejection::InvalidParams("owner must not be empty".into()));
+    }
+    if cmd.resource_type.is_empty() || cmd.resource_type.len() > MAX_TYPE_BYTES {
+        return Err(Rejection::InvalidParams(format!(
+            "resource_type must be 1 to {MAX_TYPE_BYTES} bytes"
+        )));
+    }
+    let params = match &cmd.params {
+        Some(custom) => {
+            if !principal.is_trusted() {
+                return Err(Rejection::Forbidden(
+                    "only a service may set custom resource parameters",
+                ));
+            }
+            custom.validate().map_err(Rejection::InvalidParams)?;
+            custom.clone()
+        }
+        None => catalogue
+            .get(&cmd.resource_type)
+            .cloned()
+            .ok_or_else(|| Rejection::UnknownResourceType(cmd.resource_type.clone()))?,
+    };
+    Ok(ResourceEvent::ResourceCreated {
+        owner,
+        resource_type: cmd.resource_type.clone(),
+        max_amount: params.max_amount,
+        regen_milli: params.regen_milli,
+        balance: Balance {
+            amount: params.initial_amount,
+            regen_carry: 0,
+            regen_at: now,
+        },
+        by: principal.player.clone(),
+    })
+}
+
+/// Decides a command on an existing resource: the events it causes, or why it is refused.
+///
+/// A lock whose expiry has passed is recorded first (`ResourceLockExpired`), so the log shows when
+/// the lock ended before anything that relied on it having ended. An empty list means there is
+/// nothing to record (an `ExpireLock` for a lock that is gone).
+pub fn decide(
+    state: &ServerResource,
+    principal: &Principal,
+    command: &Command,
+    now: Timestamp,
+) -> Result<Vec<ResourceEvent>, Rejection> {
+    if principal.role == Role::Spectator {
+        return Err(Rejection::Forbidden("spectators cannot send commands"));
+    }
+    if matches!(command, Command::Create(_)) {
+        return Err(Rejection::AlreadyExists);
+    }
+    if !principal.is_trusted() && state.owner != principal.player {
+        return Err(Rejection::NotOwner);
+    }
+
+    let mut events = Vec::with_capacity(2);
+    let expired = state.lock.as_ref().filter(|l| l.expires_at <= now);
+    if let Some(lock) = expired {
+        events.push(ResourceEvent::ResourceLockExpired {
+            expired_at: lock.expires_at,
+        });
+    }
+    let lock = state.active_lock(now);
+
+    match command {
+        Command::Create(_) => unreachable!("handled above"),
+        Command::Allocate(c) => {
+            check_amount(c.amount)?;
+            check_reason(&c.reason)?;
+            if let Some(lock) = lock {
+                return Err(Rejection::Locked {
+                    reason: lock.reason.clone(),
+                    expires_at: lock.expires_at,
+                });
+            }
+            let now_balance = accrue(state.balance, state.max_amount, state.regen_milli, now);
+            let left = now_balance
+                .amount
+                .checked_sub(c.amount)
+                .ok_or(Rejection::Insufficient {
+                    available: now_balance.amount,
+                    requested: c.amount,
+                })?;
+            events.push(ResourceEvent::ResourceAllocated {
+                amount: c.amount,
+                reason: c.reason.clone(),
+                balance: Balance {
+                    amount: left,
+                    ..now_balance
+                },
+                by: principal.player.clone(),
+            });
+        }
+        Command::Add(c) => {
+            check_amount(c.amount)?;
+            check_reason(&c.reason)?;
+            let now_balance = accrue(state.balance, state.max_amount, state.regen_milli, now);
+            let total = now_balance
+                .amount
+                .checked_add(c.amount)
+                .ok_or(Rejection::Overflow)?;
+            if total > state.max_amount {
+                return Err(Rejection::WouldExceedMax {
+                    requested: c.amount,
+                    room: state.max_amount - now_balance.amount,
+                });
+            }
+            let carry = if total == state.max_amount {
+                0
+            } else {
+                now_balance.regen_carry
+            };
+            events.push(ResourceEvent::ResourceAdded {
+                amount: c.amount,
+                reason: c.reason.clone(),
+                balance: Balance {
+                    amount: total,
+                    regen_carry: carry,
+                    regen_at: now_balance.regen_at,
+                },
+                by: principal.player.clone(),
+            });
+        }
+        Command::Lock(c) => {
+            check_reason(&c.reason)?;
+            if c.duration_ms == 0 || c.duration_ms > MAX_LOCK_MS {
+                return Err(Rejection::InvalidDuration {
+                    max_ms: MAX_LOCK_MS,
+                });
+            }
+            if lock.is_some() {
+                return Err(Rejection::AlreadyLocked);
+            }
+            let expires_at = now
+                .checked_add_ms(c.duration_ms)
+                .ok_or(Rejection::Overflow)?;
+            events.push(ResourceEvent::ResourceLocked {
+                holder: principal.player.clone(),
+                reason: c.reason.clone(),
+                expires_at,
+            });
+        }
+        Command::Unlock(_) => {
+            let lock = lock.ok_or(Rejection::NotLocked)?;
+            if lock.holder != principal.player && !principal.is_trusted() {
+                return Err(Rejection::NotLockHolder);
+            }
+            events.push(ResourceEvent::ResourceUnlocked {
+                by: principal.player.clone(),
+            });
+        }
+        Command::ExpireLock(_) => {
+            if !principal.is_trusted() {
+                return Err(Rejection::Forbidden("only the server expires locks"));
+            }
+        }
+    }
+    Ok(events)
+}
+
+fn check_amount(amount: u64) -> Result<(), Rejection> {
+    if amount == 0 {
+        Err(Rejection::InvalidAmount)
+    } else {
+        Ok(())
+    }
+}
+
+fn check_reason(reason: &str) -> Result<(), Rejection> {
+    if reason.len() > MAX_REASON_BYTES {
+        Err(Rejection::ReasonTooLong {
+            max: MAX_REASON_BYTES,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Folds one stored event into the state. Holds no rules and never fails: an event is a fact.
+pub fn apply(state: Option<ServerResource>, e: &EventEnvelope) -> Option<ServerResource> {
+    let system = || PlayerId::new("system");
+    if let ResourceEvent::ResourceCreated {
+        owner,
+        resource_type,
+        max_amount,
+        regen_milli,
+        balance,
+        by,
+    } = &e.event
+    {
+        return Some(ServerResource {
+            id: e.resource_id,
+            owner: owner.clone(),
+            resource_type: resource_type.clone(),
+            balance: *balance,
+            max_amount: *max_amount,
+            regen_milli: *regen_milli,
+            lock: None,
+            version: e.version,
+            created_at: e.at,
+            created_by: by.clone(),
+            updated_at: e.at,
+            updated_by: by.clone(),
+            last_command: e.command_id,
+        });
+    }
+    // Any other event before creation cannot come from a valid log; keep what there is.
+    let mut s = state?;
+    s.updated_by = match &e.event {
+        ResourceEvent::ResourceCreated { .. } => unreachable!("handled above"),
+        ResourceEvent::ResourceAllocated { balance, by, .. }
+        | ResourceEvent::ResourceAdded { balance, by, .. } => {
+            s.balance = *balance;
+            by.clone()
+        }
+        ResourceEvent::ResourceLocked {
+            holder,
+            reason,
+            expires_at,
+        } => {
+            s.lock = Some(Lock {
+                holder: holder.clone(),
+                reason: reason.clone(),
+                expires_at: *expires_at,
+            });
+            holder.clone()
+        }
+        ResourceEvent::ResourceUnlocked { by } => {
+            s.lock = None;
+            by.clone()
+        }
+        ResourceEvent::ResourceLockExpired { .. } => {
+            s.lock = None;
+            system()
+        }
+    };
+    s.version = e.version;
+    s.updated_at = e.at;
+    s.last_command = e.command_id;
+    Some(s)
+}
+
+/// The state after folding a whole log (or a snapshot and the events after it).
+pub fn replay<'a>(
+    start: Option<ServerResource>,
+    events: impl IntoIterator<Item = &'a EventEnvelope>,
+) -> Option<ServerResource> {
+    events.into_iter().fold(start, apply)
+}
+
+/// Stamps decided events with their versions, the command and the time, ready to append.
+pub fn stamp(
+    resource_id: ResourceId,
+    after_version: u64,
+    command_id: crate::domain::CommandId,
+    now: Timestamp,
+    events: Vec<ResourceEvent>,
+) -> Vec<EventEnvelope> {
+    events
+        .into_iter()
+        .zip(after_version + 1..)
+        .map(|(event, version)| EventEnvelope {
+            resource_id,
+            version,
+            command_id,
+            at: now,
+            schema: crate::domain::EVENT_SCHEMA_VERSION,
+            event,
+        })
+        .collect()
+}

@@ -1,0 +1,25 @@
+//! Pure game rules: identifiers, the two resource schemas, commands, events, `decide` and `apply`.
+//!
+//! Nothing in here performs I/O, spawns tasks or reads a clock: time arrives as a [`Timestamp`]
+//! argument, so every rule is a plain function that tests can drive through any history.
+
+mod catalogue;
+mod command;
+mod decide;
+mod event;
+mod ids;
+mod regen;
+mod rejection;
+mod resource;
+
+pub use catalogue::{Catalogue, CatalogueError, ResourceParams};
+pub use command::{
+    AddResource, AllocateResource, Command, CreateResource, LockResource, MAX_LOCK_MS,
+    MAX_REASON_BYTES, UnlockResource,
+};
+pub use decide::{apply, decide, decide_create, replay, stamp};
+pub use event::{Balance, EVENT_SCHEMA_VERSION, EventEnvelope, ResourceEvent};
+pub use ids::{CommandId, PlayerId, Principal, ResourceId, Role, Timestamp};
+pub use regen::{MAX_REGEN_MILLI, MICRO_PER_UNIT, accrue};
+pub use rejection::Rejection;
+pub use resource::{ClientResource, Lock, ServerResource, View};

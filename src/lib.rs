@@ -1,0 +1,24 @@
+//! Warden: a server-authoritative game-resource server, event-sourced, with CQRS.
+//!
+//! # Layout
+//! - [`domain`]: the pure rules. `ServerResource` / `ClientResource`, commands, events,
+//!   `decide` (may refuse, never mutates) and `apply` (never fails). No I/O, no clock reads.
+//! - [`store`]: the event-store and read-model traits, the embedded redb backend with group
+//!   commit, and the conformance suite every backend passes.
+//! - [`actor`]: one tokio task per live resource; the [`actor::Registry`] routes commands to them.
+//! - [`bus`]: the node's hub that fans committed changes out to listeners.
+//! - [`projection`]: the read-model updater, rebuild from the log, and the query handler.
+//! - [`clock`]: where actors get "now" (a manual clock in tests).
+//! - [`node`]: wires the above together for one server node.
+//! - [`demo`]: the seed scenario.
+//! - [`protocol`]: the wire types, shared with `client-sim`.
+
+pub mod actor;
+pub mod bus;
+pub mod clock;
+pub mod demo;
+pub mod domain;
+pub mod node;
+pub mod projection;
+pub mod protocol;
+pub mod store;

@@ -1,0 +1,256 @@
+//! Wire types of protocol version 1, shared by the server and `client-sim`.
+//!
+//! Every WebSocket binary frame carries one MessagePack map with named fields; the field `type`
+//! names the message. UUIDs travel as strings (`"0190c3e2-…"`), times as integer milliseconds
+//! since the Unix epoch, amounts and versions as unsigned integers. `docs/protocol.md` is the
+//! reference for client authors; this file and that page change together.
+
+use crate::domain::{
+    ClientResource, CommandId, PlayerId, ResourceId, ResourceParams, Role, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this server speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A client's request id; the reply to a request carries it back in `req`.
+pub type RequestId = u64;
+
+/// Messages a client sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    Create {
+        req: RequestId,
+        command_id: CommandId,
+        resource_type: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<PlayerId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        params: Option<ResourceParams>,
+    },
+    Allocate {
+        req: RequestId,
+        command_id: CommandId,
+        resource_id: ResourceId,
+        amount: u64,
+        #[serde(default)]
+        reason: String,
+    },
+    Add {
+        req: RequestId,
+        command_id: CommandId,
+        resource_id: ResourceId,
+        amount: u64,
+        #[serde(default)]
+        reason: String,
+    },
+    Lock {
+        req: RequestId,
+        command_id: CommandId,
+        resource_id: ResourceId,
+        reason: String,
+        duration_ms: u64,
+    },
+    Unlock {
+        req: RequestId,
+        command_id: CommandId,
+        resource_id: ResourceId,
+    },
+    Get {
+        req: RequestId,
+        resource_id: ResourceId,
+    },
+    /// The resources of `owner` (default: the caller).
+    List {
+        req: RequestId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<PlayerId>,
+    },
+    /// Events after `after_version` (default 0), at most `limit` (default and cap: 1000).
+    History {
+        req: RequestId,
+        resource_id: ResourceId,
+        #[serde(default)]
+        after_version: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// Exactly one of `resource_id` and `owner`. With `from_version`, first receive the changes
+    /// after that version from the log (resume), then live ones.
+    Subscribe {
+        req: RequestId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resource_id: Option<ResourceId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<PlayerId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_version: Option<u64>,
+    },
+    Unsubscribe {
+        req: RequestId,
+        sub: u64,
+    },
+    Ping {
+        req: RequestId,
+    },
+}
+
+impl ClientMessage {
+    pub fn req(&self) -> RequestId {
+        match self {
+            ClientMessage::Create { req, .. }
+            | ClientMessage::Allocate { req, .. }
+            | ClientMessage::Add { req, .. }
+            | ClientMessage::Lock { req, .. }
+            | ClientMessage::Unlock { req, .. }
+            | ClientMessage::Get { req, .. }
+            | ClientMessage::List { req, .. }
+            | ClientMessage::History { req, .. }
+            | ClientMessage::Subscribe { req, .. }
+            | ClientMessage::Unsubscribe { req, .. }
+            | ClientMessage::Ping { req } => *req,
+        }
+    }
+}
+
+/// Limits the server enforces, announced in `welcome`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_frame_bytes: u32,
+    pub commands_per_second: u32,
+    pub max_subscriptions: u32,
+    pub idle_timeout_ms: u64,
+    pub outbound_queue: u32,
+}
+
+/// One event of the audit trail as a client sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    pub version: u64,
+    /// `ResourceCreated`, `ResourceAllocated`, …
+    pub event_type: String,
+    pub at: Timestamp,
+    pub command_id: CommandId,
+    /// The amount requested by an allocate or add.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<u64>,
+    /// The amount after the event, where it changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Messages the server sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// First message on every connection.
+    Welcome {
+        protocol: u32,
+        player: PlayerId,
+        role: Role,
+        server_time: Timestamp,
+        limits: Limits,
+    },
+    /// A command succeeded (or, with `duplicate`, had already succeeded with this command id).
+    Applied {
+        req: RequestId,
+        command_id: CommandId,
+        resource_id: ResourceId,
+        version: u64,
+        resource: ClientResource,
+        duplicate: bool,
+    },
+    Resource {
+        req: RequestId,
+        resource: ClientResource,
+    },
+    Resources {
+        req: RequestId,
+        resources: Vec<ClientResource>,
+    },
+    History {
+        req: RequestId,
+        resource_id: ResourceId,
+        events: Vec<HistoryEvent>,
+    },
+    /// A subscription is live; `resources` is the current view of each resource it covers.
+    Subscribed {
+        req: RequestId,
+        sub: u64,
+        resources: Vec<ClientResource>,
+    },
+    Unsubscribed {
+        req: RequestId,
+        sub: u64,
+    },
+    /// One committed command on a subscribed resource: versions `base_version + 1 ..= version`,
+    /// and the view after them. Per resource, updates arrive in version order with no gap
+    /// (`base_version` equals the previous update's `version`) and no repeat.
+    Update {
+        resource_id: ResourceId,
+        base_version: u64,
+        version: u64,
+        resource: ClientResource,
+    },
+    Pong {
+        req: RequestId,
+        server_time: Timestamp,
+    },
+    /// A request failed (`req` set), or the session is about to close (`req` absent).
+    Error {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<RequestId>,
+        code: String,
+        message: String,
+    },
+}
+
+/// Encodes a message as a MessagePack map with named fields (UUIDs as strings).
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(128);
+    let mut ser = rmp_serde::Serializer::new(&mut buf)
+        .with_struct_map()
+        .with_human_readable();
+    msg.serialize(&mut ser)
+        .expect("protocol messages always encode");
+    buf
+}
+
+/// Decodes a message encoded by [`encode`] (or any client following docs/protocol.md).
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, rmp_serde::decode::Error> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes).with_human_readable();
+    T::deserialize(&mut de)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_with_string_uuids_and_named_fields() {
+        let msg = ClientMessage::Allocate {
+            req: 7,
+            command_id: CommandId::new(),
+            resource_id: ResourceId::new(),
+            amount: 200,
+            reason: "Purchase item".into(),
+        };
+        let bytes = encode(&msg);
+        assert_eq!(decode::<ClientMessage>(&bytes).unwrap(), msg);
+        let as_value: rmpv::Value = rmp_serde::from_slice(&bytes).unwrap();
+        let map = as_value.as_map().expect("a map");
+        let field = |k: &str| {
+            map.iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .map(|(_, v)| v)
+        };
+        assert_eq!(field("type").and_then(|v| v.as_str()), Some("allocate"));
+        assert!(
+            field("resource_id").unwrap().is_str(),
+            "UUIDs travel as strings"
+        );
+    }
+}

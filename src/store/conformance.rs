@@ -1,0 +1,300 @@
+//! The conformance suite every storage backend passes. Each check opens with the failure it
+//! guards against. Backends call [`run_all`] from their own test with a fresh, empty store.
+
+use crate::domain::{
+    Balance, ClientResource, CommandId, EventEnvelope, PlayerId, ResourceEvent, ResourceId,
+    Timestamp, replay, stamp,
+};
+use crate::store::{AppendError, AppendRequest, EventStore, ReadModelStore};
+
+fn created(owner: &str, amount: u64) -> ResourceEvent {
+    ResourceEvent::ResourceCreated {
+        owner: PlayerId::new(owner),
+        resource_type: "gold".into(),
+        max_amount: 5000,
+        regen_milli: 500,
+        balance: Balance {
+            amount,
+            regen_carry: 0,
+            regen_at: Timestamp(1_000),
+        },
+        by: PlayerId::new(owner),
+    }
+}
+
+fn added(amount: u64, total: u64) -> ResourceEvent {
+    ResourceEvent::ResourceAdded {
+        amount,
+        reason: "conformance".into(),
+        balance: Balance {
+            amount: total,
+            regen_carry: 0,
+            regen_at: Timestamp(1_000),
+        },
+        by: PlayerId::new("p"),
+    }
+}
+
+fn request(id: ResourceId, after: u64, events: Vec<ResourceEvent>) -> AppendRequest {
+    let command_id = CommandId::new();
+    AppendRequest {
+        resource_id: id,
+        expected_version: after,
+        command_id,
+        events: stamp(id, after, command_id, Timestamp(1_000), events),
+        snapshot: None,
+    }
+}
+
+/// Runs every check against `store` (both traits on one backend).
+pub async fn run_all<S: EventStore + ReadModelStore>(store: &S) {
+    append_and_load(store).await;
+    expected_version_conflict_is_typed(store).await;
+    one_winner_among_racing_appends(store).await;
+    repeated_command_id_is_a_duplicate(store).await;
+    a_command_commits_all_its_events_or_none(store).await;
+    history_pages_in_order(store).await;
+    snapshot_plus_tail_equals_full_replay(store).await;
+    read_model_only_moves_forward(store).await;
+}
+
+/// Guards against: events lost or reordered between append and load.
+pub async fn append_and_load(store: &dyn EventStore) {
+    let id = ResourceId::new();
+    assert_eq!(
+        store.head(id).await.unwrap(),
+        0,
+        "an unknown resource has head 0"
+    );
+    assert!(store.load(id).await.unwrap().events.is_empty());
+    let rec = store
+        .append(request(id, 0, vec![created("alice", 10)]))
+        .await
+        .unwrap();
+    assert_eq!((rec.first_version, rec.last_version), (1, 1));
+    let rec = store
+        .append(request(id, 1, vec![added(5, 15)]))
+        .await
+        .unwrap();
+    assert_eq!((rec.first_version, rec.last_version), (2, 2));
+    let loaded = store.load(id).await.unwrap();
+    let state = loaded.state().expect("created");
+    assert_eq!((state.version, state.balance.amount), (2, 15));
+    assert_eq!(store.head(id).await.unwrap(), 2);
+    assert!(store.resource_ids().await.unwrap().contains(&id));
+}
+
+/// Guards against: a stale writer overwriting a newer version (a lost update).
+pub async fn expected_version_conflict_is_typed(store: &dyn EventStore) {
+    let id = ResourceId::new();
+    store
+        .append(request(id, 0, vec![created("alice", 10)]))
+        .await
+        .unwrap();
+    store
+        .append(request(id, 1, vec![added(1, 11)]))
+        .await
+        .unwrap();
+    match store.append(request(id, 1, vec![added(2, 12)])).await {
+        Err(AppendError::Conflict {
+            expected: 1,
+            actual: 2,
+        }) => {}
+        other => panic!("a stale append must be a typed conflict, got {other:?}"),
+    }
+    match store.append(request(id, 5, vec![added(2, 12)])).await {
+        Err(AppendError::Conflict {
+            expected: 5,
+            actual: 2,
+        }) => {}
+        other => panic!("an append past the head must be a typed conflict, got {other:?}"),
+    }
+    assert_eq!(
+        store.head(id).await.unwrap(),
+        2,
+        "a refused append writes nothing"
+    );
+}
+
+/// Guards against: two writers both committing version N+1.
+pub async fn one_winner_among_racing_appends(store: &dyn EventStore) {
+    let id = ResourceId::new();
+    store
+        .append(request(id, 0, vec![created("alice", 10)]))
+        .await
+        .unwrap();
+    let racers = (0..16).map(|i| store.append(request(id, 1, vec![added(i + 1, 11 + i)])));
+    let outcomes = futures::future::join_all(racers).await;
+    let winners = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(
+        winners, 1,
+        "exactly one of 16 racing appends at version 1 wins"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| o.is_ok() || matches!(o, Err(AppendError::Conflict { .. })))
+    );
+    assert_eq!(store.head(id).await.unwrap(), 2);
+}
+
+/// Guards against: a retried command applied twice.
+pub async fn repeated_command_id_is_a_duplicate(store: &dyn EventStore) {
+    let id = ResourceId::new();
+    store
+        .append(request(id, 0, vec![created("alice", 10)]))
+        .await
+        .unwrap();
+    let first = request(id, 1, vec![added(1, 11)]);
+    let rec = store.append(first.clone()).await.unwrap();
+    assert_eq!(
+        store.find_command(first.command_id).await.unwrap(),
+        Some(rec)
+    );
+    // The retry is decided on the new state, as an actor would after reloading.
+    let mut retry = request(id, 2, vec![added(1, 12)]);
+    retry.command_id = first.command_id;
+    retry.events = stamp(
+        id,
+        2,
+        first.command_id,
+        Timestamp(1_000),
+        vec![added(1, 12)],
+    );
+    match store.append(retry).await {
+        Err(AppendError::Duplicate(original)) => assert_eq!(original, rec),
+        other => panic!("a repeated command id must be reported as a duplicate, got {other:?}"),
+    }
+    assert_eq!(
+        store.head(id).await.unwrap(),
+        2,
+        "the repeat appended nothing"
+    );
+    assert_eq!(store.find_command(CommandId::new()).await.unwrap(), None);
+}
+
+/// Guards against: half of a command's events committed.
+pub async fn a_command_commits_all_its_events_or_none(store: &dyn EventStore) {
+    let id = ResourceId::new();
+    store
+        .append(request(id, 0, vec![created("alice", 10)]))
+        .await
+        .unwrap();
+    let three = vec![added(1, 11), added(1, 12), added(1, 13)];
+    let rec = store.append(request(id, 1, three.clone())).await.unwrap();
+    assert_eq!((rec.first_version, rec.last_version), (2, 4));
+    let log = store.events(id, 0, usize::MAX).await.unwrap();
+    assert_eq!(
+        log.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert!(log[1..].iter().all(|e| e.command_id == rec.command_id));
+    // A conflicting multi-event append leaves no trace.
+    assert!(store.append(request(id, 1, three)).await.is_err());
+    assert_eq!(store.head(id).await.unwrap(), 4);
+}
+
+/// Guards against: history pages that skip or repeat events.
+pub async fn history_pages_in_order(store: &dyn EventStore) {
+    let id = ResourceId::new();
+    store
+        .append(request(id, 0, vec![created("alice", 0)]))
+        .await
+        .unwrap();
+    for v in 1..10u64 {
+        store
+            .append(request(id, v, vec![added(1, v)]))
+            .await
+            .unwrap();
+    }
+    let mut seen: Vec<EventEnvelope> = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.events(id, after, 3).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().unwrap().version;
+        seen.extend(page);
+    }
+    assert_eq!(
+        seen.iter().map(|e| e.version).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert!(store.events(id, 10, 5).await.unwrap().is_empty());
+    assert!(
+        store
+            .events(ResourceId::new(), 0, 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Guards against: a snapshot that disagrees with the log it summarises.
+pub async fn snapshot_plus_tail_equals_full_replay(store: &dyn EventStore) {
+    let id = ResourceId::new();
+    let mut req = request(id, 0, vec![created("alice", 1)]);
+    let mut state = replay(None, &req.events);
+    store.append(req).await.unwrap();
+    for v in 1..6u64 {
+        req = request(id, v, vec![added(1, v + 1)]);
+        state = replay(state, &req.events);
+        if v == 3 {
+            req.snapshot = state.clone();
+        }
+        store.append(req).await.unwrap();
+    }
+    let loaded = store.load(id).await.unwrap();
+    assert_eq!(
+        loaded.snapshot.as_ref().map(|s| s.version),
+        Some(4),
+        "the snapshot is kept"
+    );
+    assert_eq!(
+        loaded.events.first().map(|e| e.version),
+        Some(5),
+        "only the tail is loaded"
+    );
+    let full = replay(None, &store.events(id, 0, usize::MAX).await.unwrap());
+    assert_eq!(loaded.state(), full);
+    assert_eq!(loaded.state(), state);
+}
+
+/// Guards against: a late or repeated projection update rolling a view back.
+pub async fn read_model_only_moves_forward(store: &dyn ReadModelStore) {
+    let owner = PlayerId::new(format!("owner-{}", uuid::Uuid::now_v7()));
+    let id = ResourceId::new();
+    let view = |version: u64, amount: u64| ClientResource {
+        id,
+        owner: owner.clone(),
+        resource_type: "gold".into(),
+        amount,
+        amount_at: Timestamp(1),
+        max_amount: 5000,
+        regen_milli: Some(500),
+        locked: false,
+        lock_reason: None,
+        lock_expires_at: None,
+        version,
+        updated_at: Timestamp(1),
+    };
+    store.upsert(vec![view(2, 20)]).await.unwrap();
+    store.upsert(vec![view(1, 10), view(2, 99)]).await.unwrap();
+    assert_eq!(
+        store.get(id).await.unwrap().map(|v| (v.version, v.amount)),
+        Some((2, 20))
+    );
+    store.upsert(vec![view(3, 30)]).await.unwrap();
+    assert_eq!(store.get(id).await.unwrap().map(|v| v.amount), Some(30));
+    let listed = store.list_by_owner(&owner).await.unwrap();
+    assert_eq!(listed.len(), 1, "one view per resource in the owner's list");
+    assert_eq!(listed[0].version, 3);
+    assert!(
+        store
+            .list_by_owner(&PlayerId::new("nobody-at-all"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

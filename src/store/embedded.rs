@@ -1,0 +1,409 @@
+//! The embedded backend: two redb files under a data directory, no set-up.
+//!
+//! - `events.redb`, the write side: `events` ((resource, version) → event), `heads` (resource →
+//!   latest version), `commands` (command id → commit record), `snapshots` (resource → state).
+//! - `read_model.redb`, the read side: `views` (resource → client view) and `by_owner`
+//!   ((owner, resource) → ()). A separate file, so the client schema is stored apart from the
+//!   server schema and its writes never queue behind the event log's.
+//!
+//! **Group commit.** One writer thread owns every write to `events.redb`. It takes all the appends
+//! waiting in its queue (up to [`MAX_BATCH`]), checks and inserts each in one write transaction,
+//! commits once (one fsync), then answers each caller. Appends from many actors thus share an
+//! fsync, and a caller hears `Ok` only after the commit is durable. Each append is checked inside
+//! the transaction against what earlier appends of the same batch wrote, so two appends at the same
+//! expected version in one batch still produce exactly one winner.
+
+use crate::domain::{
+    ClientResource, CommandId, EventEnvelope, PlayerId, ResourceId, ServerResource,
+};
+use crate::store::{
+    AppendError, AppendRequest, CommitRecord, EventStore, Loaded, ReadModelStore, StoreError,
+};
+use async_trait::async_trait;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+const EVENTS: TableDefinition<(u128, u64), &[u8]> = TableDefinition::new("events");
+const HEADS: TableDefinition<u128, u64> = TableDefinition::new("heads");
+const COMMANDS: TableDefinition<u128, (u128, u64, u64)> = TableDefinition::new("commands");
+const SNAPSHOTS: TableDefinition<u128, &[u8]> = TableDefinition::new("snapshots");
+const VIEWS: TableDefinition<u128, &[u8]> = TableDefinition::new("views");
+const BY_OWNER: TableDefinition<(&str, u128), ()> = TableDefinition::new("by_owner");
+
+/// Most appends one group commit takes. Larger batches amortise the fsync further but make the
+/// first caller in a batch wait for the others' inserts.
+pub const MAX_BATCH: usize = 1024;
+/// Appends that may wait for the writer; further callers wait for room (back-pressure).
+pub const WRITER_QUEUE: usize = 16 * 1024;
+
+type AppendReply = oneshot::Sender<Result<CommitRecord, AppendError>>;
+
+/// The event store and read-model store on redb files.
+pub struct EmbeddedStore {
+    /// The write side's database; reads open their own MVCC read transactions on it.
+    events: Arc<Database>,
+    /// The read side's database.
+    views: Arc<Database>,
+    /// Queue to the group-commit writer thread.
+    writer: mpsc::Sender<(AppendRequest, AppendReply)>,
+    /// The writer thread, joined on drop so the files are closed when the store is gone.
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+    dir: PathBuf,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec_named(value).map_err(corrupt)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    rmp_serde::from_slice(bytes).map_err(corrupt)
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store under `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        let events = Arc::new(open_db(&dir.join("events.redb"))?);
+        let views = Arc::new(open_db(&dir.join("read_model.redb"))?);
+        {
+            let tx = events.begin_write().map_err(unavailable)?;
+            tx.open_table(EVENTS).map_err(unavailable)?;
+            tx.open_table(HEADS).map_err(unavailable)?;
+            tx.open_table(COMMANDS).map_err(unavailable)?;
+            tx.open_table(SNAPSHOTS).map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            let tx = views.begin_write().map_err(unavailable)?;
+            tx.open_table(VIEWS).map_err(unavailable)?;
+            tx.open_table(BY_OWNER).map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+        }
+        let (writer, rx) = mpsc::channel(WRITER_QUEUE);
+        let db = events.clone();
+        let writer_thread = std::thread::Builder::new()
+            .name("warden-group-commit".into())
+            .spawn(move || group_commit_loop(&db, rx))
+            .map_err(unavailable)?;
+        Ok(Self {
+            events,
+            views,
+            writer,
+            writer_thread: Some(writer_thread),
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The directory the files live in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self.events.begin_read().map_err(unavailable)?;
+        f(&tx)
+    }
+}
+
+fn open_db(path: &Path) -> Result<Database, StoreError> {
+    Database::create(path).map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer finish what it holds and exit; joining it means every
+        // accepted append is committed and the file is closed before `drop` returns.
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.writer, closed));
+        if let Some(t) = self.writer_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The writer thread: take a batch, check and insert each append, commit once, answer all.
+fn group_commit_loop(db: &Database, mut rx: mpsc::Receiver<(AppendRequest, AppendReply)>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcomes = commit_batch(db, &batch);
+        match outcomes {
+            Ok(outcomes) => {
+                for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, appends = batch.len(), "group commit failed");
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(AppendError::Store(unavailable(&e))));
+                }
+            }
+        }
+    }
+}
+
+/// One write transaction for the whole batch. An `Err` means nothing in the batch was committed.
+fn commit_batch(
+    db: &Database,
+    batch: &[(AppendRequest, AppendReply)],
+) -> Result<Vec<Result<CommitRecord, AppendError>>, StoreError> {
+    let mut tx = db.begin_write().map_err(unavailable)?;
+    tx.set_durability(Durability::Immediate)
+        .map_err(unavailable)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    {
+        let mut events = tx.open_table(EVENTS).map_err(unavailable)?;
+        let mut heads = tx.open_table(HEADS).map_err(unavailable)?;
+        let mut commands = tx.open_table(COMMANDS).map_err(unavailable)?;
+        let mut snapshots = tx.open_table(SNAPSHOTS).map_err(unavailable)?;
+        for (req, _) in batch {
+            let id = req.resource_id.0.as_u128();
+            let cmd = req.command_id.0.as_u128();
+            if let Some(rec) = commands.get(cmd).map_err(unavailable)? {
+                let (rid, first, last) = rec.value();
+                outcomes.push(Err(AppendError::Duplicate(CommitRecord {
+                    resource_id: ResourceId(uuid::Uuid::from_u128(rid)),
+                    command_id: req.command_id,
+                    first_version: first,
+                    last_version: last,
+                })));
+                continue;
+            }
+            let head = heads
+                .get(id)
+                .map_err(unavailable)?
+                .map(|g| g.value())
+                .unwrap_or(0);
+            if head != req.expected_version {
+                outcomes.push(Err(AppendError::Conflict {
+                    expected: req.expected_version,
+                    actual: head,
+                }));
+                continue;
+            }
+            let mut version = head;
+            for event in &req.events {
+                version += 1;
+                debug_assert_eq!(event.version, version, "events must be stamped in order");
+                events
+                    .insert((id, version), encode(event)?.as_slice())
+                    .map_err(unavailable)?;
+            }
+            heads.insert(id, version).map_err(unavailable)?;
+            commands
+                .insert(cmd, (id, head + 1, version))
+                .map_err(unavailable)?;
+            if let Some(snapshot) = &req.snapshot {
+                snapshots
+                    .insert(id, encode(snapshot)?.as_slice())
+                    .map_err(unavailable)?;
+            }
+            outcomes.push(Ok(CommitRecord {
+                resource_id: req.resource_id,
+                command_id: req.command_id,
+                first_version: head + 1,
+                last_version: version,
+            }));
+        }
+    }
+    tx.commit().map_err(unavailable)?;
+    Ok(outcomes)
+}
+
+fn read_events(
+    tx: &redb::ReadTransaction,
+    id: ResourceId,
+    after_version: u64,
+    limit: usize,
+) -> Result<Vec<EventEnvelope>, StoreError> {
+    let table = tx.open_table(EVENTS).map_err(unavailable)?;
+    let key = id.0.as_u128();
+    let Some(start) = after_version.checked_add(1) else {
+        return Ok(Vec::new());
+    };
+    table
+        .range((key, start)..=(key, u64::MAX))
+        .map_err(unavailable)?
+        .take(limit)
+        .map(|row| {
+            let (_, v) = row.map_err(unavailable)?;
+            decode(v.value())
+        })
+        .collect()
+}
+
+#[async_trait]
+impl EventStore for EmbeddedStore {
+    async fn append(&self, req: AppendRequest) -> Result<CommitRecord, AppendError> {
+        if req.events.is_empty() {
+            return Err(StoreError::Corrupt("empty append".into()).into());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send((req, tx))
+            .await
+            .map_err(|_| unavailable("the store is closing"))?;
+        rx.await
+            .map_err(|_| unavailable("the group-commit writer stopped"))?
+    }
+
+    async fn load(&self, id: ResourceId) -> Result<Loaded, StoreError> {
+        self.read(|tx| {
+            let snaps = tx.open_table(SNAPSHOTS).map_err(unavailable)?;
+            let snapshot: Option<ServerResource> =
+                match snaps.get(id.0.as_u128()).map_err(unavailable)? {
+                    Some(bytes) => Some(decode(bytes.value())?),
+                    None => None,
+                };
+            let after = snapshot.as_ref().map_or(0, |s| s.version);
+            let events = read_events(tx, id, after, usize::MAX)?;
+            Ok(Loaded { snapshot, events })
+        })
+    }
+
+    async fn events(
+        &self,
+        id: ResourceId,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        self.read(|tx| read_events(tx, id, after_version, limit))
+    }
+
+    async fn find_command(
+        &self,
+        command_id: CommandId,
+    ) -> Result<Option<CommitRecord>, StoreError> {
+        self.read(|tx| {
+            let table = tx.open_table(COMMANDS).map_err(unavailable)?;
+            Ok(table
+                .get(command_id.0.as_u128())
+                .map_err(unavailable)?
+                .map(|g| {
+                    let (rid, first, last) = g.value();
+                    CommitRecord {
+                        resource_id: ResourceId(uuid::Uuid::from_u128(rid)),
+                        command_id,
+                        first_version: first,
+                        last_version: last,
+                    }
+                }))
+        })
+    }
+
+    async fn head(&self, id: ResourceId) -> Result<u64, StoreError> {
+        self.read(|tx| {
+            let table = tx.open_table(HEADS).map_err(unavailable)?;
+            Ok(table
+                .get(id.0.as_u128())
+                .map_err(unavailable)?
+                .map_or(0, |g| g.value()))
+        })
+    }
+
+    async fn resource_ids(&self) -> Result<Vec<ResourceId>, StoreError> {
+        self.read(|tx| {
+            let table = tx.open_table(HEADS).map_err(unavailable)?;
+            table
+                .iter()
+                .map_err(unavailable)?
+                .map(|row| {
+                    Ok(ResourceId(uuid::Uuid::from_u128(
+                        row.map_err(unavailable)?.0.value(),
+                    )))
+                })
+                .collect()
+        })
+    }
+}
+
+#[async_trait]
+impl ReadModelStore for EmbeddedStore {
+    async fn upsert(&self, views: Vec<ClientResource>) -> Result<(), StoreError> {
+        let db = self.views.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = tx.open_table(VIEWS).map_err(unavailable)?;
+                let mut owners = tx.open_table(BY_OWNER).map_err(unavailable)?;
+                for view in &views {
+                    let key = view.id.0.as_u128();
+                    let stored: Option<ClientResource> =
+                        match table.get(key).map_err(unavailable)? {
+                            Some(bytes) => Some(decode(bytes.value())?),
+                            None => None,
+                        };
+                    if stored.as_ref().is_some_and(|s| s.version >= view.version) {
+                        continue;
+                    }
+                    table
+                        .insert(key, encode(view)?.as_slice())
+                        .map_err(unavailable)?;
+                    if stored.is_none() {
+                        owners
+                            .insert((view.owner.as_str(), key), ())
+                            .map_err(unavailable)?;
+                    }
+                }
+            }
+            tx.commit().map_err(unavailable)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
+    async fn get(&self, id: ResourceId) -> Result<Option<ClientResource>, StoreError> {
+        let tx = self.views.begin_read().map_err(unavailable)?;
+        let table = tx.open_table(VIEWS).map_err(unavailable)?;
+        match table.get(id.0.as_u128()).map_err(unavailable)? {
+            Some(bytes) => Ok(Some(decode(bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_by_owner(&self, owner: &PlayerId) -> Result<Vec<ClientResource>, StoreError> {
+        let tx = self.views.begin_read().map_err(unavailable)?;
+        let owners = tx.open_table(BY_OWNER).map_err(unavailable)?;
+        let table = tx.open_table(VIEWS).map_err(unavailable)?;
+        let o = owner.as_str();
+        let mut out = Vec::new();
+        for row in owners
+            .range((o, 0u128)..=(o, u128::MAX))
+            .map_err(unavailable)?
+        {
+            let (k, _) = row.map_err(unavailable)?;
+            if let Some(bytes) = table.get(k.value().1).map_err(unavailable)? {
+                out.push(decode(bytes.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn clear(&self) -> Result<(), StoreError> {
+        let tx = self.views.begin_write().map_err(unavailable)?;
+        tx.delete_table(VIEWS).map_err(unavailable)?;
+        tx.delete_table(BY_OWNER).map_err(unavailable)?;
+        tx.open_table(VIEWS).map_err(unavailable)?;
+        tx.open_table(BY_OWNER).map_err(unavailable)?;
+        tx.commit().map_err(unavailable)
+    }
+}

@@ -1,0 +1,114 @@
+//! The event store (source of truth) and the read-model store, as traits with one conformance
+//! suite that every backend passes.
+//!
+//! - [`EventStore`]: events keyed by (resource id, version), unique; appends state the version they
+//!   expect; a command's events commit atomically with its command id, so a repeat is detected.
+//! - [`ReadModelStore`]: the client schema, kept apart from the server schema, written only
+//!   forward (a view never replaces a newer one).
+//!
+//! Backends: [`embedded::EmbeddedStore`] (redb files under a data directory).
+
+pub mod conformance;
+pub mod embedded;
+
+use crate::domain::{
+    ClientResource, CommandId, EventEnvelope, PlayerId, ResourceId, ServerResource,
+};
+use async_trait::async_trait;
+use thiserror::Error;
+
+/// What to append: the events a command produced, on top of the version they were decided on.
+#[derive(Clone, Debug)]
+pub struct AppendRequest {
+    pub resource_id: ResourceId,
+    /// The version the events were decided on; the append fails if the stored head differs.
+    pub expected_version: u64,
+    pub command_id: CommandId,
+    /// Versions `expected_version + 1 ..`, in order. Never empty.
+    pub events: Vec<EventEnvelope>,
+    /// The state after these events, to store as the resource's snapshot (optional).
+    pub snapshot: Option<ServerResource>,
+}
+
+/// Where a command's events landed. Also the record kept per command id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CommitRecord {
+    pub resource_id: ResourceId,
+    pub command_id: CommandId,
+    pub first_version: u64,
+    pub last_version: u64,
+}
+
+/// Why an append did not happen. Each case asks for a different reaction.
+#[derive(Debug, Error)]
+pub enum AppendError {
+    /// Another writer got there first: reload and decide again.
+    #[error("version conflict: expected {expected}, stored head is {actual}")]
+    Conflict { expected: u64, actual: u64 },
+    /// This command id was already committed: answer with the original outcome.
+    #[error("command {} was already applied", .0.command_id)]
+    Duplicate(CommitRecord),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The storage itself failed. The detail is for the server log; clients get a code.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// A resource as stored: its latest snapshot (if any) and the events after it.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    pub snapshot: Option<ServerResource>,
+    pub events: Vec<EventEnvelope>,
+}
+
+impl Loaded {
+    /// The current state: the snapshot with the later events folded in.
+    pub fn state(&self) -> Option<ServerResource> {
+        crate::domain::replay(self.snapshot.clone(), &self.events)
+    }
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends atomically if the stored head is `expected_version` and the command id is new.
+    /// Returning `Ok` means committed and durable.
+    async fn append(&self, req: AppendRequest) -> Result<CommitRecord, AppendError>;
+
+    /// The latest snapshot and the events after it.
+    async fn load(&self, id: ResourceId) -> Result<Loaded, StoreError>;
+
+    /// Up to `limit` events with version > `after_version`, in version order.
+    async fn events(
+        &self,
+        id: ResourceId,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<EventEnvelope>, StoreError>;
+
+    /// The commit a command id produced, if it was applied.
+    async fn find_command(&self, command_id: CommandId)
+    -> Result<Option<CommitRecord>, StoreError>;
+
+    /// The latest version of a resource (0 if it has no events).
+    async fn head(&self, id: ResourceId) -> Result<u64, StoreError>;
+
+    /// Every resource with at least one event (for rebuilding projections).
+    async fn resource_ids(&self) -> Result<Vec<ResourceId>, StoreError>;
+}
+
+#[async_trait]
+pub trait ReadModelStore: Send + Sync + 'static {
+    /// Stores each view unless a view of the same or a newer version is already there.
+    async fn upsert(&self, views: Vec<ClientResource>) -> Result<(), StoreError>;
+    async fn get(&self, id: ResourceId) -> Result<Option<ClientResource>, StoreError>;
+    async fn list_by_owner(&self, owner: &PlayerId) -> Result<Vec<ClientResource>, StoreError>;
+    /// Forgets every view (before a rebuild from the log).
+    async fn clear(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,12 @@
+//! The storage conformance suite on the embedded backend. Guards against a backend that loses,
+//! reorders or double-commits events, or lets a stale writer win.
+
+use warden::store::conformance;
+use warden::store::embedded::EmbeddedStore;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    conformance::run_all(&store).await;
+}
