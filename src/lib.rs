@@ -5,6 +5,7 @@
 //!   `decide` (may refuse, never mutates) and `apply` (never fails). No I/O, no clock reads.
 //! - [`store`]: the event-store and read-model traits, the embedded redb backend with group
 //!   commit, and the conformance suite every backend passes.
+//! - [`auth`]: signed tokens (JWT) and the server secret.
 //! - [`actor`]: one tokio task per live resource; the [`actor::Registry`] routes commands to them.
 //! - [`bus`]: the node's hub that fans committed changes out to listeners.
 //! - [`projection`]: the read-model updater, rebuild from the log, and the query handler.
@@ -14,6 +15,7 @@
 //! - [`protocol`]: the wire types, shared with `client-sim`.
 
 pub mod actor;
+pub mod auth;
 pub mod bus;
 pub mod clock;
 pub mod demo;
