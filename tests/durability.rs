@@ -283,3 +283,140 @@ async fn a_restarted_node_repairs_its_read_model_by_itself() {
     assert_eq!(view.amount, 850);
     node.shutdown().await;
 }
+
+/// Set in the child process of [`a_killed_process_loses_no_acknowledged_command`]: the data
+/// directory it writes to.
+const CRASH_CHILD_DIR: &str = "WARDEN_TEST_CRASH_CHILD_DIR";
+/// Acknowledgements the parent waits for before it kills the child.
+const ACKS_BEFORE_KILL: usize = 150;
+
+/// Kills the child when the parent's test ends, whatever happens, so no writer is orphaned.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// This test runs twice: as the parent (the test proper) and, re-executed with
+/// [`CRASH_CHILD_DIR`] set, as the child that writes until it is killed with SIGKILL: no
+/// shutdown, no drop, no flush. Every command the child printed as acknowledged must be in the
+/// store the parent then opens.
+#[test]
+fn a_killed_process_loses_no_acknowledged_command() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command as Process, Stdio};
+
+    if let Some(dir) = std::env::var_os(CRASH_CHILD_DIR) {
+        return crash_child(std::path::Path::new(&dir));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let child = Process::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_killed_process_loses_no_acknowledged_command",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CRASH_CHILD_DIR, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let mut acks: Vec<(ResourceId, u64, CommandId)> = Vec::new();
+    let parse = |line: &str| -> Option<(ResourceId, u64, CommandId)> {
+        let mut f = line.strip_prefix("ack ")?.split(' ');
+        Some((
+            ResourceId(f.next()?.parse().ok()?),
+            f.next()?.parse().ok()?,
+            CommandId(f.next()?.parse().ok()?),
+        ))
+    };
+    while acks.len() < ACKS_BEFORE_KILL {
+        let line = lines
+            .next()
+            .expect("the child stopped before enough acknowledgements")
+            .unwrap();
+        acks.extend(parse(&line));
+    }
+    // SIGKILL while writes are in flight, then collect what it had acknowledged by then.
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    for line in lines.map_while(Result::ok) {
+        acks.extend(parse(&line));
+    }
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = EmbeddedStore::open(dir.path()).expect("the store opens after a crash");
+        for (id, version, command_id) in &acks {
+            let found = store.events(*id, version - 1, 1).await.unwrap();
+            assert_eq!(
+                found.first().map(|e| (e.version, e.command_id)),
+                Some((*version, *command_id)),
+                "acknowledged version {version} of {id} is missing after the crash"
+            );
+        }
+        // And what is there is a well-formed log.
+        for id in store.resource_ids().await.unwrap() {
+            let log = store.events(id, 0, usize::MAX).await.unwrap();
+            let versions: Vec<u64> = log.iter().map(|e| e.version).collect();
+            assert_eq!(versions, (1..=log.len() as u64).collect::<Vec<_>>());
+            assert_eq!(store.head(id).await.unwrap(), log.len() as u64);
+            assert_eq!(store.load(id).await.unwrap().state(), replay(None, &log));
+        }
+    });
+}
+
+/// The child: four players add to their gold as fast as they can and print each
+/// acknowledgement as soon as it arrives. It stops by itself after a while in case the parent
+/// vanished.
+fn crash_child(dir: &std::path::Path) {
+    use std::io::Write;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = Arc::new(EmbeddedStore::open(dir).unwrap());
+        let node = start(&store, &ManualClock::at(T0));
+        let writers: Vec<_> = (0..4)
+            .map(|p| {
+                let registry = node.registry.clone();
+                tokio::spawn(async move {
+                    let who = Principal::player(format!("crash-{p}"));
+                    let create = Command::Create(CreateResource {
+                        resource_type: "wood".into(),
+                        owner: None,
+                        params: None,
+                    });
+                    let (cid, created) = send(&registry, &who, create).await.unwrap();
+                    let id = created.resource_id;
+                    let print = |version: u64, cid: CommandId| {
+                        let mut out = std::io::stdout().lock();
+                        writeln!(out, "ack {id} {version} {cid}").unwrap();
+                        out.flush().unwrap();
+                    };
+                    print(created.version, cid);
+                    for _ in 0..2_000 {
+                        let add = Command::Add(AddResource {
+                            resource_id: id,
+                            amount: 1,
+                            reason: String::new(),
+                        });
+                        let (cid, reply) = send(&registry, &who, add).await.unwrap();
+                        print(reply.version, cid);
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            let _ = w.await;
+        }
+    });
+}
