@@ -203,7 +203,9 @@ impl ResourceActor {
     ) -> Result<CommandReply, CommandError> {
         let same_target = match request.command.resource_id() {
             Some(id) => id == record.resource_id,
-            None => true, // a create's id was chosen by the first attempt
+            // A create's resource id was chosen by the first attempt. Only a create commits a
+            // resource's first version, so a record starting later belongs to another command.
+            None => record.first_version == 1,
         };
         if !same_target {
             return Err(CommandError::CommandIdReused);
