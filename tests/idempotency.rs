@@ -277,3 +277,30 @@ async fn idempotency_holds_across_a_restart() {
     assert_eq!(store.resource_ids().await.unwrap(), vec![id]);
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_player_replaying_a_command_id_learns_nothing() {
+    // Given alice's allocate under command id C
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let node = start(&store);
+    let id = given(&node.registry, 500).await;
+    let c = CommandId::new();
+    execute(&node.registry, c, allocate(id, 100)).await.unwrap();
+    // When mallory sends a command with the same id on alice's resource
+    let replay = node
+        .registry
+        .execute(CommandRequest {
+            command_id: c,
+            principal: Principal::player("mallory"),
+            command: allocate(id, 100),
+        })
+        .await;
+    // Then mallory is refused without alice's state, and nothing changed
+    assert!(
+        matches!(replay, Err(CommandError::CommandIdReused)),
+        "got {replay:?}"
+    );
+    assert_eq!(store.head(id).await.unwrap(), 2);
+    node.shutdown().await;
+}

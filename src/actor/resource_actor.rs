@@ -217,6 +217,10 @@ impl ResourceActor {
             .await?;
         let resource = domain::replay(None, &history)
             .ok_or_else(|| StoreError::Corrupt(format!("no events for {}", record.resource_id)))?;
+        if !request.principal.is_trusted() && resource.owner != request.principal.player {
+            // Someone else's command id: answering would show them another player's resource.
+            return Err(CommandError::CommandIdReused);
+        }
         let events = history
             .into_iter()
             .filter(|e| e.version >= record.first_version)

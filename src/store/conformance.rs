@@ -56,6 +56,7 @@ pub async fn run_all<S: EventStore + ReadModelStore>(store: &S) {
     history_pages_in_order(store).await;
     snapshot_plus_tail_equals_full_replay(store).await;
     read_model_only_moves_forward(store).await;
+    misnumbered_events_are_refused(store).await;
 }
 
 /// Guards against: events lost or reordered between append and load.
@@ -297,4 +298,17 @@ pub async fn read_model_only_moves_forward(store: &dyn ReadModelStore) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Guards against: a caller bug writing a log with holes or with another resource's events.
+pub async fn misnumbered_events_are_refused(store: &dyn EventStore) {
+    let id = ResourceId::new();
+    store.append(request(id, 0, vec![created("alice", 10)])).await.unwrap();
+    let mut skipping = request(id, 1, vec![added(1, 11)]);
+    skipping.events[0].version = 3;
+    assert!(matches!(store.append(skipping).await, Err(AppendError::Store(_))));
+    let mut foreign = request(id, 1, vec![added(1, 11)]);
+    foreign.events[0].resource_id = ResourceId::new();
+    assert!(matches!(store.append(foreign).await, Err(AppendError::Store(_))));
+    assert_eq!(store.head(id).await.unwrap(), 1, "nothing was written");
 }

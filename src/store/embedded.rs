@@ -203,7 +203,6 @@ fn commit_batch(
             let mut version = head;
             for event in &req.events {
                 version += 1;
-                debug_assert_eq!(event.version, version, "events must be stamped in order");
                 events
                     .insert((id, version), encode(event)?.as_slice())
                     .map_err(unavailable)?;
@@ -254,9 +253,7 @@ fn read_events(
 #[async_trait]
 impl EventStore for EmbeddedStore {
     async fn append(&self, req: AppendRequest) -> Result<CommitRecord, AppendError> {
-        if req.events.is_empty() {
-            return Err(StoreError::Corrupt("empty append".into()).into());
-        }
+        req.validate()?;
         let (tx, rx) = oneshot::channel();
         self.writer
             .send((req, tx))

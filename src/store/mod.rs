@@ -30,6 +30,37 @@ pub struct AppendRequest {
     pub snapshot: Option<ServerResource>,
 }
 
+impl AppendRequest {
+    /// Checks the request is well formed: events present, all of this resource and this command,
+    /// stamped `expected_version + 1, + 2, …`. Every backend calls it before writing, so a bug in
+    /// a caller is refused as `Corrupt` instead of writing a log with holes.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        if self.events.is_empty() {
+            return Err(StoreError::Corrupt(
+                "an append needs at least one event".into(),
+            ));
+        }
+        let in_order = self
+            .events
+            .iter()
+            .zip(self.expected_version + 1..)
+            .all(|(e, v)| {
+                e.version == v
+                    && e.resource_id == self.resource_id
+                    && e.command_id == self.command_id
+            });
+        if !in_order {
+            return Err(StoreError::Corrupt(format!(
+                "events of command {} are not stamped {}.. for resource {}",
+                self.command_id,
+                self.expected_version + 1,
+                self.resource_id
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Where a command's events landed. Also the record kept per command id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommitRecord {
