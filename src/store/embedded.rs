@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 const EVENTS: TableDefinition<(u128, u64), &[u8]> = TableDefinition::new("events");
@@ -40,6 +41,39 @@ pub const WRITER_QUEUE: usize = 16 * 1024;
 
 type AppendReply = oneshot::Sender<Result<CommitRecord, AppendError>>;
 
+/// Tunables of the embedded store, with documented defaults.
+#[derive(Clone, Debug)]
+pub struct EmbeddedOptions {
+    /// Most appends one group commit takes (default [`MAX_BATCH`]). `1` turns group commit off:
+    /// one fsync per append (benchmarks use it to show what group commit buys).
+    pub max_batch: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        Self {
+            max_batch: MAX_BATCH,
+        }
+    }
+}
+
+/// What the group-commit writer has done since the store was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Write transactions committed (each one fsync).
+    pub commits: u64,
+    /// Appends those transactions carried (successful or refused); `appends / commits` is the
+    /// mean group size.
+    pub appends: u64,
+}
+
+/// Counters the writer thread bumps once per commit (two relaxed adds: cheap enough to keep on).
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    appends: AtomicU64,
+}
+
 /// The event store and read-model store on redb files.
 pub struct EmbeddedStore {
     /// The write side's database; reads open their own MVCC read transactions on it.
@@ -50,6 +84,8 @@ pub struct EmbeddedStore {
     writer: mpsc::Sender<(AppendRequest, AppendReply)>,
     /// The writer thread, joined on drop so the files are closed when the store is gone.
     writer_thread: Option<std::thread::JoinHandle<()>>,
+    /// Commits and appends done by the writer, for benchmarks and metrics.
+    counters: Arc<Counters>,
     dir: PathBuf,
 }
 
@@ -70,8 +106,13 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError>
 }
 
 impl EmbeddedStore {
-    /// Opens (creating if needed) the store under `dir`.
+    /// Opens (creating if needed) the store under `dir`, with the default options.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, EmbeddedOptions::default())
+    }
+
+    /// Opens (creating if needed) the store under `dir`.
+    pub fn open_with(dir: &Path, options: EmbeddedOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let events = Arc::new(open_db(&dir.join("events.redb"))?);
@@ -90,17 +131,29 @@ impl EmbeddedStore {
         }
         let (writer, rx) = mpsc::channel(WRITER_QUEUE);
         let db = events.clone();
+        let counters = Arc::new(Counters::default());
+        let writer_counters = counters.clone();
+        let max_batch = options.max_batch.max(1);
         let writer_thread = std::thread::Builder::new()
             .name("warden-group-commit".into())
-            .spawn(move || group_commit_loop(&db, rx))
+            .spawn(move || group_commit_loop(&db, rx, max_batch, &writer_counters))
             .map_err(unavailable)?;
         Ok(Self {
             events,
             views,
             writer,
             writer_thread: Some(writer_thread),
+            counters,
             dir: dir.to_owned(),
         })
+    }
+
+    /// Group commits done so far and the appends they carried.
+    pub fn commit_stats(&self) -> CommitStats {
+        CommitStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            appends: self.counters.appends.load(Ordering::Relaxed),
+        }
     }
 
     /// The directory the files live in.
@@ -134,11 +187,16 @@ impl Drop for EmbeddedStore {
 }
 
 /// The writer thread: take a batch, check and insert each append, commit once, answer all.
-fn group_commit_loop(db: &Database, mut rx: mpsc::Receiver<(AppendRequest, AppendReply)>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+fn group_commit_loop(
+    db: &Database,
+    mut rx: mpsc::Receiver<(AppendRequest, AppendReply)>,
+    max_batch: usize,
+    counters: &Counters,
+) {
+    let mut batch = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
+        while batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
@@ -147,6 +205,10 @@ fn group_commit_loop(db: &Database, mut rx: mpsc::Receiver<(AppendRequest, Appen
         let outcomes = commit_batch(db, &batch);
         match outcomes {
             Ok(outcomes) => {
+                counters.commits.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .appends
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
                     let _ = reply.send(outcome);
                 }
