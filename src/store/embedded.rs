@@ -12,6 +12,8 @@
 //! fsync, and a caller hears `Ok` only after the commit is durable. Each append is checked inside
 //! the transaction against what earlier appends of the same batch wrote, so two appends at the same
 //! expected version in one batch still produce exactly one winner.
+//! An [`EventStore::append_many`] from one actor is one job in that queue: its appends are
+//! checked in order and commit in the same transaction.
 
 use crate::domain::{
     ClientResource, CommandId, EventEnvelope, PlayerId, ResourceId, ServerResource,
@@ -33,13 +35,18 @@ const SNAPSHOTS: TableDefinition<u128, &[u8]> = TableDefinition::new("snapshots"
 const VIEWS: TableDefinition<u128, &[u8]> = TableDefinition::new("views");
 const BY_OWNER: TableDefinition<(&str, u128), ()> = TableDefinition::new("by_owner");
 
-/// Most appends one group commit takes. Larger batches amortise the fsync further but make the
+/// Most appends one group commit takes (a job is never split, so one may go over). Larger batches amortise the fsync further but make the
 /// first caller in a batch wait for the others' inserts.
 pub const MAX_BATCH: usize = 1024;
-/// Appends that may wait for the writer; further callers wait for room (back-pressure).
+/// Jobs (one caller's appends) that may wait for the writer; further callers wait for room
+/// (back-pressure).
 pub const WRITER_QUEUE: usize = 16 * 1024;
 
-type AppendReply = oneshot::Sender<Result<CommitRecord, AppendError>>;
+/// One caller's appends (checked in order) and where their outcomes go.
+struct Job {
+    appends: Vec<AppendRequest>,
+    reply: oneshot::Sender<Vec<Result<CommitRecord, AppendError>>>,
+}
 
 /// Tunables of the embedded store, with documented defaults.
 #[derive(Clone, Debug)]
@@ -81,7 +88,7 @@ pub struct EmbeddedStore {
     /// The read side's database.
     views: Arc<Database>,
     /// Queue to the group-commit writer thread.
-    writer: mpsc::Sender<(AppendRequest, AppendReply)>,
+    writer: mpsc::Sender<Job>,
     /// The writer thread, joined on drop so the files are closed when the store is gone.
     writer_thread: Option<std::thread::JoinHandle<()>>,
     /// Commits and appends done by the writer, for benchmarks and metrics.
@@ -189,34 +196,44 @@ impl Drop for EmbeddedStore {
 /// The writer thread: take a batch, check and insert each append, commit once, answer all.
 fn group_commit_loop(
     db: &Database,
-    mut rx: mpsc::Receiver<(AppendRequest, AppendReply)>,
+    mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
     counters: &Counters,
 ) {
-    let mut batch = Vec::with_capacity(max_batch);
+    let mut batch: Vec<Job> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
+        let mut appends = first.appends.len();
         batch.push(first);
-        while batch.len() < max_batch {
+        while appends < max_batch {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => {
+                    appends += job.appends.len();
+                    batch.push(job);
+                }
                 Err(_) => break,
             }
         }
-        let outcomes = commit_batch(db, &batch);
-        match outcomes {
+        match commit_batch(db, &batch) {
             Ok(outcomes) => {
                 counters.commits.fetch_add(1, Ordering::Relaxed);
                 counters
                     .appends
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = reply.send(outcome);
+                    .fetch_add(appends as u64, Ordering::Relaxed);
+                let mut outcomes = outcomes.into_iter();
+                for job in batch.drain(..) {
+                    let answers = outcomes.by_ref().take(job.appends.len()).collect();
+                    let _ = job.reply.send(answers);
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, appends = batch.len(), "group commit failed");
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(AppendError::Store(unavailable(&e))));
+                tracing::error!(error = %e, appends, "group commit failed");
+                for job in batch.drain(..) {
+                    let answers = job
+                        .appends
+                        .iter()
+                        .map(|_| Err(AppendError::Store(unavailable(&e))))
+                        .collect();
+                    let _ = job.reply.send(answers);
                 }
             }
         }
@@ -224,9 +241,10 @@ fn group_commit_loop(
 }
 
 /// One write transaction for the whole batch. An `Err` means nothing in the batch was committed.
+/// Outcomes come in the order of the jobs and of the appends within each.
 fn commit_batch(
     db: &Database,
-    batch: &[(AppendRequest, AppendReply)],
+    batch: &[Job],
 ) -> Result<Vec<Result<CommitRecord, AppendError>>, StoreError> {
     let mut tx = db.begin_write().map_err(unavailable)?;
     tx.set_durability(Durability::Immediate)
@@ -237,7 +255,11 @@ fn commit_batch(
         let mut heads = tx.open_table(HEADS).map_err(unavailable)?;
         let mut commands = tx.open_table(COMMANDS).map_err(unavailable)?;
         let mut snapshots = tx.open_table(SNAPSHOTS).map_err(unavailable)?;
-        for (req, _) in batch {
+        for req in batch.iter().flat_map(|job| &job.appends) {
+            if req.events.is_empty() {
+                outcomes.push(Err(StoreError::Corrupt("empty append".into()).into()));
+                continue;
+            }
             let id = req.resource_id.0.as_u128();
             let cmd = req.command_id.0.as_u128();
             if let Some(rec) = commands.get(cmd).map_err(unavailable)? {
@@ -316,16 +338,31 @@ fn read_events(
 #[async_trait]
 impl EventStore for EmbeddedStore {
     async fn append(&self, req: AppendRequest) -> Result<CommitRecord, AppendError> {
-        if req.events.is_empty() {
-            return Err(StoreError::Corrupt("empty append".into()).into());
+        self.append_many(vec![req]).await.pop().unwrap_or_else(|| {
+            Err(unavailable("the group-commit writer gave no outcome").into())
+        })
+    }
+
+    async fn append_many(
+        &self,
+        appends: Vec<AppendRequest>,
+    ) -> Vec<Result<CommitRecord, AppendError>> {
+        let count = appends.len();
+        let failed = |why: &str| {
+            (0..count)
+                .map(|_| Err(unavailable(why).into()))
+                .collect::<Vec<_>>()
+        };
+        if count == 0 {
+            return Vec::new();
         }
-        let (tx, rx) = oneshot::channel();
-        self.writer
-            .send((req, tx))
+        let (reply, answer) = oneshot::channel();
+        if self.writer.send(Job { appends, reply }).await.is_err() {
+            return failed("the store is closing");
+        }
+        answer
             .await
-            .map_err(|_| unavailable("the store is closing"))?;
-        rx.await
-            .map_err(|_| unavailable("the group-commit writer stopped"))?
+            .unwrap_or_else(|_| failed("the group-commit writer stopped"))
     }
 
     async fn load(&self, id: ResourceId) -> Result<Loaded, StoreError> {

@@ -53,7 +53,7 @@ pub enum AppendError {
 }
 
 /// The storage itself failed. The detail is for the server log; clients get a code.
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 pub enum StoreError {
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -80,6 +80,25 @@ pub trait EventStore: Send + Sync + 'static {
     /// Appends atomically if the stored head is `expected_version` and the command id is new.
     /// Returning `Ok` means committed and durable.
     async fn append(&self, req: AppendRequest) -> Result<CommitRecord, AppendError>;
+
+    /// Appends several requests in order, each exactly as [`append`](Self::append) would (its own
+    /// version check, command record and outcome), and returns their outcomes in the same order.
+    ///
+    /// An actor uses it to commit a run of commands it decided one after another: each request
+    /// then expects the version the previous one leads to, so if one fails the later ones fail
+    /// their version check too (or are duplicates). A backend may commit all of them in one
+    /// transaction (the embedded store does, in one group commit); the default appends them one
+    /// at a time.
+    async fn append_many(
+        &self,
+        reqs: Vec<AppendRequest>,
+    ) -> Vec<Result<CommitRecord, AppendError>> {
+        let mut outcomes = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            outcomes.push(self.append(req).await);
+        }
+        outcomes
+    }
 
     /// The latest snapshot and the events after it.
     async fn load(&self, id: ResourceId) -> Result<Loaded, StoreError>;
