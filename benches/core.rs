@@ -4,12 +4,13 @@
 //!
 //! ```text
 //! cargo bench --bench core -- [--scenario hot|spread|decide|all] [--resources N] [--clients C]
-//!                             [--seconds S] [--max-batch B] [--dir PATH]
+//!                             [--seconds S] [--max-batch B] [--pipeline P] [--dir PATH]
 //! ```
 //!
 //! `all` (the default) runs `decide`, `hot`, `spread` over 1,000 and 10,000 resources, then `hot`
-//! and `spread` again with group commit off (`--max-batch 1`) to show what it buys. Figures come
-//! from here, never from timed tests.
+//! and `spread` again with group commit and pipelining off (`--max-batch 1 --pipeline 1`: one
+//! fsync per command) to show what they buy. The `store` column reads `g<max batch>/p<pipeline>`.
+//! Figures come from here, never from timed tests.
 
 use clap::Parser;
 use hdrhistogram::Histogram;
@@ -44,6 +45,10 @@ struct Args {
     /// `all` skips its comparison runs.
     #[arg(long)]
     max_batch: Option<usize>,
+    /// Commands an actor decides together and commits in one append (default: the actor's).
+    /// The comparison runs of `all` use 1.
+    #[arg(long)]
+    pipeline: Option<usize>,
     /// Where the temporary stores go (default: the cargo target directory, on real disk; /tmp may
     /// be a tmpfs where fsync costs nothing).
     #[arg(long)]
@@ -160,28 +165,31 @@ fn main() {
         .expect("tokio runtime");
 
     let batch = args.max_batch.unwrap_or(MAX_BATCH);
+    let pipeline = args.pipeline.unwrap_or(ActorConfig::default().pipeline);
     let hot_clients = args.clients.unwrap_or(64);
     let spread_clients = args.clients.unwrap_or(1_000);
     let spread_sizes = match args.resources {
         Some(n) => vec![n.max(1)],
         None => vec![1_000, 10_000],
     };
-    let mut plan: Vec<(&str, usize, usize, usize)> = Vec::new(); // scenario, N, C, max batch
+    // scenario, resources, clients, store batch limit, actor pipeline
+    let mut plan: Vec<(&str, usize, usize, usize, usize)> = Vec::new();
     let all = args.scenario == "all";
     if all || args.scenario == "decide" {
-        plan.push(("decide", 1, 1, 0));
+        plan.push(("decide", 1, 1, 0, 0));
     }
     if all || args.scenario == "hot" {
-        plan.push(("hot", 1, hot_clients, batch));
+        plan.push(("hot", 1, hot_clients, batch, pipeline));
     }
     if all || args.scenario == "spread" {
         for &n in &spread_sizes {
-            plan.push(("spread", n, spread_clients, batch));
+            plan.push(("spread", n, spread_clients, batch, pipeline));
         }
     }
-    if all && args.max_batch.is_none() {
-        plan.push(("hot", 1, hot_clients, 1));
-        plan.push(("spread", spread_sizes[0], spread_clients, 1));
+    if all && args.max_batch.is_none() && args.pipeline.is_none() {
+        // No group commit and no pipelining: one fsync per command.
+        plan.push(("hot", 1, hot_clients, 1, 1));
+        plan.push(("spread", spread_sizes[0], spread_clients, 1, 1));
     }
     if plan.is_empty() {
         eprintln!(
@@ -198,10 +206,12 @@ fn main() {
         dir.display()
     );
     println!("{}", Row::header());
-    for (scenario, n, c, max_batch) in plan {
+    for (scenario, n, c, max_batch, pipeline) in plan {
         let row = match scenario {
             "decide" => decide_loop(seconds),
-            _ => runtime.block_on(durable_run(scenario, &dir, n, c, max_batch, seconds)),
+            _ => runtime.block_on(durable_run(
+                scenario, &dir, n, c, max_batch, pipeline, seconds,
+            )),
         };
         println!("{}", row.line());
     }
@@ -281,6 +291,7 @@ async fn durable_run(
     resources: usize,
     clients: usize,
     max_batch: usize,
+    pipeline: usize,
     seconds: Duration,
 ) -> Row {
     let temp = tempfile::tempdir_in(dir).expect("temporary store directory");
@@ -290,7 +301,10 @@ async fn durable_run(
     let config = NodeConfig {
         catalogue: Arc::new(Catalogue::default()),
         clock: Arc::new(SystemClock),
-        actors: ActorConfig::default(),
+        actors: ActorConfig {
+            pipeline,
+            ..ActorConfig::default()
+        },
     };
     let node = Node::start(store.clone(), store.clone(), config);
     let registry = node.registry.clone();
@@ -328,11 +342,7 @@ async fn durable_run(
     drop(registry);
     Row {
         scenario: scenario.into(),
-        store: if max_batch == 1 {
-            "batch 1".into()
-        } else {
-            format!("group{max_batch}")
-        },
+        store: format!("g{max_batch}/p{pipeline}"),
         resources,
         clients,
         commands,
