@@ -27,6 +27,11 @@ pub struct ActorConfig {
     pub backoff: Duration,
     /// A snapshot is written with the append whenever the version crosses a multiple of this.
     pub snapshot_every: u64,
+    /// Most commands an actor takes from its mailbox at once: it decides them one after another
+    /// on the state each leads to and commits them in one `append_many` (one group commit), so a
+    /// hot resource is not held to one fsync per command. `1` commits each command before
+    /// deciding the next.
+    pub pipeline: usize,
 }
 
 impl Default for ActorConfig {
@@ -37,6 +42,7 @@ impl Default for ActorConfig {
             max_attempts: 10,
             backoff: Duration::from_millis(2),
             snapshot_every: 64,
+            pipeline: 256,
         }
     }
 }

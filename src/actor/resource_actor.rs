@@ -1,10 +1,12 @@
-//! The actor of one resource: decides its commands one at a time and commits them with a version
-//! check.
+//! The actor of one resource: decides its commands in mailbox order and commits them with a
+//! version check, several at once when several are waiting (see [`ResourceActor::handle`]).
 
 use crate::actor::registry::Shared;
 use crate::actor::{CommandError, CommandReply, CommandRequest};
 use crate::bus::Change;
-use crate::domain::{self, Command, CommandId, Principal, Rejection, ResourceId, ServerResource};
+use crate::domain::{
+    self, Command, CommandId, EventEnvelope, Principal, Rejection, ResourceId, ServerResource,
+};
 use crate::store::{AppendError, AppendRequest, CommitRecord, StoreError};
 use rand::RngExt;
 use std::sync::Arc;
@@ -88,16 +90,27 @@ impl ResourceActor {
             principal: Principal::system(),
             command: Command::ExpireLock(self.id),
         };
-        if let Err(e) = self.execute(request).await {
+        let (reply, answer) = oneshot::channel();
+        self.execute_batch(vec![Mail { request, reply }]).await;
+        if let Ok(Err(e)) = answer.await {
             tracing::warn!(resource = %self.id, error = %e, "could not record a lock expiry");
             // Try again later rather than spinning.
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
-    async fn handle(&mut self, mail: Mail) {
-        let outcome = self.execute(mail.request).await;
-        let _ = mail.reply.send(outcome);
+    /// Takes `first` and whatever else waits in the mailbox (up to the pipeline limit) and runs
+    /// them as one batch.
+    async fn handle(&mut self, first: Mail) {
+        let limit = self.shared.config.pipeline.max(1);
+        let mut batch = vec![first];
+        while batch.len() < limit {
+            match self.mailbox.try_recv() {
+                Ok(mail) => batch.push(mail),
+                Err(_) => break,
+            }
+        }
+        self.execute_batch(batch).await;
     }
 
     async fn reload(&mut self) -> Result<(), StoreError> {
@@ -106,19 +119,55 @@ impl ResourceActor {
         Ok(())
     }
 
-    async fn execute(&mut self, request: CommandRequest) -> Result<CommandReply, CommandError> {
+    /// Decides `mails` in order on the state each previous one leads to, appends every command
+    /// that produced events in one [`append_many`](crate::store::EventStore::append_many) (one group commit, one fsync), and
+    /// answers each command only once its fate is known.
+    ///
+    /// Exact semantics, as if each command ran alone:
+    /// - every command keeps its own command id record, events, change and reply;
+    /// - a command's outcome (including a rejection or a no-op) is final only if every command
+    ///   before it in the batch committed as decided, since it was decided on their state;
+    /// - from the first command that did not (a conflict, a duplicate, a store error), the rest
+    ///   are decided again on a reloaded state, with the usual attempt limit and back-off.
+    async fn execute_batch(&mut self, mut todo: Vec<Mail>) {
         let max_attempts = self.shared.config.max_attempts.max(1);
-        for attempt in 0..max_attempts {
+        let mut attempt = 0;
+        while !todo.is_empty() {
+            if attempt >= max_attempts {
+                for mail in todo {
+                    let _ = mail.reply.send(Err(CommandError::Contention));
+                }
+                return;
+            }
             if attempt > 0 {
                 let cap = self.shared.config.backoff.as_micros() as u64 * (1 << attempt.min(10));
                 let jitter = rand::rng().random_range(0..=cap.max(1));
                 tokio::time::sleep(Duration::from_micros(jitter)).await;
             }
+            attempt += 1;
             if !self.fresh {
-                self.reload().await?;
+                if let Err(e) = self.reload().await {
+                    for mail in todo {
+                        let _ = mail.reply.send(Err(e.clone().into()));
+                    }
+                    return;
+                }
             }
-            let now = self.shared.clock.now();
-            let decided = match (&self.state, &request.command) {
+            todo = self.attempt(todo).await;
+        }
+    }
+
+    /// One round of [`execute_batch`](Self::execute_batch): returns the commands to decide again.
+    async fn attempt(&mut self, todo: Vec<Mail>) -> Vec<Mail> {
+        let now = self.shared.clock.now();
+        let every = self.shared.config.snapshot_every.max(1);
+        // Decide each command on the state the ones before it lead to.
+        let mut speculative = self.state.clone();
+        let mut decided = Vec::with_capacity(todo.len());
+        let mut appends = Vec::new();
+        for mail in &todo {
+            let request = &mail.request;
+            let outcome = match (&speculative, &request.command) {
                 (None, Command::Create(create)) => {
                     domain::decide_create(&self.shared.catalogue, &request.principal, create, now)
                         .map(|e| vec![e])
@@ -126,73 +175,115 @@ impl ResourceActor {
                 (None, _) => Err(Rejection::NotFound(self.id)),
                 (Some(state), command) => domain::decide(state, &request.principal, command, now),
             };
-            let events = match decided {
-                Ok(events) => events,
-                Err(rejection) => {
-                    // A retry of a command that already succeeded must get its first outcome, not
-                    // a rejection from the state it led to.
-                    if let Some(record) = self.shared.store.find_command(request.command_id).await?
-                    {
-                        return self.original_outcome(&request, record).await;
-                    }
-                    return Err(CommandError::Rejected(rejection));
+            decided.push(match outcome {
+                Err(rejection) => Decided::Rejected(rejection),
+                Ok(events) if events.is_empty() => Decided::NoOp(
+                    speculative
+                        .clone()
+                        .expect("only existing resources decide no-ops"),
+                ),
+                Ok(events) => {
+                    let base = speculative.as_ref().map_or(0, |s| s.version);
+                    let events = domain::stamp(self.id, base, request.command_id, now, events);
+                    let next = domain::replay(speculative.take(), &events)
+                        .expect("decided events always lead to a state");
+                    let snapshot = (next.version / every > base / every).then(|| next.clone());
+                    appends.push(AppendRequest {
+                        resource_id: self.id,
+                        expected_version: base,
+                        command_id: request.command_id,
+                        events: events.clone(),
+                        snapshot,
+                    });
+                    speculative = Some(next.clone());
+                    Decided::Append { events, next }
                 }
-            };
-            let base = self.state.as_ref().map_or(0, |s| s.version);
-            if events.is_empty() {
-                let state = self
-                    .state
-                    .clone()
-                    .expect("only existing resources decide no-ops");
-                return Ok(CommandReply {
+            });
+        }
+        let expected = appends.len();
+        let mut outcomes = if appends.is_empty() {
+            Vec::new()
+        } else {
+            self.shared.store.append_many(appends).await
+        }
+        .into_iter();
+
+        // Settle each command in order; `intact` holds while everything before committed as
+        // decided.
+        let mut intact = true;
+        let mut again = Vec::new();
+        for (mail, decided) in todo.into_iter().zip(decided) {
+            let outcome = match decided {
+                Decided::Append { events, next } => {
+                    let appended = outcomes.next().unwrap_or_else(|| {
+                        Err(StoreError::Unavailable(format!(
+                            "the store answered fewer than {expected} appends"
+                        ))
+                        .into())
+                    });
+                    match appended {
+                        Ok(_) => {
+                            // Committed, so the state it was decided on was the stored one.
+                            self.state = Some(next.clone());
+                            self.shared
+                                .hub
+                                .publish(Arc::new(Change::new(events.clone(), next.clone())));
+                            Ok(CommandReply {
+                                resource_id: self.id,
+                                version: next.version,
+                                events,
+                                resource: next,
+                                duplicate: false,
+                            })
+                        }
+                        Err(AppendError::Conflict { .. }) => {
+                            intact = false;
+                            again.push(mail);
+                            continue;
+                        }
+                        Err(AppendError::Duplicate(record)) => {
+                            intact = false;
+                            self.original_outcome(&mail.request, record).await
+                        }
+                        Err(AppendError::Store(e)) => {
+                            // The outcome is unknown to us: reload before the next command.
+                            intact = false;
+                            Err(e.into())
+                        }
+                    }
+                }
+                _ if !intact => {
+                    again.push(mail);
+                    continue;
+                }
+                Decided::NoOp(state) => Ok(CommandReply {
                     resource_id: self.id,
-                    version: base,
+                    version: state.version,
                     events: Vec::new(),
                     resource: state,
                     duplicate: false,
-                });
-            }
-            let events = domain::stamp(self.id, base, request.command_id, now, events);
-            let next = domain::replay(self.state.clone(), &events)
-                .expect("decided events always lead to a state");
-            let every = self.shared.config.snapshot_every.max(1);
-            let snapshot = (next.version / every > base / every).then(|| next.clone());
-            let append = AppendRequest {
-                resource_id: self.id,
-                expected_version: base,
-                command_id: request.command_id,
-                events: events.clone(),
-                snapshot,
+                }),
+                Decided::Rejected(rejection) => self.rejected(&mail.request, rejection).await,
             };
-            match self.shared.store.append(append).await {
-                Ok(_) => {
-                    self.state = Some(next.clone());
-                    self.shared
-                        .hub
-                        .publish(Arc::new(Change::new(events.clone(), next.clone())));
-                    return Ok(CommandReply {
-                        resource_id: self.id,
-                        version: next.version,
-                        events,
-                        resource: next,
-                        duplicate: false,
-                    });
-                }
-                Err(AppendError::Conflict { .. }) => {
-                    self.fresh = false;
-                    continue;
-                }
-                Err(AppendError::Duplicate(record)) => {
-                    return self.original_outcome(&request, record).await;
-                }
-                Err(AppendError::Store(e)) => {
-                    // The outcome is unknown to us: reload before the next command.
-                    self.fresh = false;
-                    return Err(e.into());
-                }
-            }
+            let _ = mail.reply.send(outcome);
         }
-        Err(CommandError::Contention)
+        if !intact {
+            self.fresh = false;
+        }
+        again
+    }
+
+    /// A rejection, unless the command id already succeeded: a retry of a command that did must
+    /// get its first outcome, not a rejection from the state it led to.
+    async fn rejected(
+        &self,
+        request: &CommandRequest,
+        rejection: Rejection,
+    ) -> Result<CommandReply, CommandError> {
+        match self.shared.store.find_command(request.command_id).await? {
+            Some(record) => self.original_outcome(request, record).await,
+            None => Err(CommandError::Rejected(rejection)),
+        }
     }
 
     /// The outcome a command id produced the first time, rebuilt from the log.
@@ -233,6 +324,18 @@ impl ResourceActor {
             duplicate: true,
         })
     }
+}
+
+/// What deciding one command of a batch produced, before the store has answered.
+enum Decided {
+    /// Events to append, and the state they lead to.
+    Append {
+        events: Vec<EventEnvelope>,
+        next: ServerResource,
+    },
+    /// Nothing to record; the reply shows this state.
+    NoOp(ServerResource),
+    Rejected(Rejection),
 }
 
 async fn sleep_or_forever(d: Option<Duration>) {

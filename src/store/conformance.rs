@@ -53,10 +53,12 @@ pub async fn run_all<S: EventStore + ReadModelStore>(store: &S) {
     one_winner_among_racing_appends(store).await;
     repeated_command_id_is_a_duplicate(store).await;
     a_command_commits_all_its_events_or_none(store).await;
+    append_many_settles_each_command_in_order(store).await;
     history_pages_in_order(store).await;
     snapshot_plus_tail_equals_full_replay(store).await;
     read_model_only_moves_forward(store).await;
     misnumbered_events_are_refused(store).await;
+    a_broken_chain_commits_nothing_after_the_break(store).await;
 }
 
 /// Guards against: events lost or reordered between append and load.
@@ -195,6 +197,87 @@ pub async fn a_command_commits_all_its_events_or_none(store: &dyn EventStore) {
     assert_eq!(store.head(id).await.unwrap(), 4);
 }
 
+/// Guards against: a batch of chained appends (an actor's pipelined commands) losing a command's
+/// own record, committing past a failed link, or answering out of order.
+pub async fn append_many_settles_each_command_in_order(store: &dyn EventStore) {
+    let id = ResourceId::new();
+    store
+        .append(request(id, 0, vec![created("alice", 10)]))
+        .await
+        .unwrap();
+    assert!(store.append_many(Vec::new()).await.is_empty());
+
+    // Given three commands decided one on top of the other, when appended together, then each
+    // commits with its own versions and command record.
+    let chain = vec![
+        request(id, 1, vec![added(1, 11)]),
+        request(id, 2, vec![added(1, 12)]),
+        request(id, 3, vec![added(1, 13)]),
+    ];
+    let ids: Vec<_> = chain.iter().map(|r| r.command_id).collect();
+    let outcomes = store.append_many(chain).await;
+    let records: Vec<_> = outcomes
+        .into_iter()
+        .map(|o| o.expect("each link of a fresh chain commits"))
+        .collect();
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| (r.first_version, r.last_version))
+            .collect::<Vec<_>>(),
+        vec![(2, 2), (3, 3), (4, 4)]
+    );
+    for (rec, command_id) in records.iter().zip(&ids) {
+        assert_eq!(rec.command_id, *command_id);
+        assert_eq!(store.find_command(*command_id).await.unwrap(), Some(*rec));
+    }
+
+    // Given a chain whose middle command was already applied, then the first commits, the middle
+    // is a duplicate, and the last (decided on a state that never happened) conflicts.
+    let mut repeat = request(id, 5, vec![added(1, 15)]);
+    repeat.command_id = ids[0];
+    repeat.events = stamp(id, 5, ids[0], Timestamp(1_000), vec![added(1, 15)]);
+    let outcomes = store
+        .append_many(vec![
+            request(id, 4, vec![added(1, 14)]),
+            repeat,
+            request(id, 6, vec![added(1, 16)]),
+        ])
+        .await;
+    assert!(outcomes[0].is_ok(), "got {:?}", outcomes[0]);
+    assert!(
+        matches!(&outcomes[1], Err(AppendError::Duplicate(r)) if *r == records[0]),
+        "got {:?}",
+        outcomes[1]
+    );
+    assert!(
+        matches!(
+            outcomes[2],
+            Err(AppendError::Conflict {
+                expected: 6,
+                actual: 5
+            })
+        ),
+        "got {:?}",
+        outcomes[2]
+    );
+    assert_eq!(store.head(id).await.unwrap(), 5);
+
+    // Given a stale chain, then every link conflicts and nothing is written.
+    let outcomes = store
+        .append_many(vec![
+            request(id, 1, vec![added(1, 11)]),
+            request(id, 2, vec![added(1, 12)]),
+        ])
+        .await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Err(AppendError::Conflict { .. })))
+    );
+    assert_eq!(store.head(id).await.unwrap(), 5);
+}
+
 /// Guards against: history pages that skip or repeat events.
 pub async fn history_pages_in_order(store: &dyn EventStore) {
     let id = ResourceId::new();
@@ -303,12 +386,51 @@ pub async fn read_model_only_moves_forward(store: &dyn ReadModelStore) {
 /// Guards against: a caller bug writing a log with holes or with another resource's events.
 pub async fn misnumbered_events_are_refused(store: &dyn EventStore) {
     let id = ResourceId::new();
-    store.append(request(id, 0, vec![created("alice", 10)])).await.unwrap();
+    store
+        .append(request(id, 0, vec![created("alice", 10)]))
+        .await
+        .unwrap();
     let mut skipping = request(id, 1, vec![added(1, 11)]);
     skipping.events[0].version = 3;
-    assert!(matches!(store.append(skipping).await, Err(AppendError::Store(_))));
+    assert!(matches!(
+        store.append(skipping).await,
+        Err(AppendError::Store(_))
+    ));
     let mut foreign = request(id, 1, vec![added(1, 11)]);
     foreign.events[0].resource_id = ResourceId::new();
-    assert!(matches!(store.append(foreign).await, Err(AppendError::Store(_))));
+    assert!(matches!(
+        store.append(foreign).await,
+        Err(AppendError::Store(_))
+    ));
     assert_eq!(store.head(id).await.unwrap(), 1, "nothing was written");
+}
+
+/// Guards against: a pipelined run of commands where the first loses its version check but a later
+/// one commits anyway because another writer happened to move the head to the version it expects,
+/// writing a balance decided on a state that never existed (a lost update).
+pub async fn a_broken_chain_commits_nothing_after_the_break(store: &dyn EventStore) {
+    let id = ResourceId::new();
+    store
+        .append(request(id, 0, vec![created("alice", 10)]))
+        .await
+        .unwrap();
+    // Another writer commits version 2.
+    store
+        .append(request(id, 1, vec![added(5, 15)]))
+        .await
+        .unwrap();
+    // Our chain was decided on version 1: its first append conflicts, its second expects 2.
+    let chain = vec![
+        request(id, 1, vec![added(1, 11)]),
+        request(id, 2, vec![added(1, 12)]),
+    ];
+    let outcomes = store.append_many(chain).await;
+    assert_eq!(outcomes.len(), 2);
+    assert!(matches!(outcomes[0], Err(AppendError::Conflict { .. })));
+    assert!(
+        matches!(outcomes[1], Err(AppendError::Conflict { .. })),
+        "after a failed link nothing commits, got {:?}",
+        outcomes[1]
+    );
+    assert_eq!(store.head(id).await.unwrap(), 2);
 }

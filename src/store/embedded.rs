@@ -12,6 +12,8 @@
 //! fsync, and a caller hears `Ok` only after the commit is durable. Each append is checked inside
 //! the transaction against what earlier appends of the same batch wrote, so two appends at the same
 //! expected version in one batch still produce exactly one winner.
+//! An [`EventStore::append_many`] from one actor is one job in that queue: its appends are
+//! checked in order and commit in the same transaction.
 
 use crate::domain::{
     ClientResource, CommandId, EventEnvelope, PlayerId, ResourceId, ServerResource,
@@ -23,6 +25,7 @@ use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 const EVENTS: TableDefinition<(u128, u64), &[u8]> = TableDefinition::new("events");
@@ -32,13 +35,51 @@ const SNAPSHOTS: TableDefinition<u128, &[u8]> = TableDefinition::new("snapshots"
 const VIEWS: TableDefinition<u128, &[u8]> = TableDefinition::new("views");
 const BY_OWNER: TableDefinition<(&str, u128), ()> = TableDefinition::new("by_owner");
 
-/// Most appends one group commit takes. Larger batches amortise the fsync further but make the
+/// Most appends one group commit takes (a job is never split, so one may go over). Larger batches amortise the fsync further but make the
 /// first caller in a batch wait for the others' inserts.
 pub const MAX_BATCH: usize = 1024;
-/// Appends that may wait for the writer; further callers wait for room (back-pressure).
+/// Jobs (one caller's appends) that may wait for the writer; further callers wait for room
+/// (back-pressure).
 pub const WRITER_QUEUE: usize = 16 * 1024;
 
-type AppendReply = oneshot::Sender<Result<CommitRecord, AppendError>>;
+/// One caller's appends (checked in order) and where their outcomes go.
+struct Job {
+    appends: Vec<AppendRequest>,
+    reply: oneshot::Sender<Vec<Result<CommitRecord, AppendError>>>,
+}
+
+/// Tunables of the embedded store, with documented defaults.
+#[derive(Clone, Debug)]
+pub struct EmbeddedOptions {
+    /// Most appends one group commit takes (default [`MAX_BATCH`]). `1` turns group commit off:
+    /// one fsync per append (benchmarks use it to show what group commit buys).
+    pub max_batch: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        Self {
+            max_batch: MAX_BATCH,
+        }
+    }
+}
+
+/// What the group-commit writer has done since the store was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Write transactions committed (each one fsync).
+    pub commits: u64,
+    /// Appends those transactions carried (successful or refused); `appends / commits` is the
+    /// mean group size.
+    pub appends: u64,
+}
+
+/// Counters the writer thread bumps once per commit (two relaxed adds: cheap enough to keep on).
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    appends: AtomicU64,
+}
 
 /// The event store and read-model store on redb files.
 pub struct EmbeddedStore {
@@ -47,9 +88,11 @@ pub struct EmbeddedStore {
     /// The read side's database.
     views: Arc<Database>,
     /// Queue to the group-commit writer thread.
-    writer: mpsc::Sender<(AppendRequest, AppendReply)>,
+    writer: mpsc::Sender<Job>,
     /// The writer thread, joined on drop so the files are closed when the store is gone.
     writer_thread: Option<std::thread::JoinHandle<()>>,
+    /// Commits and appends done by the writer, for benchmarks and metrics.
+    counters: Arc<Counters>,
     dir: PathBuf,
 }
 
@@ -70,8 +113,13 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError>
 }
 
 impl EmbeddedStore {
-    /// Opens (creating if needed) the store under `dir`.
+    /// Opens (creating if needed) the store under `dir`, with the default options.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, EmbeddedOptions::default())
+    }
+
+    /// Opens (creating if needed) the store under `dir`.
+    pub fn open_with(dir: &Path, options: EmbeddedOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let events = Arc::new(open_db(&dir.join("events.redb"))?);
@@ -90,17 +138,29 @@ impl EmbeddedStore {
         }
         let (writer, rx) = mpsc::channel(WRITER_QUEUE);
         let db = events.clone();
+        let counters = Arc::new(Counters::default());
+        let writer_counters = counters.clone();
+        let max_batch = options.max_batch.max(1);
         let writer_thread = std::thread::Builder::new()
             .name("warden-group-commit".into())
-            .spawn(move || group_commit_loop(&db, rx))
+            .spawn(move || group_commit_loop(&db, rx, max_batch, &writer_counters))
             .map_err(unavailable)?;
         Ok(Self {
             events,
             views,
             writer,
             writer_thread: Some(writer_thread),
+            counters,
             dir: dir.to_owned(),
         })
+    }
+
+    /// Group commits done so far and the appends they carried.
+    pub fn commit_stats(&self) -> CommitStats {
+        CommitStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            appends: self.counters.appends.load(Ordering::Relaxed),
+        }
     }
 
     /// The directory the files live in.
@@ -134,27 +194,46 @@ impl Drop for EmbeddedStore {
 }
 
 /// The writer thread: take a batch, check and insert each append, commit once, answer all.
-fn group_commit_loop(db: &Database, mut rx: mpsc::Receiver<(AppendRequest, AppendReply)>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+fn group_commit_loop(
+    db: &Database,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    counters: &Counters,
+) {
+    let mut batch: Vec<Job> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
+        let mut appends = first.appends.len();
         batch.push(first);
-        while batch.len() < MAX_BATCH {
+        while appends < max_batch {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => {
+                    appends += job.appends.len();
+                    batch.push(job);
+                }
                 Err(_) => break,
             }
         }
-        let outcomes = commit_batch(db, &batch);
-        match outcomes {
+        match commit_batch(db, &batch) {
             Ok(outcomes) => {
-                for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = reply.send(outcome);
+                counters.commits.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .appends
+                    .fetch_add(appends as u64, Ordering::Relaxed);
+                let mut outcomes = outcomes.into_iter();
+                for job in batch.drain(..) {
+                    let answers = outcomes.by_ref().take(job.appends.len()).collect();
+                    let _ = job.reply.send(answers);
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, appends = batch.len(), "group commit failed");
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(AppendError::Store(unavailable(&e))));
+                tracing::error!(error = %e, appends, "group commit failed");
+                for job in batch.drain(..) {
+                    let answers = job
+                        .appends
+                        .iter()
+                        .map(|_| Err(AppendError::Store(unavailable(&e))))
+                        .collect();
+                    let _ = job.reply.send(answers);
                 }
             }
         }
@@ -162,9 +241,10 @@ fn group_commit_loop(db: &Database, mut rx: mpsc::Receiver<(AppendRequest, Appen
 }
 
 /// One write transaction for the whole batch. An `Err` means nothing in the batch was committed.
+/// Outcomes come in the order of the jobs and of the appends within each.
 fn commit_batch(
     db: &Database,
-    batch: &[(AppendRequest, AppendReply)],
+    batch: &[Job],
 ) -> Result<Vec<Result<CommitRecord, AppendError>>, StoreError> {
     let mut tx = db.begin_write().map_err(unavailable)?;
     tx.set_durability(Durability::Immediate)
@@ -175,57 +255,96 @@ fn commit_batch(
         let mut heads = tx.open_table(HEADS).map_err(unavailable)?;
         let mut commands = tx.open_table(COMMANDS).map_err(unavailable)?;
         let mut snapshots = tx.open_table(SNAPSHOTS).map_err(unavailable)?;
-        for (req, _) in batch {
-            let id = req.resource_id.0.as_u128();
-            let cmd = req.command_id.0.as_u128();
-            if let Some(rec) = commands.get(cmd).map_err(unavailable)? {
-                let (rid, first, last) = rec.value();
-                outcomes.push(Err(AppendError::Duplicate(CommitRecord {
-                    resource_id: ResourceId(uuid::Uuid::from_u128(rid)),
-                    command_id: req.command_id,
-                    first_version: first,
-                    last_version: last,
-                })));
-                continue;
+        for job in batch {
+            // A job's appends form a chain (each expects the version the previous one leads to,
+            // decided on its state): after the first that fails, none of the rest may commit,
+            // even if another writer happened to bring the head to the version it expects.
+            let mut broken = false;
+            for req in &job.appends {
+                let id = req.resource_id.0.as_u128();
+                let head = heads
+                    .get(id)
+                    .map_err(unavailable)?
+                    .map(|g| g.value())
+                    .unwrap_or(0);
+                if broken {
+                    outcomes.push(Err(AppendError::Conflict {
+                        expected: req.expected_version,
+                        actual: head,
+                    }));
+                    continue;
+                }
+                let outcome = append_one(
+                    req,
+                    head,
+                    &mut events,
+                    &mut heads,
+                    &mut commands,
+                    &mut snapshots,
+                )?;
+                broken = outcome.is_err();
+                outcomes.push(outcome);
             }
-            let head = heads
-                .get(id)
-                .map_err(unavailable)?
-                .map(|g| g.value())
-                .unwrap_or(0);
-            if head != req.expected_version {
-                outcomes.push(Err(AppendError::Conflict {
-                    expected: req.expected_version,
-                    actual: head,
-                }));
-                continue;
-            }
-            let mut version = head;
-            for event in &req.events {
-                version += 1;
-                events
-                    .insert((id, version), encode(event)?.as_slice())
-                    .map_err(unavailable)?;
-            }
-            heads.insert(id, version).map_err(unavailable)?;
-            commands
-                .insert(cmd, (id, head + 1, version))
-                .map_err(unavailable)?;
-            if let Some(snapshot) = &req.snapshot {
-                snapshots
-                    .insert(id, encode(snapshot)?.as_slice())
-                    .map_err(unavailable)?;
-            }
-            outcomes.push(Ok(CommitRecord {
-                resource_id: req.resource_id,
-                command_id: req.command_id,
-                first_version: head + 1,
-                last_version: version,
-            }));
         }
     }
     tx.commit().map_err(unavailable)?;
     Ok(outcomes)
+}
+
+type Table<'t, K, V> = redb::Table<'t, K, V>;
+
+/// Checks and writes one append inside the batch's transaction. The outer `Err` is a storage
+/// failure (the whole batch fails); the inner one is this append's refusal.
+fn append_one(
+    req: &AppendRequest,
+    head: u64,
+    events: &mut Table<'_, (u128, u64), &'static [u8]>,
+    heads: &mut Table<'_, u128, u64>,
+    commands: &mut Table<'_, u128, (u128, u64, u64)>,
+    snapshots: &mut Table<'_, u128, &'static [u8]>,
+) -> Result<Result<CommitRecord, AppendError>, StoreError> {
+    if let Err(e) = req.validate() {
+        return Ok(Err(e.into()));
+    }
+    let id = req.resource_id.0.as_u128();
+    let cmd = req.command_id.0.as_u128();
+    if let Some(rec) = commands.get(cmd).map_err(unavailable)? {
+        let (rid, first, last) = rec.value();
+        return Ok(Err(AppendError::Duplicate(CommitRecord {
+            resource_id: ResourceId(uuid::Uuid::from_u128(rid)),
+            command_id: req.command_id,
+            first_version: first,
+            last_version: last,
+        })));
+    }
+    if head != req.expected_version {
+        return Ok(Err(AppendError::Conflict {
+            expected: req.expected_version,
+            actual: head,
+        }));
+    }
+    let mut version = head;
+    for event in &req.events {
+        version += 1;
+        events
+            .insert((id, version), encode(event)?.as_slice())
+            .map_err(unavailable)?;
+    }
+    heads.insert(id, version).map_err(unavailable)?;
+    commands
+        .insert(cmd, (id, head + 1, version))
+        .map_err(unavailable)?;
+    if let Some(snapshot) = &req.snapshot {
+        snapshots
+            .insert(id, encode(snapshot)?.as_slice())
+            .map_err(unavailable)?;
+    }
+    Ok(Ok(CommitRecord {
+        resource_id: req.resource_id,
+        command_id: req.command_id,
+        first_version: head + 1,
+        last_version: version,
+    }))
 }
 
 fn read_events(
@@ -253,14 +372,32 @@ fn read_events(
 #[async_trait]
 impl EventStore for EmbeddedStore {
     async fn append(&self, req: AppendRequest) -> Result<CommitRecord, AppendError> {
-        req.validate()?;
-        let (tx, rx) = oneshot::channel();
-        self.writer
-            .send((req, tx))
+        self.append_many(vec![req])
             .await
-            .map_err(|_| unavailable("the store is closing"))?;
-        rx.await
-            .map_err(|_| unavailable("the group-commit writer stopped"))?
+            .pop()
+            .unwrap_or_else(|| Err(unavailable("the group-commit writer gave no outcome").into()))
+    }
+
+    async fn append_many(
+        &self,
+        appends: Vec<AppendRequest>,
+    ) -> Vec<Result<CommitRecord, AppendError>> {
+        let count = appends.len();
+        let failed = |why: &str| {
+            (0..count)
+                .map(|_| Err(unavailable(why).into()))
+                .collect::<Vec<_>>()
+        };
+        if count == 0 {
+            return Vec::new();
+        }
+        let (reply, answer) = oneshot::channel();
+        if self.writer.send(Job { appends, reply }).await.is_err() {
+            return failed("the store is closing");
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| failed("the group-commit writer stopped"))
     }
 
     async fn load(&self, id: ResourceId) -> Result<Loaded, StoreError> {

@@ -84,7 +84,7 @@ pub enum AppendError {
 }
 
 /// The storage itself failed. The detail is for the server log; clients get a code.
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 pub enum StoreError {
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -111,6 +111,40 @@ pub trait EventStore: Send + Sync + 'static {
     /// Appends atomically if the stored head is `expected_version` and the command id is new.
     /// Returning `Ok` means committed and durable.
     async fn append(&self, req: AppendRequest) -> Result<CommitRecord, AppendError>;
+
+    /// Appends several requests in order, each exactly as [`append`](Self::append) would (its own
+    /// version check, command record and outcome), and returns their outcomes in the same order.
+    ///
+    /// An actor uses it to commit a run of commands it decided one after another: each request
+    /// then expects the version the previous one leads to and was decided on its state. So the
+    /// requests form a chain: after the first that fails, none of the rest is attempted; each is
+    /// answered `Conflict` (even if another writer happened to bring the head to the version it
+    /// expects, its events were decided on a state that never existed). A backend may commit all of them in one
+    /// transaction (the embedded store does, in one group commit); the default appends them one
+    /// at a time.
+    async fn append_many(
+        &self,
+        reqs: Vec<AppendRequest>,
+    ) -> Vec<Result<CommitRecord, AppendError>> {
+        let mut outcomes = Vec::with_capacity(reqs.len());
+        let mut broken = false;
+        for req in reqs {
+            let outcome = if broken {
+                match self.head(req.resource_id).await {
+                    Ok(actual) => Err(AppendError::Conflict {
+                        expected: req.expected_version,
+                        actual,
+                    }),
+                    Err(e) => Err(e.into()),
+                }
+            } else {
+                self.append(req).await
+            };
+            broken = outcome.is_err();
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
 
     /// The latest snapshot and the events after it.
     async fn load(&self, id: ResourceId) -> Result<Loaded, StoreError>;
