@@ -73,7 +73,8 @@ async fn concurrent_commands_on_one_resource_each_get_their_own_version() {
     let id = create(&registry, 0).await;
     let requests: Vec<_> = (0..300).map(|_| request(add(id, 1))).collect();
     let sent: Vec<_> = requests.iter().map(|r| r.command_id).collect();
-    let replies = futures::future::join_all(requests.into_iter().map(|r| registry.execute(r))).await;
+    let replies =
+        futures::future::join_all(requests.into_iter().map(|r| registry.execute(r))).await;
 
     // then each succeeds at a version of its own, with its own events,
     let mut versions = Vec::new();
@@ -106,10 +107,9 @@ async fn rejections_follow_the_commands_decided_before_them() {
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let registry = registry(store.clone());
     let id = create(&registry, 5).await;
-    let replies = futures::future::join_all(
-        (0..12).map(|_| registry.execute(request(allocate(id, 1)))),
-    )
-    .await;
+    let replies =
+        futures::future::join_all((0..12).map(|_| registry.execute(request(allocate(id, 1)))))
+            .await;
     // then exactly 5 succeed and the rest are refused as insufficient, never overdrawn.
     let ok = replies.iter().filter(|r| r.is_ok()).count();
     assert_eq!(ok, 5);

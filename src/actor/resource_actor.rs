@@ -299,7 +299,9 @@ impl ResourceActor {
     ) -> Result<CommandReply, CommandError> {
         let same_target = match request.command.resource_id() {
             Some(id) => id == record.resource_id,
-            None => true, // a create's id was chosen by the first attempt
+            // A create's resource id was chosen by the first attempt. Only a create commits a
+            // resource's first version, so a record starting later belongs to another command.
+            None => record.first_version == 1,
         };
         if !same_target {
             return Err(CommandError::CommandIdReused);
@@ -311,6 +313,10 @@ impl ResourceActor {
             .await?;
         let resource = domain::replay(None, &history)
             .ok_or_else(|| StoreError::Corrupt(format!("no events for {}", record.resource_id)))?;
+        if !request.principal.is_trusted() && resource.owner != request.principal.player {
+            // Someone else's command id: answering would show them another player's resource.
+            return Err(CommandError::CommandIdReused);
+        }
         let events = history
             .into_iter()
             .filter(|e| e.version >= record.first_version)

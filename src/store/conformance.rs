@@ -57,6 +57,7 @@ pub async fn run_all<S: EventStore + ReadModelStore>(store: &S) {
     history_pages_in_order(store).await;
     snapshot_plus_tail_equals_full_replay(store).await;
     read_model_only_moves_forward(store).await;
+    misnumbered_events_are_refused(store).await;
 }
 
 /// Guards against: events lost or reordered between append and load.
@@ -261,6 +262,24 @@ pub async fn append_many_settles_each_command_in_order(store: &dyn EventStore) {
     );
     assert_eq!(store.head(id).await.unwrap(), 5);
 
+    // Given a chain whose first link lost a race, when another writer has moved the head by
+    // exactly one version, then the second link (expecting that version, but decided on the
+    // first link's state) is refused as well: its events would record a state that never was.
+    let first = request(id, 5, vec![added(1, 16)]);
+    let second = request(id, 6, vec![added(1, 17)]);
+    store
+        .append(request(id, 5, vec![added(100, 115)]))
+        .await
+        .unwrap();
+    let outcomes = store.append_many(vec![first, second]).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Err(AppendError::Conflict { .. }))),
+        "got {outcomes:?}"
+    );
+    assert_eq!(store.head(id).await.unwrap(), 6);
+
     // Given a stale chain, then every link conflicts and nothing is written.
     let outcomes = store
         .append_many(vec![
@@ -273,7 +292,7 @@ pub async fn append_many_settles_each_command_in_order(store: &dyn EventStore) {
             .iter()
             .all(|o| matches!(o, Err(AppendError::Conflict { .. })))
     );
-    assert_eq!(store.head(id).await.unwrap(), 5);
+    assert_eq!(store.head(id).await.unwrap(), 6);
 }
 
 /// Guards against: history pages that skip or repeat events.
@@ -379,4 +398,26 @@ pub async fn read_model_only_moves_forward(store: &dyn ReadModelStore) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Guards against: a caller bug writing a log with holes or with another resource's events.
+pub async fn misnumbered_events_are_refused(store: &dyn EventStore) {
+    let id = ResourceId::new();
+    store
+        .append(request(id, 0, vec![created("alice", 10)]))
+        .await
+        .unwrap();
+    let mut skipping = request(id, 1, vec![added(1, 11)]);
+    skipping.events[0].version = 3;
+    assert!(matches!(
+        store.append(skipping).await,
+        Err(AppendError::Store(_))
+    ));
+    let mut foreign = request(id, 1, vec![added(1, 11)]);
+    foreign.events[0].resource_id = ResourceId::new();
+    assert!(matches!(
+        store.append(foreign).await,
+        Err(AppendError::Store(_))
+    ));
+    assert_eq!(store.head(id).await.unwrap(), 1, "nothing was written");
 }

@@ -13,7 +13,8 @@
 //! the transaction against what earlier appends of the same batch wrote, so two appends at the same
 //! expected version in one batch still produce exactly one winner.
 //! An [`EventStore::append_many`] from one actor is one job in that queue: its appends are
-//! checked in order and commit in the same transaction.
+//! checked in order and commit in the same transaction; once one fails, the rest of that job is
+//! refused as a conflict.
 
 use crate::domain::{
     ClientResource, CommandId, EventEnvelope, PlayerId, ResourceId, ServerResource,
@@ -255,58 +256,76 @@ fn commit_batch(
         let mut heads = tx.open_table(HEADS).map_err(unavailable)?;
         let mut commands = tx.open_table(COMMANDS).map_err(unavailable)?;
         let mut snapshots = tx.open_table(SNAPSHOTS).map_err(unavailable)?;
-        for req in batch.iter().flat_map(|job| &job.appends) {
-            if req.events.is_empty() {
-                outcomes.push(Err(StoreError::Corrupt("empty append".into()).into()));
-                continue;
-            }
-            let id = req.resource_id.0.as_u128();
-            let cmd = req.command_id.0.as_u128();
-            if let Some(rec) = commands.get(cmd).map_err(unavailable)? {
-                let (rid, first, last) = rec.value();
-                outcomes.push(Err(AppendError::Duplicate(CommitRecord {
-                    resource_id: ResourceId(uuid::Uuid::from_u128(rid)),
+        // A job's appends chain (each decided on the state the previous one leads to): once one
+        // fails, the later ones are refused too, even where another writer has moved the head to
+        // the version they expect.
+        for job in batch {
+            let mut broken = false;
+            for req in &job.appends {
+                if broken {
+                    let head = heads
+                        .get(req.resource_id.0.as_u128())
+                        .map_err(unavailable)?
+                        .map_or(0, |g| g.value());
+                    outcomes.push(Err(AppendError::Conflict {
+                        expected: req.expected_version,
+                        actual: head,
+                    }));
+                    continue;
+                }
+                broken = true; // until this one commits
+                if let Err(e) = req.validate() {
+                    outcomes.push(Err(e.into()));
+                    continue;
+                }
+                let id = req.resource_id.0.as_u128();
+                let cmd = req.command_id.0.as_u128();
+                if let Some(rec) = commands.get(cmd).map_err(unavailable)? {
+                    let (rid, first, last) = rec.value();
+                    outcomes.push(Err(AppendError::Duplicate(CommitRecord {
+                        resource_id: ResourceId(uuid::Uuid::from_u128(rid)),
+                        command_id: req.command_id,
+                        first_version: first,
+                        last_version: last,
+                    })));
+                    continue;
+                }
+                let head = heads
+                    .get(id)
+                    .map_err(unavailable)?
+                    .map(|g| g.value())
+                    .unwrap_or(0);
+                if head != req.expected_version {
+                    outcomes.push(Err(AppendError::Conflict {
+                        expected: req.expected_version,
+                        actual: head,
+                    }));
+                    continue;
+                }
+                let mut version = head;
+                for event in &req.events {
+                    version += 1;
+                    events
+                        .insert((id, version), encode(event)?.as_slice())
+                        .map_err(unavailable)?;
+                }
+                heads.insert(id, version).map_err(unavailable)?;
+                commands
+                    .insert(cmd, (id, head + 1, version))
+                    .map_err(unavailable)?;
+                if let Some(snapshot) = &req.snapshot {
+                    snapshots
+                        .insert(id, encode(snapshot)?.as_slice())
+                        .map_err(unavailable)?;
+                }
+                outcomes.push(Ok(CommitRecord {
+                    resource_id: req.resource_id,
                     command_id: req.command_id,
-                    first_version: first,
-                    last_version: last,
-                })));
-                continue;
-            }
-            let head = heads
-                .get(id)
-                .map_err(unavailable)?
-                .map(|g| g.value())
-                .unwrap_or(0);
-            if head != req.expected_version {
-                outcomes.push(Err(AppendError::Conflict {
-                    expected: req.expected_version,
-                    actual: head,
+                    first_version: head + 1,
+                    last_version: version,
                 }));
-                continue;
+                broken = false;
             }
-            let mut version = head;
-            for event in &req.events {
-                version += 1;
-                debug_assert_eq!(event.version, version, "events must be stamped in order");
-                events
-                    .insert((id, version), encode(event)?.as_slice())
-                    .map_err(unavailable)?;
-            }
-            heads.insert(id, version).map_err(unavailable)?;
-            commands
-                .insert(cmd, (id, head + 1, version))
-                .map_err(unavailable)?;
-            if let Some(snapshot) = &req.snapshot {
-                snapshots
-                    .insert(id, encode(snapshot)?.as_slice())
-                    .map_err(unavailable)?;
-            }
-            outcomes.push(Ok(CommitRecord {
-                resource_id: req.resource_id,
-                command_id: req.command_id,
-                first_version: head + 1,
-                last_version: version,
-            }));
         }
     }
     tx.commit().map_err(unavailable)?;
@@ -338,9 +357,10 @@ fn read_events(
 #[async_trait]
 impl EventStore for EmbeddedStore {
     async fn append(&self, req: AppendRequest) -> Result<CommitRecord, AppendError> {
-        self.append_many(vec![req]).await.pop().unwrap_or_else(|| {
-            Err(unavailable("the group-commit writer gave no outcome").into())
-        })
+        self.append_many(vec![req])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(unavailable("the group-commit writer gave no outcome").into()))
     }
 
     async fn append_many(

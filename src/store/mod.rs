@@ -30,6 +30,37 @@ pub struct AppendRequest {
     pub snapshot: Option<ServerResource>,
 }
 
+impl AppendRequest {
+    /// Checks the request is well formed: events present, all of this resource and this command,
+    /// stamped `expected_version + 1, + 2, …`. Every backend calls it before writing, so a bug in
+    /// a caller is refused as `Corrupt` instead of writing a log with holes.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        if self.events.is_empty() {
+            return Err(StoreError::Corrupt(
+                "an append needs at least one event".into(),
+            ));
+        }
+        let in_order = self
+            .events
+            .iter()
+            .zip(self.expected_version + 1..)
+            .all(|(e, v)| {
+                e.version == v
+                    && e.resource_id == self.resource_id
+                    && e.command_id == self.command_id
+            });
+        if !in_order {
+            return Err(StoreError::Corrupt(format!(
+                "events of command {} are not stamped {}.. for resource {}",
+                self.command_id,
+                self.expected_version + 1,
+                self.resource_id
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Where a command's events landed. Also the record kept per command id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommitRecord {
@@ -81,21 +112,33 @@ pub trait EventStore: Send + Sync + 'static {
     /// Returning `Ok` means committed and durable.
     async fn append(&self, req: AppendRequest) -> Result<CommitRecord, AppendError>;
 
-    /// Appends several requests in order, each exactly as [`append`](Self::append) would (its own
-    /// version check, command record and outcome), and returns their outcomes in the same order.
+    /// Appends several requests in order, each as [`append`](Self::append) would (its own version
+    /// check, command record and outcome), and returns their outcomes in the same order.
     ///
-    /// An actor uses it to commit a run of commands it decided one after another: each request
-    /// then expects the version the previous one leads to, so if one fails the later ones fail
-    /// their version check too (or are duplicates). A backend may commit all of them in one
-    /// transaction (the embedded store does, in one group commit); the default appends them one
-    /// at a time.
+    /// The requests form a chain: an actor decided each on the state the previous one leads to.
+    /// So once one fails (conflict, duplicate, store error), every later one is refused as a
+    /// conflict without being written, even if another writer has meanwhile moved the head to
+    /// the version it expects (its events were decided on a state that never existed). A backend
+    /// may commit the whole chain in one transaction (the embedded store does, in one group
+    /// commit); the default appends one at a time.
     async fn append_many(
         &self,
         reqs: Vec<AppendRequest>,
     ) -> Vec<Result<CommitRecord, AppendError>> {
         let mut outcomes = Vec::with_capacity(reqs.len());
+        let mut broken = false;
         for req in reqs {
-            outcomes.push(self.append(req).await);
+            if broken {
+                let expected = req.expected_version;
+                outcomes.push(match self.head(req.resource_id).await {
+                    Ok(actual) => Err(AppendError::Conflict { expected, actual }),
+                    Err(e) => Err(e.into()),
+                });
+                continue;
+            }
+            let outcome = self.append(req).await;
+            broken = outcome.is_err();
+            outcomes.push(outcome);
         }
         outcomes
     }

@@ -1,0 +1,306 @@
+//! Idempotency: a command id is applied at most once, and a retry gets the first outcome.
+//!
+//! Guards against: a client that retries after a dropped connection being charged twice, a
+//! retried allocate that succeeded being told "insufficient" because it already spent the gold,
+//! a retried create making a second resource, and a command id that silently means two things.
+
+use std::sync::Arc;
+use warden::actor::{CommandError, CommandReply, CommandRequest, Registry};
+use warden::clock::ManualClock;
+use warden::domain::{
+    AddResource, AllocateResource, Command, CommandId, CreateResource, Principal, ResourceId,
+    ResourceParams,
+};
+use warden::node::{Node, NodeConfig};
+use warden::store::EventStore;
+use warden::store::embedded::EmbeddedStore;
+
+const T0: i64 = 1_767_225_600_000;
+
+fn start(store: &Arc<EmbeddedStore>) -> Node {
+    Node::start(
+        store.clone(),
+        store.clone(),
+        NodeConfig {
+            clock: Arc::new(ManualClock::at(T0)),
+            ..NodeConfig::default()
+        },
+    )
+}
+
+fn alice() -> Principal {
+    Principal::player("alice")
+}
+
+async fn execute(
+    registry: &Registry,
+    command_id: CommandId,
+    command: Command,
+) -> Result<CommandReply, CommandError> {
+    registry
+        .execute(CommandRequest {
+            command_id,
+            principal: alice(),
+            command,
+        })
+        .await
+}
+
+fn create_gold() -> Command {
+    Command::Create(CreateResource {
+        resource_type: "gold".into(),
+        owner: None,
+        params: None,
+    })
+}
+
+/// Alice's resource holding `amount`, with no regeneration.
+async fn given(registry: &Registry, amount: u64) -> ResourceId {
+    registry
+        .execute(CommandRequest {
+            command_id: CommandId::new(),
+            principal: Principal::service("backend"),
+            command: Command::Create(CreateResource {
+                resource_type: "tokens".into(),
+                owner: Some(alice().player),
+                params: Some(ResourceParams {
+                    initial_amount: amount,
+                    max_amount: 10_000,
+                    regen_milli: 0,
+                }),
+            }),
+        })
+        .await
+        .unwrap()
+        .resource_id
+}
+
+fn allocate(id: ResourceId, amount: u64) -> Command {
+    Command::Allocate(AllocateResource {
+        resource_id: id,
+        amount,
+        reason: String::new(),
+    })
+}
+
+fn add(id: ResourceId, amount: u64) -> Command {
+    Command::Add(AddResource {
+        resource_id: id,
+        amount,
+        reason: String::new(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_command_id_twice_applies_once_and_answers_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let node = start(&store);
+    let id = given(&node.registry, 1000).await;
+
+    let cid = CommandId::new();
+    let first = execute(&node.registry, cid, add(id, 10)).await.unwrap();
+    let again = execute(&node.registry, cid, add(id, 10)).await.unwrap();
+
+    assert!(!first.duplicate);
+    assert!(
+        again.duplicate,
+        "the retry is marked as the original outcome"
+    );
+    assert_eq!(again.version, first.version);
+    assert_eq!(again.resource, first.resource);
+    assert_eq!(again.events, first.events);
+    assert_eq!(store.head(id).await.unwrap(), 2, "applied once");
+    assert_eq!(
+        store
+            .load(id)
+            .await
+            .unwrap()
+            .state()
+            .unwrap()
+            .balance
+            .amount,
+        1010
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_answers_the_original_outcome_even_after_later_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let node = start(&store);
+    let id = given(&node.registry, 1000).await;
+
+    let cid = CommandId::new();
+    let first = execute(&node.registry, cid, add(id, 10)).await.unwrap();
+    execute(&node.registry, CommandId::new(), add(id, 1))
+        .await
+        .unwrap();
+    execute(&node.registry, CommandId::new(), add(id, 1))
+        .await
+        .unwrap();
+    let again = execute(&node.registry, cid, add(id, 10)).await.unwrap();
+
+    assert!(again.duplicate);
+    assert_eq!(
+        again.version, 2,
+        "the version of the original, not the head"
+    );
+    assert_eq!(
+        again.resource, first.resource,
+        "the state right after the original"
+    );
+    assert_eq!(store.head(id).await.unwrap(), 4);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_allocate_that_succeeded_stays_a_success_when_the_balance_is_now_too_low() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let node = start(&store);
+    let id = given(&node.registry, 100).await;
+
+    let cid = CommandId::new();
+    let first = execute(&node.registry, cid, allocate(id, 80))
+        .await
+        .unwrap();
+    assert_eq!(first.resource.balance.amount, 20);
+    // A fresh allocate of 80 would now be refused ...
+    let fresh = execute(&node.registry, CommandId::new(), allocate(id, 80)).await;
+    assert_eq!(fresh.unwrap_err().code(), "insufficient");
+    // ... but the retry of the one that succeeded gets its success back.
+    let again = execute(&node.registry, cid, allocate(id, 80))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!((again.version, again.resource.balance.amount), (2, 20));
+    assert_eq!(store.head(id).await.unwrap(), 2, "nothing spent twice");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_create_returns_the_same_resource_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let node = start(&store);
+
+    let cid = CommandId::new();
+    let first = execute(&node.registry, cid, create_gold()).await.unwrap();
+    let again = execute(&node.registry, cid, create_gold()).await.unwrap();
+
+    assert!(again.duplicate);
+    assert_eq!(again.resource_id, first.resource_id);
+    assert_eq!(again.resource, first.resource);
+    assert_eq!(
+        store.resource_ids().await.unwrap(),
+        vec![first.resource_id],
+        "exactly one resource exists"
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reusing_a_command_id_on_another_resource_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let node = start(&store);
+    let one = given(&node.registry, 100).await;
+    let other = given(&node.registry, 100).await;
+
+    let cid = CommandId::new();
+    execute(&node.registry, cid, add(one, 1)).await.unwrap();
+    // Whether the command would succeed on the other resource ...
+    let r = execute(&node.registry, cid, add(other, 1))
+        .await
+        .unwrap_err();
+    assert_eq!(r.code(), "command_id_reused");
+    // ... or be refused there.
+    let r = execute(&node.registry, cid, allocate(other, 1_000))
+        .await
+        .unwrap_err();
+    assert_eq!(r.code(), "command_id_reused");
+    assert_eq!(
+        store.head(other).await.unwrap(),
+        1,
+        "nothing written to the other resource"
+    );
+    assert_eq!(store.head(one).await.unwrap(), 2);
+    // A create under an id that an add used is not a repeat of that add: it must not answer
+    // with the add's resource as if it had been created.
+    let r = execute(&node.registry, cid, create_gold())
+        .await
+        .unwrap_err();
+    assert_eq!(r.code(), "command_id_reused");
+    assert_eq!(
+        store.resource_ids().await.unwrap().len(),
+        2,
+        "nothing created"
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_holds_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let node = start(&store);
+    let create_id = CommandId::new();
+    let created = execute(&node.registry, create_id, create_gold())
+        .await
+        .unwrap();
+    let id = created.resource_id;
+    let cid = CommandId::new();
+    let first = execute(&node.registry, cid, allocate(id, 999))
+        .await
+        .unwrap();
+    node.shutdown().await;
+    drop(Arc::into_inner(store).expect("the node let go of the store"));
+
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let node = start(&store);
+    let again = execute(&node.registry, cid, allocate(id, 999))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(
+        (again.version, &again.resource),
+        (first.version, &first.resource)
+    );
+    let recreated = execute(&node.registry, create_id, create_gold())
+        .await
+        .unwrap();
+    assert!(recreated.duplicate);
+    assert_eq!(recreated.resource_id, id);
+    assert_eq!(store.head(id).await.unwrap(), 2);
+    assert_eq!(store.resource_ids().await.unwrap(), vec![id]);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_player_replaying_a_command_id_learns_nothing() {
+    // Given alice's allocate under command id C
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let node = start(&store);
+    let id = given(&node.registry, 500).await;
+    let c = CommandId::new();
+    execute(&node.registry, c, allocate(id, 100)).await.unwrap();
+    // When mallory sends a command with the same id on alice's resource
+    let replay = node
+        .registry
+        .execute(CommandRequest {
+            command_id: c,
+            principal: Principal::player("mallory"),
+            command: allocate(id, 100),
+        })
+        .await;
+    // Then mallory is refused without alice's state, and nothing changed
+    assert!(
+        matches!(replay, Err(CommandError::CommandIdReused)),
+        "got {replay:?}"
+    );
+    assert_eq!(store.head(id).await.unwrap(), 2);
+    node.shutdown().await;
+}
