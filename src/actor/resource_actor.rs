@@ -120,8 +120,8 @@ impl ResourceActor {
     }
 
     /// Decides `mails` in order on the state each previous one leads to, appends every command
-    /// that produced events in one [`append_many`](crate::store::EventStore::append_many) (one group commit, one fsync), and
-    /// answers each command only once its fate is known.
+    /// that produced events in one [`append_many`](crate::store::EventStore::append_many) (one
+    /// group commit, one fsync), and answers each command only once its fate is known.
     ///
     /// Exact semantics, as if each command ran alone:
     /// - every command keeps its own command id record, events, change and reply;
@@ -209,8 +209,9 @@ impl ResourceActor {
         .into_iter();
 
         // Settle each command in order; `intact` holds while everything before committed as
-        // decided.
+        // decided, `stale` once the store may hold more than `self.state`.
         let mut intact = true;
+        let mut stale = false;
         let mut again = Vec::new();
         for (mail, decided) in todo.into_iter().zip(decided) {
             let outcome = match decided {
@@ -238,16 +239,20 @@ impl ResourceActor {
                         }
                         Err(AppendError::Conflict { .. }) => {
                             intact = false;
+                            stale = true;
                             again.push(mail);
                             continue;
                         }
                         Err(AppendError::Duplicate(record)) => {
+                            // Nothing was written: `self.state` is still the stored state, but
+                            // the commands after this one were decided on top of it.
                             intact = false;
                             self.original_outcome(&mail.request, record).await
                         }
                         Err(AppendError::Store(e)) => {
                             // The outcome is unknown to us: reload before the next command.
                             intact = false;
+                            stale = true;
                             Err(e.into())
                         }
                     }
@@ -267,7 +272,7 @@ impl ResourceActor {
             };
             let _ = mail.reply.send(outcome);
         }
-        if !intact {
+        if stale {
             self.fresh = false;
         }
         again

@@ -263,6 +263,24 @@ pub async fn append_many_settles_each_command_in_order(store: &dyn EventStore) {
     );
     assert_eq!(store.head(id).await.unwrap(), 5);
 
+    // Given a chain whose first link lost a race, when another writer has moved the head by
+    // exactly one version, then the second link (expecting that version, but decided on the
+    // first link's state) is refused as well: its events would record a state that never was.
+    let first = request(id, 5, vec![added(1, 16)]);
+    let second = request(id, 6, vec![added(1, 17)]);
+    store
+        .append(request(id, 5, vec![added(100, 115)]))
+        .await
+        .unwrap();
+    let outcomes = store.append_many(vec![first, second]).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Err(AppendError::Conflict { .. }))),
+        "got {outcomes:?}"
+    );
+    assert_eq!(store.head(id).await.unwrap(), 6);
+
     // Given a stale chain, then every link conflicts and nothing is written.
     let outcomes = store
         .append_many(vec![
@@ -275,7 +293,7 @@ pub async fn append_many_settles_each_command_in_order(store: &dyn EventStore) {
             .iter()
             .all(|o| matches!(o, Err(AppendError::Conflict { .. })))
     );
-    assert_eq!(store.head(id).await.unwrap(), 5);
+    assert_eq!(store.head(id).await.unwrap(), 6);
 }
 
 /// Guards against: history pages that skip or repeat events.

@@ -13,7 +13,8 @@
 //! the transaction against what earlier appends of the same batch wrote, so two appends at the same
 //! expected version in one batch still produce exactly one winner.
 //! An [`EventStore::append_many`] from one actor is one job in that queue: its appends are
-//! checked in order and commit in the same transaction.
+//! checked in order and commit in the same transaction; once one fails, the rest of that job is
+//! refused as a conflict.
 
 use crate::domain::{
     ClientResource, CommandId, EventEnvelope, PlayerId, ResourceId, ServerResource,

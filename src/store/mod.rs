@@ -112,8 +112,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// Returning `Ok` means committed and durable.
     async fn append(&self, req: AppendRequest) -> Result<CommitRecord, AppendError>;
 
-    /// Appends several requests in order, each exactly as [`append`](Self::append) would (its own
-    /// version check, command record and outcome), and returns their outcomes in the same order.
+    /// Appends several requests in order, each as [`append`](Self::append) would (its own version
+    /// check, command record and outcome), and returns their outcomes in the same order.
     ///
     /// An actor uses it to commit a run of commands it decided one after another: each request
     /// then expects the version the previous one leads to and was decided on its state. So the
