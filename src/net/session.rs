@@ -11,6 +11,7 @@ use crate::domain::{
     AddResource, AllocateResource, Command, CreateResource, LockResource, Principal, Role,
     UnlockResource,
 };
+use crate::net::inbound::{Envelope, KNOWN_TYPES, MaybeReq, TokenBucket};
 use crate::net::listener::Ctx;
 use crate::net::subscriptions::{self, Outbox, SubscribeError, Target};
 use crate::net::{
@@ -22,7 +23,6 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -34,75 +34,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
-/// Message kinds a client may send (for telling `unknown_type` from `bad_message`).
-const KNOWN_TYPES: &[&str] = &[
-    "create",
-    "allocate",
-    "add",
-    "lock",
-    "unlock",
-    "get",
-    "list",
-    "history",
-    "subscribe",
-    "unsubscribe",
-    "ping",
-];
-
 /// Most queued messages written before one flush.
 const WRITE_BATCH: usize = 64;
-
-/// The first thing read from every message: its kind and request id, whatever else is wrong.
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    req: Option<MaybeReq>,
-}
-
-/// A `req` field of any type; only an unsigned integer counts as a request id.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum MaybeReq {
-    Id(RequestId),
-    Other(serde::de::IgnoredAny),
-}
-
-/// A token bucket: `rate` tokens per second up to `burst`. A rate of 0 never runs out.
-struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        Self {
-            rate: f64::from(rate),
-            burst,
-            tokens: burst,
-            at: Instant::now(),
-        }
-    }
-
-    fn take(&mut self) -> bool {
-        if self.rate == 0.0 {
-            return true;
-        }
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 /// A live subscription as the session knows it.
 struct SubHandle {
