@@ -389,3 +389,77 @@ fn update_for(run: &[EventEnvelope], state: &ServerResource, view: View) -> Byte
         resource: ClientResource::from_server(state).redact(view),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Balance, CommandId, EVENT_SCHEMA_VERSION, ResourceEvent, Timestamp};
+
+    fn change() -> Change {
+        let id = ResourceId::new();
+        let event = EventEnvelope {
+            resource_id: id,
+            version: 1,
+            command_id: CommandId::new(),
+            at: Timestamp(1),
+            schema: EVENT_SCHEMA_VERSION,
+            event: ResourceEvent::ResourceLocked {
+                holder: PlayerId::new("alice"),
+                reason: "secret".into(),
+                expires_at: Timestamp(9),
+            },
+        };
+        let created = EventEnvelope {
+            version: 1,
+            event: ResourceEvent::ResourceCreated {
+                owner: PlayerId::new("alice"),
+                resource_type: "gold".into(),
+                max_amount: 10,
+                regen_milli: 5,
+                balance: Balance {
+                    amount: 1,
+                    regen_carry: 0,
+                    regen_at: Timestamp(1),
+                },
+                by: PlayerId::new("alice"),
+            },
+            ..event.clone()
+        };
+        let locked = EventEnvelope {
+            version: 2,
+            ..event
+        };
+        let state = domain::replay(None, [&created, &locked]).unwrap();
+        Change::new(vec![locked], state)
+    }
+
+    // Guards against: encoding an update once per subscriber (10k subscribers, 10k encodings)
+    // or leaking the owner's view to spectators through the shared frame.
+    #[test]
+    fn an_update_is_encoded_once_per_view_and_shared() {
+        let change = change();
+        let a = shared_frame(&change, View::Owner);
+        let b = shared_frame(&change, View::Owner);
+        assert_eq!(a.as_ptr(), b.as_ptr(), "the same bytes, not a copy");
+        let s1 = shared_frame(&change, View::Spectator);
+        let s2 = shared_frame(&change, View::Spectator);
+        assert_eq!(s1.as_ptr(), s2.as_ptr());
+        let owner: ServerMessage = protocol::decode(&a).unwrap();
+        let spectator: ServerMessage = protocol::decode(&s1).unwrap();
+        match (owner, spectator) {
+            (
+                ServerMessage::Update {
+                    resource: o,
+                    base_version: 1,
+                    version: 2,
+                    ..
+                },
+                ServerMessage::Update { resource: s, .. },
+            ) => {
+                assert_eq!(o.lock_reason.as_deref(), Some("secret"));
+                assert_eq!((s.lock_reason, s.regen_milli, s.locked), (None, None, true));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
