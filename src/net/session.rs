@@ -13,7 +13,7 @@ use crate::domain::{
 };
 use crate::net::inbound::{Envelope, KNOWN_TYPES, MaybeReq, TokenBucket};
 use crate::net::listener::Ctx;
-use crate::net::subscriptions::{self, Outbox, SubscribeError, Target};
+use crate::net::subscriptions::{self, Outbound, Outbox, SubscribeError, Target};
 use crate::net::{
     CLOSE_GOING_AWAY, CLOSE_IDLE, CLOSE_POLICY, CLOSE_SLOW_CONSUMER, CLOSE_TOO_BIG,
     CLOSE_UNSUPPORTED_DATA, NetStats, requests,
@@ -82,7 +82,7 @@ pub(crate) async fn run<S>(
     let config = ctx.config.clone();
     // Capacity: `outbound_queue` messages; full means this client cannot keep up, so whoever
     // finds it full closes the session (4008) instead of waiting.
-    let (tx, mut rx) = mpsc::channel::<Message>(config.outbound_queue.max(1));
+    let (tx, mut rx) = mpsc::channel::<Outbound>(config.outbound_queue.max(1));
     let overflow = CancellationToken::new();
     let mut session = Session {
         outbox: Outbox::new(tx, overflow.clone()),
@@ -161,7 +161,7 @@ pub(crate) async fn run<S>(
                 break End::Close(CLOSE_IDLE, "idle timeout: no message or pong received");
             }
             _ = ping.tick() => {
-                session.outbox.send(Message::Ping(Bytes::new()));
+                session.outbox.ping();
             }
         }
     };
@@ -191,7 +191,7 @@ pub(crate) async fn run<S>(
                     // Queued replies first (a shutdown's last answers); a slow consumer's queue
                     // is exactly what it could not take, so it is dropped.
                     while let Ok(msg) = rx.try_recv() {
-                        if ws.feed(msg).await.is_err() {
+                        if ws.feed(msg.into_message()).await.is_err() {
                             return;
                         }
                     }
@@ -212,16 +212,16 @@ pub(crate) async fn run<S>(
 /// Writes `first` and whatever else is queued (up to a batch), then flushes.
 async fn write_batch<S>(
     ws: &mut S,
-    first: Message,
-    rx: &mut mpsc::Receiver<Message>,
+    first: Outbound,
+    rx: &mut mpsc::Receiver<Outbound>,
 ) -> Result<(), WsError>
 where
     S: Sink<Message, Error = WsError> + Unpin,
 {
-    ws.feed(first).await?;
+    ws.feed(first.into_message()).await?;
     for _ in 1..WRITE_BATCH {
         match rx.try_recv() {
-            Ok(msg) => ws.feed(msg).await?,
+            Ok(msg) => ws.feed(msg.into_message()).await?,
             Err(_) => break,
         }
     }
@@ -231,8 +231,7 @@ where
 impl Session {
     /// Queues a message for the client (closing the session if the queue is full).
     fn send(&self, msg: &ServerMessage) {
-        self.outbox
-            .send(Message::Binary(Bytes::from(protocol::encode(msg))));
+        self.outbox.send(Bytes::from(protocol::encode(msg)));
     }
 
     fn error(&self, req: Option<RequestId>, code: &str, message: impl Into<String>) {

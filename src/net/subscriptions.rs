@@ -29,22 +29,50 @@ use tokio_util::sync::CancellationToken;
 /// Events read from the log per page while repairing a gap.
 const FILL_PAGE: usize = 1_000;
 
+/// What waits in a session's outbound queue: 32 bytes a slot (a tungstenite `Message` is twice
+/// that), which matters because the queue's first block is allocated for every idle session.
+pub(crate) enum Outbound {
+    /// One encoded server message, sent as a binary frame.
+    Frame(Bytes),
+    /// A WebSocket ping (liveness).
+    Ping,
+}
+
+impl Outbound {
+    pub fn into_message(self) -> Message {
+        match self {
+            Outbound::Frame(bytes) => Message::Binary(bytes),
+            Outbound::Ping => Message::Ping(Bytes::new()),
+        }
+    }
+}
+
 /// The sending side of a session's outbound queue.
 #[derive(Clone)]
 pub(crate) struct Outbox {
     /// Bounded (`NetConfig::outbound_queue`); only ever used with `try_send`.
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::Sender<Outbound>,
     /// Cancelled when the queue is found full: the session then closes with 4008.
     overflow: CancellationToken,
 }
 
 impl Outbox {
-    pub fn new(tx: mpsc::Sender<Message>, overflow: CancellationToken) -> Self {
+    pub fn new(tx: mpsc::Sender<Outbound>, overflow: CancellationToken) -> Self {
         Self { tx, overflow }
     }
 
-    /// Queues `msg` without waiting; false if the session is gone or could not keep up.
-    pub fn send(&self, msg: Message) -> bool {
+    /// Queues an encoded message without waiting; false if the session is gone or could not
+    /// keep up.
+    pub fn send(&self, frame: Bytes) -> bool {
+        self.put(Outbound::Frame(frame))
+    }
+
+    /// Queues a ping, like [`Outbox::send`].
+    pub fn ping(&self) -> bool {
+        self.put(Outbound::Ping)
+    }
+
+    fn put(&self, msg: Outbound) -> bool {
         match self.tx.try_send(msg) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -228,8 +256,7 @@ impl Live {
                     self.sub
                 ),
             };
-            self.outbox
-                .send(Message::Binary(Bytes::from(protocol::encode(&msg))));
+            self.outbox.send(Bytes::from(protocol::encode(&msg)));
         }
     }
 
@@ -267,7 +294,7 @@ impl Live {
             }
         }
         let frame = shared_frame(&change, self.view);
-        self.send(Message::Binary(frame))?;
+        self.send(frame)?;
         self.tracked.insert(
             id,
             Tracked {
@@ -330,7 +357,7 @@ impl Live {
                 state = domain::replay(state, run);
                 let Some(now) = &state else { continue };
                 let update = update_for(run, now, self.view);
-                self.send(Message::Binary(update))?;
+                self.send(update)?;
                 last = now.version;
             }
             if page.len() < FILL_PAGE {
@@ -346,8 +373,8 @@ impl Live {
         Ok(())
     }
 
-    fn send(&self, msg: Message) -> Result<(), Stop> {
-        if self.outbox.send(msg) {
+    fn send(&self, frame: Bytes) -> Result<(), Stop> {
+        if self.outbox.send(frame) {
             Ok(())
         } else {
             Err(Stop::Session)
