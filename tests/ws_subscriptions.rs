@@ -237,12 +237,15 @@ async fn a_subscriber_that_never_reads_is_cut_off_and_others_are_not_delayed() {
     let mut fast = server.connect("eve", Role::Spectator).await;
     let start = subscribed_version(&fast.subscribe(id, None).await);
 
-    // Write (32 in flight at a time) until the server has given up on the slow client.
+    // Write (4 in flight at a time, so a burst of updates fits the fast subscriber's queue of 8:
+    // an actor commits the commands waiting in its mailbox together) until the server has given
+    // up on the slow client.
+    const IN_FLIGHT: u64 = 4;
     let mut sent = 0u64;
     while NetStats::get(&server.stats.slow_consumers) == 0 {
         assert!(sent < 200_000, "the slow consumer was never cut off");
         let mut reqs = Vec::new();
-        for n in 0..32 {
+        for n in 0..IN_FLIGHT {
             let req = writer.next_req();
             let msg = if n % 2 == 0 {
                 ClientMessage::Add {
@@ -267,9 +270,9 @@ async fn a_subscriber_that_never_reads_is_cut_off_and_others_are_not_delayed() {
         for req in reqs {
             applied(&writer.reply_to(req).await);
         }
-        sent += 32;
+        sent += IN_FLIGHT;
         // The fast subscriber keeps up the whole time.
-        follow(&mut fast, id, start + sent - 32, start + sent).await;
+        follow(&mut fast, id, start + sent - IN_FLIGHT, start + sent).await;
     }
     let head = server.node.store.head(id).await.unwrap();
     assert_eq!(head, start + sent);
