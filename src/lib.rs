@@ -12,6 +12,7 @@
 //! - [`clock`]: where actors get "now" (a manual clock in tests).
 //! - [`relay`]: brings other nodes' commits (shared MongoDB) to this node's hub.
 //! - [`node`]: wires the above together for one server node.
+//! - [`net`]: the WebSocket front end: accept loop, sessions, gap-free subscriptions.
 //! - [`demo`]: the seed scenario.
 //! - [`protocol`]: the wire types, shared with `client-sim`.
 
@@ -21,6 +22,7 @@ pub mod bus;
 pub mod clock;
 pub mod demo;
 pub mod domain;
+pub mod net;
 pub mod node;
 pub mod projection;
 pub mod protocol;
