@@ -688,3 +688,17 @@ fn worked_example_in_the_protocol_doc_matches_the_encoder() {
         request
     );
 }
+
+// Guards against: dead connections (no pong, nothing sent) holding a session forever.
+#[tokio::test]
+async fn a_silent_session_is_closed_after_the_idle_timeout() {
+    let config = NetConfig {
+        idle_timeout: std::time::Duration::from_millis(200),
+        ping_interval: std::time::Duration::from_secs(3600),
+        ..NetConfig::default()
+    };
+    let server = TestServer::start_with(config).await;
+    let mut silent = server.connect("alice", Role::Player).await;
+    assert_eq!(silent.closed().await.map(|f| u16::from(f.code)), Some(4001));
+    server.stop().await;
+}

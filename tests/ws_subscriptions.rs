@@ -218,17 +218,21 @@ async fn a_subscriber_that_never_reads_is_cut_off_and_others_are_not_delayed() {
         tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
             .await
             .unwrap();
-    let subscribe = ClientMessage::Subscribe {
-        req: 1,
-        resource_id: Some(id),
-        owner: None,
-        from_version: None,
-    };
-    slow.send(tokio_tungstenite::tungstenite::Message::Binary(
-        warden::protocol::encode(&subscribe).into(),
-    ))
-    .await
-    .unwrap();
+    // Many subscriptions to the same resource: each change is queued once per subscription, so
+    // its queue fills quickly.
+    for req in 1..=32 {
+        let subscribe = ClientMessage::Subscribe {
+            req,
+            resource_id: Some(id),
+            owner: None,
+            from_version: None,
+        };
+        slow.send(tokio_tungstenite::tungstenite::Message::Binary(
+            warden::protocol::encode(&subscribe).into(),
+        ))
+        .await
+        .unwrap();
+    }
 
     let mut fast = server.connect("eve", Role::Spectator).await;
     let start = subscribed_version(&fast.subscribe(id, None).await);
@@ -288,5 +292,52 @@ async fn a_subscriber_that_never_reads_is_cut_off_and_others_are_not_delayed() {
         }
     }
     assert_eq!(NetStats::get(&server.stats.slow_consumers), 1);
+    server.stop().await;
+}
+
+// Guards against: trusting the hub for completeness. Changes committed by another writer that
+// published elsewhere (another node, an overlapping actor) must still reach subscribers, from the
+// log, in order, before anything newer.
+#[tokio::test]
+async fn changes_the_hub_never_saw_are_read_from_the_log() {
+    let server = TestServer::start().await;
+    let mut alice = server.connect("alice", Role::Player).await;
+    let id = alice.create_id("gold").await;
+    let mut watcher = server.connect("eve", Role::Spectator).await;
+    let start = subscribed_version(&watcher.subscribe(id, None).await);
+
+    // A second writer on the same store whose changes go to a hub nobody here listens to.
+    let elsewhere = warden::actor::Registry::new(
+        server.node.store.clone(),
+        std::sync::Arc::new(warden::bus::Hub::new()),
+        server.node.registry.catalogue().clone(),
+        server.node.registry.clock().clone(),
+        warden::actor::ActorConfig::default(),
+    );
+    for _ in 0..3 {
+        let reply = elsewhere
+            .execute(warden::actor::CommandRequest {
+                command_id: CommandId::new(),
+                principal: warden::domain::Principal::player("alice"),
+                command: warden::domain::Command::Add(warden::domain::AddResource {
+                    resource_id: id,
+                    amount: 10,
+                    reason: String::new(),
+                }),
+            })
+            .await;
+        reply.expect("committed elsewhere");
+    }
+    // One change through this node: its base (4) is past what the watcher has (1).
+    assert_eq!(applied(&alice.add(id, 1).await).version, start + 4);
+    let views = follow(&mut watcher, id, start, start + 4).await;
+    assert_eq!(
+        views
+            .iter()
+            .map(|v| (v.version, v.amount))
+            .collect::<Vec<_>>(),
+        [(2, 1010), (3, 1020), (4, 1030), (5, 1031)]
+    );
+    elsewhere.shutdown().await;
     server.stop().await;
 }

@@ -136,8 +136,13 @@ async fn connection(
         principal = Some(p);
         Ok(response)
     };
-    let upgrade =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config));
+    // Boxed so the task's own allocation is sized for the session, not for the handshake that
+    // runs once (this keeps an idle session smaller).
+    let upgrade = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        callback,
+        Some(ws_config),
+    ));
     let ws = match tokio::time::timeout(ctx.config.handshake_timeout, upgrade).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {

@@ -11,6 +11,7 @@
 //! `docs/protocol.md` is the reference for client authors; the constants here and that page
 //! change together.
 
+mod inbound;
 mod listener;
 mod requests;
 mod session;

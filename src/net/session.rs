@@ -11,8 +11,9 @@ use crate::domain::{
     AddResource, AllocateResource, Command, CreateResource, LockResource, Principal, Role,
     UnlockResource,
 };
+use crate::net::inbound::{Envelope, KNOWN_TYPES, MaybeReq, TokenBucket};
 use crate::net::listener::Ctx;
-use crate::net::subscriptions::{self, Outbox, SubscribeError, Target};
+use crate::net::subscriptions::{self, Outbound, Outbox, SubscribeError, Target};
 use crate::net::{
     CLOSE_GOING_AWAY, CLOSE_IDLE, CLOSE_POLICY, CLOSE_SLOW_CONSUMER, CLOSE_TOO_BIG,
     CLOSE_UNSUPPORTED_DATA, NetStats, requests,
@@ -22,7 +23,6 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -34,75 +34,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
-/// Message kinds a client may send (for telling `unknown_type` from `bad_message`).
-const KNOWN_TYPES: &[&str] = &[
-    "create",
-    "allocate",
-    "add",
-    "lock",
-    "unlock",
-    "get",
-    "list",
-    "history",
-    "subscribe",
-    "unsubscribe",
-    "ping",
-];
-
 /// Most queued messages written before one flush.
 const WRITE_BATCH: usize = 64;
-
-/// The first thing read from every message: its kind and request id, whatever else is wrong.
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    req: Option<MaybeReq>,
-}
-
-/// A `req` field of any type; only an unsigned integer counts as a request id.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum MaybeReq {
-    Id(RequestId),
-    Other(serde::de::IgnoredAny),
-}
-
-/// A token bucket: `rate` tokens per second up to `burst`. A rate of 0 never runs out.
-struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        Self {
-            rate: f64::from(rate),
-            burst,
-            tokens: burst,
-            at: Instant::now(),
-        }
-    }
-
-    fn take(&mut self) -> bool {
-        if self.rate == 0.0 {
-            return true;
-        }
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 /// A live subscription as the session knows it.
 struct SubHandle {
@@ -149,7 +82,7 @@ pub(crate) async fn run<S>(
     let config = ctx.config.clone();
     // Capacity: `outbound_queue` messages; full means this client cannot keep up, so whoever
     // finds it full closes the session (4008) instead of waiting.
-    let (tx, mut rx) = mpsc::channel::<Message>(config.outbound_queue.max(1));
+    let (tx, mut rx) = mpsc::channel::<Outbound>(config.outbound_queue.max(1));
     let overflow = CancellationToken::new();
     let mut session = Session {
         outbox: Outbox::new(tx, overflow.clone()),
@@ -228,7 +161,7 @@ pub(crate) async fn run<S>(
                 break End::Close(CLOSE_IDLE, "idle timeout: no message or pong received");
             }
             _ = ping.tick() => {
-                session.outbox.send(Message::Ping(Bytes::new()));
+                session.outbox.ping();
             }
         }
     };
@@ -258,7 +191,7 @@ pub(crate) async fn run<S>(
                     // Queued replies first (a shutdown's last answers); a slow consumer's queue
                     // is exactly what it could not take, so it is dropped.
                     while let Ok(msg) = rx.try_recv() {
-                        if ws.feed(msg).await.is_err() {
+                        if ws.feed(msg.into_message()).await.is_err() {
                             return;
                         }
                     }
@@ -279,16 +212,16 @@ pub(crate) async fn run<S>(
 /// Writes `first` and whatever else is queued (up to a batch), then flushes.
 async fn write_batch<S>(
     ws: &mut S,
-    first: Message,
-    rx: &mut mpsc::Receiver<Message>,
+    first: Outbound,
+    rx: &mut mpsc::Receiver<Outbound>,
 ) -> Result<(), WsError>
 where
     S: Sink<Message, Error = WsError> + Unpin,
 {
-    ws.feed(first).await?;
+    ws.feed(first.into_message()).await?;
     for _ in 1..WRITE_BATCH {
         match rx.try_recv() {
-            Ok(msg) => ws.feed(msg).await?,
+            Ok(msg) => ws.feed(msg.into_message()).await?,
             Err(_) => break,
         }
     }
@@ -298,8 +231,7 @@ where
 impl Session {
     /// Queues a message for the client (closing the session if the queue is full).
     fn send(&self, msg: &ServerMessage) {
-        self.outbox
-            .send(Message::Binary(Bytes::from(protocol::encode(msg))));
+        self.outbox.send(Bytes::from(protocol::encode(msg)));
     }
 
     fn error(&self, req: Option<RequestId>, code: &str, message: impl Into<String>) {

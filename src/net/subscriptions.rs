@@ -29,22 +29,50 @@ use tokio_util::sync::CancellationToken;
 /// Events read from the log per page while repairing a gap.
 const FILL_PAGE: usize = 1_000;
 
+/// What waits in a session's outbound queue: 32 bytes a slot (a tungstenite `Message` is twice
+/// that), which matters because the queue's first block is allocated for every idle session.
+pub(crate) enum Outbound {
+    /// One encoded server message, sent as a binary frame.
+    Frame(Bytes),
+    /// A WebSocket ping (liveness).
+    Ping,
+}
+
+impl Outbound {
+    pub fn into_message(self) -> Message {
+        match self {
+            Outbound::Frame(bytes) => Message::Binary(bytes),
+            Outbound::Ping => Message::Ping(Bytes::new()),
+        }
+    }
+}
+
 /// The sending side of a session's outbound queue.
 #[derive(Clone)]
 pub(crate) struct Outbox {
     /// Bounded (`NetConfig::outbound_queue`); only ever used with `try_send`.
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::Sender<Outbound>,
     /// Cancelled when the queue is found full: the session then closes with 4008.
     overflow: CancellationToken,
 }
 
 impl Outbox {
-    pub fn new(tx: mpsc::Sender<Message>, overflow: CancellationToken) -> Self {
+    pub fn new(tx: mpsc::Sender<Outbound>, overflow: CancellationToken) -> Self {
         Self { tx, overflow }
     }
 
-    /// Queues `msg` without waiting; false if the session is gone or could not keep up.
-    pub fn send(&self, msg: Message) -> bool {
+    /// Queues an encoded message without waiting; false if the session is gone or could not
+    /// keep up.
+    pub fn send(&self, frame: Bytes) -> bool {
+        self.put(Outbound::Frame(frame))
+    }
+
+    /// Queues a ping, like [`Outbox::send`].
+    pub fn ping(&self) -> bool {
+        self.put(Outbound::Ping)
+    }
+
+    fn put(&self, msg: Outbound) -> bool {
         match self.tx.try_send(msg) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -228,8 +256,7 @@ impl Live {
                     self.sub
                 ),
             };
-            self.outbox
-                .send(Message::Binary(Bytes::from(protocol::encode(&msg))));
+            self.outbox.send(Bytes::from(protocol::encode(&msg)));
         }
     }
 
@@ -267,7 +294,7 @@ impl Live {
             }
         }
         let frame = shared_frame(&change, self.view);
-        self.send(Message::Binary(frame))?;
+        self.send(frame)?;
         self.tracked.insert(
             id,
             Tracked {
@@ -330,7 +357,7 @@ impl Live {
                 state = domain::replay(state, run);
                 let Some(now) = &state else { continue };
                 let update = update_for(run, now, self.view);
-                self.send(Message::Binary(update))?;
+                self.send(update)?;
                 last = now.version;
             }
             if page.len() < FILL_PAGE {
@@ -346,8 +373,8 @@ impl Live {
         Ok(())
     }
 
-    fn send(&self, msg: Message) -> Result<(), Stop> {
-        if self.outbox.send(msg) {
+    fn send(&self, frame: Bytes) -> Result<(), Stop> {
+        if self.outbox.send(frame) {
             Ok(())
         } else {
             Err(Stop::Session)
@@ -388,4 +415,78 @@ fn update_for(run: &[EventEnvelope], state: &ServerResource, view: View) -> Byte
         version: state.version,
         resource: ClientResource::from_server(state).redact(view),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Balance, CommandId, EVENT_SCHEMA_VERSION, ResourceEvent, Timestamp};
+
+    fn change() -> Change {
+        let id = ResourceId::new();
+        let event = EventEnvelope {
+            resource_id: id,
+            version: 1,
+            command_id: CommandId::new(),
+            at: Timestamp(1),
+            schema: EVENT_SCHEMA_VERSION,
+            event: ResourceEvent::ResourceLocked {
+                holder: PlayerId::new("alice"),
+                reason: "secret".into(),
+                expires_at: Timestamp(9),
+            },
+        };
+        let created = EventEnvelope {
+            version: 1,
+            event: ResourceEvent::ResourceCreated {
+                owner: PlayerId::new("alice"),
+                resource_type: "gold".into(),
+                max_amount: 10,
+                regen_milli: 5,
+                balance: Balance {
+                    amount: 1,
+                    regen_carry: 0,
+                    regen_at: Timestamp(1),
+                },
+                by: PlayerId::new("alice"),
+            },
+            ..event.clone()
+        };
+        let locked = EventEnvelope {
+            version: 2,
+            ..event
+        };
+        let state = domain::replay(None, [&created, &locked]).unwrap();
+        Change::new(vec![locked], state)
+    }
+
+    // Guards against: encoding an update once per subscriber (10k subscribers, 10k encodings)
+    // or leaking the owner's view to spectators through the shared frame.
+    #[test]
+    fn an_update_is_encoded_once_per_view_and_shared() {
+        let change = change();
+        let a = shared_frame(&change, View::Owner);
+        let b = shared_frame(&change, View::Owner);
+        assert_eq!(a.as_ptr(), b.as_ptr(), "the same bytes, not a copy");
+        let s1 = shared_frame(&change, View::Spectator);
+        let s2 = shared_frame(&change, View::Spectator);
+        assert_eq!(s1.as_ptr(), s2.as_ptr());
+        let owner: ServerMessage = protocol::decode(&a).unwrap();
+        let spectator: ServerMessage = protocol::decode(&s1).unwrap();
+        match (owner, spectator) {
+            (
+                ServerMessage::Update {
+                    resource: o,
+                    base_version: 1,
+                    version: 2,
+                    ..
+                },
+                ServerMessage::Update { resource: s, .. },
+            ) => {
+                assert_eq!(o.lock_reason.as_deref(), Some("secret"));
+                assert_eq!((s.lock_reason, s.regen_milli, s.locked), (None, None, true));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

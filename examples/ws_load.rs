@@ -1,0 +1,401 @@
+//! A quick local load against `warden serve`: commands per second and latency over WebSocket, or
+//! memory per idle session.
+//!
+//! ```sh
+//! # in-process server on a temporary store (rate limit off), 64 connections × 8 in flight:
+//! cargo run --release --example ws_load -- load --conns 64 --in-flight 8 --seconds 10
+//! # the protocol's ping as an echo baseline (same framing, no command):
+//! cargo run --release --example ws_load -- load --conns 64 --in-flight 8 --op ping
+//! # against a running server (tokens signed with that data directory's secret):
+//! cargo run --release --example ws_load -- load --addr 127.0.0.1:7350 --data-dir ./warden-data
+//! # one update fanned out to 10,000 subscriptions (200 connections × 50), in-process:
+//! cargo run --release --example ws_load -- fanout --conns 200 --subs 50
+//! # memory per idle session of a running server:
+//! cargo run --release --example ws_load -- idle --conns 5000 --addr 127.0.0.1:7350 \
+//!     --data-dir ./warden-data --server-pid $(pgrep -f 'warden serve')
+//! ```
+
+use anyhow::{Context, bail};
+use futures::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use warden::auth::TokenKeys;
+use warden::domain::{CommandId, ResourceId, Role};
+use warden::net::NetConfig;
+use warden::node::{Node, NodeConfig};
+use warden::protocol::{self, ClientMessage, ServerMessage};
+use warden::store::embedded::EmbeddedStore;
+
+struct Args {
+    mode: String,
+    conns: usize,
+    in_flight: usize,
+    seconds: u64,
+    op: String,
+    addr: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    server_pid: Option<u32>,
+    subs: usize,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut it = std::env::args().skip(1);
+    let mut args = Args {
+        mode: it.next().unwrap_or_else(|| "load".into()),
+        conns: 64,
+        in_flight: 8,
+        seconds: 10,
+        op: "add".into(),
+        addr: None,
+        data_dir: None,
+        server_pid: None,
+        subs: 50,
+    };
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--conns" => args.conns = value.parse()?,
+            "--in-flight" => args.in_flight = value.parse()?,
+            "--seconds" => args.seconds = value.parse()?,
+            "--op" => args.op = value,
+            "--addr" => args.addr = Some(value.parse()?),
+            "--data-dir" => args.data_dir = Some(value.into()),
+            "--server-pid" => args.server_pid = Some(value.parse()?),
+            "--subs" => args.subs = value.parse()?,
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    Ok(args)
+}
+
+fn rss_kb(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("no VmRSS value")?
+        .parse()?)
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(addr: SocketAddr, token: &str) -> anyhow::Result<Ws> {
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/v1?token={token}")).await?;
+    // welcome
+    ws.next().await.context("no welcome")??;
+    Ok(ws)
+}
+
+async fn recv(ws: &mut Ws) -> anyhow::Result<ServerMessage> {
+    loop {
+        match ws.next().await.context("closed")?? {
+            Message::Binary(b) => return Ok(protocol::decode(&b)?),
+            Message::Close(f) => bail!("closed: {f:?}"),
+            _ => continue,
+        }
+    }
+}
+
+fn request(op: &str, req: u64, id: ResourceId) -> ClientMessage {
+    match op {
+        "ping" => ClientMessage::Ping { req },
+        "get" => ClientMessage::Get {
+            req,
+            resource_id: id,
+        },
+        // Alternate add and allocate so the amount stays put.
+        _ if req % 2 == 0 => ClientMessage::Add {
+            req,
+            command_id: CommandId::new(),
+            resource_id: id,
+            amount: 1,
+            reason: String::new(),
+        },
+        _ => ClientMessage::Allocate {
+            req,
+            command_id: CommandId::new(),
+            resource_id: id,
+            amount: 1,
+            reason: String::new(),
+        },
+    }
+}
+
+/// One connection: keeps `in_flight` requests outstanding until `until`; returns latencies (µs).
+async fn drive(
+    mut ws: Ws,
+    op: String,
+    in_flight: usize,
+    warmup: Instant,
+    until: Instant,
+) -> anyhow::Result<Vec<u32>> {
+    let create = ClientMessage::Create {
+        req: 1,
+        command_id: CommandId::new(),
+        resource_type: "gold".into(),
+        owner: None,
+        params: None,
+    };
+    ws.send(Message::Binary(protocol::encode(&create).into()))
+        .await?;
+    let id = match recv(&mut ws).await? {
+        ServerMessage::Applied { resource_id, .. } => resource_id,
+        other => bail!("create: {other:?}"),
+    };
+    let mut sent_at = std::collections::HashMap::new();
+    let mut next = 2u64;
+    for _ in 0..in_flight {
+        sent_at.insert(next, Instant::now());
+        ws.send(Message::Binary(
+            protocol::encode(&request(&op, next, id)).into(),
+        ))
+        .await?;
+        next += 1;
+    }
+    let mut latencies = Vec::new();
+    while !sent_at.is_empty() {
+        let reply = recv(&mut ws).await?;
+        let req = match &reply {
+            ServerMessage::Applied { req, .. }
+            | ServerMessage::Pong { req, .. }
+            | ServerMessage::Resource { req, .. } => *req,
+            other => bail!("unexpected {other:?}"),
+        };
+        let now = Instant::now();
+        if let Some(at) = sent_at.remove(&req) {
+            if at >= warmup {
+                latencies.push(now.duration_since(at).as_micros() as u32);
+            }
+        }
+        if now < until {
+            sent_at.insert(next, Instant::now());
+            ws.send(Message::Binary(
+                protocol::encode(&request(&op, next, id)).into(),
+            ))
+            .await?;
+            next += 1;
+        }
+    }
+    Ok(latencies)
+}
+
+async fn load(args: Args) -> anyhow::Result<()> {
+    let temp = tempfile::tempdir()?;
+    let (addr, keys, server) = match args.addr {
+        Some(addr) => {
+            let dir = args
+                .data_dir
+                .clone()
+                .context("--addr needs --data-dir (for the token secret)")?;
+            (addr, TokenKeys::load(&dir)?, None)
+        }
+        None => {
+            let store = Arc::new(EmbeddedStore::open(temp.path())?);
+            let node = Arc::new(Node::start(
+                store.clone(),
+                store.clone(),
+                NodeConfig::default(),
+            ));
+            let keys = TokenKeys::from_secret(b"load");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let config = NetConfig {
+                commands_per_second: 0,
+                ..NetConfig::default()
+            };
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let task = tokio::spawn(warden::net::serve(
+                listener,
+                node.clone(),
+                keys.clone(),
+                config,
+                shutdown.clone(),
+            ));
+            (addr, keys, Some((shutdown, task, node)))
+        }
+    };
+    let mut conns = Vec::new();
+    for i in 0..args.conns {
+        conns.push(connect(addr, &keys.mint(&format!("load{i}"), Role::Player, 3600)).await?);
+    }
+    let start = Instant::now();
+    let warmup = start + Duration::from_secs(1);
+    let until = warmup + Duration::from_secs(args.seconds);
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|ws| tokio::spawn(drive(ws, args.op.clone(), args.in_flight, warmup, until)))
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "op={} conns={} in_flight={} seconds={}: {} requests, {:.0} req/s, p50 {} µs, p99 {} µs, p99.9 {} µs",
+        args.op,
+        args.conns,
+        args.in_flight,
+        args.seconds,
+        all.len(),
+        all.len() as f64 / args.seconds as f64,
+        pct(0.50),
+        pct(0.99),
+        pct(0.999),
+    );
+    if let Some((shutdown, task, node)) = server {
+        shutdown.cancel();
+        task.await??;
+        if let Some(node) = Arc::into_inner(node) {
+            node.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+async fn idle(args: Args) -> anyhow::Result<()> {
+    let addr = args.addr.context("idle needs --addr of a running server")?;
+    let dir = args.data_dir.clone().context("idle needs --data-dir")?;
+    let pid = args.server_pid.context("idle needs --server-pid")?;
+    let keys = TokenKeys::load(&dir)?;
+    let token = keys.mint("idle", Role::Spectator, 3600);
+    let before = rss_kb(pid)?;
+    let mut conns = Vec::with_capacity(args.conns);
+    for _ in 0..args.conns {
+        conns.push(connect(addr, &token).await?);
+    }
+    // Let the server settle (allocator, lazily grown buffers).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kb(pid)?;
+    println!(
+        "idle sessions: {} — server RSS {} KB → {} KB: {:.1} KB per idle session",
+        args.conns,
+        before,
+        after,
+        (after - before) as f64 / args.conns as f64
+    );
+    drop(conns);
+    Ok(())
+}
+
+/// Times one update reaching `conns × subs` subscriptions of one resource (in-process server).
+async fn fanout(args: Args) -> anyhow::Result<()> {
+    let temp = tempfile::tempdir()?;
+    let store = Arc::new(EmbeddedStore::open(temp.path())?);
+    let node = Arc::new(Node::start(
+        store.clone(),
+        store.clone(),
+        NodeConfig::default(),
+    ));
+    let keys = TokenKeys::from_secret(b"load");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let config = NetConfig {
+        commands_per_second: 0,
+        max_subscriptions: args.subs.max(1),
+        ..NetConfig::default()
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(warden::net::serve(
+        listener,
+        node.clone(),
+        keys.clone(),
+        config,
+        shutdown.clone(),
+    ));
+    let mut writer = connect(addr, &keys.mint("owner", Role::Player, 3600)).await?;
+    let create = ClientMessage::Create {
+        req: 1,
+        command_id: CommandId::new(),
+        resource_type: "wood".into(),
+        owner: None,
+        params: None,
+    };
+    writer
+        .send(Message::Binary(protocol::encode(&create).into()))
+        .await?;
+    let id = match recv(&mut writer).await? {
+        ServerMessage::Applied { resource_id, .. } => resource_id,
+        other => bail!("create: {other:?}"),
+    };
+    let token = keys.mint("watcher", Role::Spectator, 3600);
+    let mut watchers = Vec::new();
+    for _ in 0..args.conns {
+        let mut ws = connect(addr, &token).await?;
+        for req in 0..args.subs as u64 {
+            let sub = ClientMessage::Subscribe {
+                req,
+                resource_id: Some(id),
+                owner: None,
+                from_version: None,
+            };
+            ws.send(Message::Binary(protocol::encode(&sub).into()))
+                .await?;
+        }
+        for _ in 0..args.subs {
+            recv(&mut ws).await?;
+        }
+        watchers.push(ws);
+    }
+    let start = Instant::now();
+    let add = ClientMessage::Add {
+        req: 2,
+        command_id: CommandId::new(),
+        resource_id: id,
+        amount: 1,
+        reason: String::new(),
+    };
+    writer
+        .send(Message::Binary(protocol::encode(&add).into()))
+        .await?;
+    let subs = args.subs;
+    let tasks: Vec<_> = watchers
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                for _ in 0..subs {
+                    recv(&mut ws).await?;
+                }
+                anyhow::Ok(Instant::now())
+            })
+        })
+        .collect();
+    let mut last = start;
+    for t in tasks {
+        last = last.max(t.await??);
+    }
+    println!(
+        "fanout: one update to {} subscriptions ({} connections × {}) delivered in {:.1} ms",
+        args.conns * args.subs,
+        args.conns,
+        args.subs,
+        last.duration_since(start).as_secs_f64() * 1000.0
+    );
+    shutdown.cancel();
+    task.await??;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    match args.mode.as_str() {
+        "load" => load(args).await,
+        "idle" => idle(args).await,
+        "fanout" => fanout(args).await,
+        other => bail!("unknown mode {other} (load or idle)"),
+    }
+}
