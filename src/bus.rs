@@ -107,10 +107,30 @@ impl Hub {
             .subscribe()
     }
 
+    /// Resources someone on this node is subscribed to (a cross-node relay watches these).
+    pub fn subscribed_resources(&self) -> Vec<ResourceId> {
+        live_keys(&self.by_resource)
+    }
+
+    /// Owners whose resources someone on this node is subscribed to.
+    pub fn subscribed_owners(&self) -> Vec<PlayerId> {
+        live_keys(&self.by_owner)
+    }
+
     /// Topic channels currently open (for metrics and tests of cleanup).
     pub fn topic_count(&self) -> usize {
         self.by_resource.len() + self.by_owner.len()
     }
+}
+
+fn live_keys<K: std::hash::Hash + Eq + Clone>(
+    topics: &DashMap<K, broadcast::Sender<Arc<Change>>>,
+) -> Vec<K> {
+    topics
+        .iter()
+        .filter(|t| t.value().receiver_count() > 0)
+        .map(|t| t.key().clone())
+        .collect()
 }
 
 fn send_topic<K: std::hash::Hash + Eq + Clone>(

@@ -4,12 +4,13 @@
 //! - [`domain`]: the pure rules. `ServerResource` / `ClientResource`, commands, events,
 //!   `decide` (may refuse, never mutates) and `apply` (never fails). No I/O, no clock reads.
 //! - [`store`]: the event-store and read-model traits, the embedded redb backend with group
-//!   commit, and the conformance suite every backend passes.
+//!   commit, the MongoDB backend, and the conformance suite every backend passes.
 //! - [`auth`]: signed tokens (JWT) and the server secret.
 //! - [`actor`]: one tokio task per live resource; the [`actor::Registry`] routes commands to them.
 //! - [`bus`]: the node's hub that fans committed changes out to listeners.
 //! - [`projection`]: the read-model updater, rebuild from the log, and the query handler.
 //! - [`clock`]: where actors get "now" (a manual clock in tests).
+//! - [`relay`]: brings other nodes' commits (shared MongoDB) to this node's hub.
 //! - [`node`]: wires the above together for one server node.
 //! - [`net`]: the WebSocket front end: accept loop, sessions, gap-free subscriptions.
 //! - [`demo`]: the seed scenario.
@@ -25,4 +26,5 @@ pub mod net;
 pub mod node;
 pub mod projection;
 pub mod protocol;
+pub mod relay;
 pub mod store;

@@ -34,6 +34,10 @@ struct ServeArgs {
     /// Where the embedded store and the development token secret live.
     #[arg(long, env = "WARDEN_DATA_DIR", default_value = "./warden-data")]
     data_dir: PathBuf,
+    /// Store events and read models in this MongoDB instead of the embedded store (several nodes
+    /// may share one). Unreachable at start: a clear error and a non-zero exit.
+    #[arg(long, env = "WARDEN_MONGODB_URI")]
+    mongodb_uri: Option<String>,
     /// Address to accept WebSocket connections on.
     #[arg(long, env = "WARDEN_LISTEN", default_value = "127.0.0.1:7350")]
     listen: SocketAddr,
@@ -51,7 +55,8 @@ struct ServeArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Serve over WebSocket on the embedded store (also what plain `warden` does).
+    /// Serve over WebSocket on the embedded store, or MongoDB with `--mongodb-uri` (also what
+    /// plain `warden` does).
     Serve(ServeArgs),
     /// Print a signed token for a player, spectator or service on stdout.
     Token {
@@ -144,10 +149,12 @@ fn load_catalogue(args: &ServeArgs) -> anyhow::Result<Catalogue> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let catalogue = load_catalogue(&args)?;
-    let store = Arc::new(
-        EmbeddedStore::open(&args.data_dir)
-            .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
-    );
+    let backend = warden::store::open_from_config(&args.data_dir, args.mongodb_uri.as_deref())
+        .await
+        .with_context(|| match &args.mongodb_uri {
+            Some(_) => "cannot use MongoDB (--mongodb-uri / WARDEN_MONGODB_URI)".to_string(),
+            None => format!("cannot open the store in {}", args.data_dir.display()),
+        })?;
     let keys = TokenKeys::load(&args.data_dir)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -161,13 +168,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         listen = %listener.local_addr()?,
         data_dir = %args.data_dir.display(),
+        store = backend.kind(),
         types = ?types,
         "warden serving (protocol v1 at ws://{}/v1)",
         listener.local_addr()?
     );
-    let node = Arc::new(Node::start(
-        store.clone(),
-        store.clone(),
+    let node = Arc::new(Node::start_on(
+        &backend,
         NodeConfig {
             catalogue: Arc::new(catalogue),
             ..NodeConfig::default()
@@ -181,7 +188,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(node) => node.shutdown().await,
         None => tracing::warn!("node still in use at shutdown"),
     }
-    drop(store);
+    drop(backend);
     tracing::info!("stopped");
     Ok(())
 }

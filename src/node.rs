@@ -6,7 +6,8 @@ use crate::bus::Hub;
 use crate::clock::{Clock, SystemClock};
 use crate::domain::Catalogue;
 use crate::projection::{QueryHandler, run_updater};
-use crate::store::{EventStore, ReadModelStore};
+use crate::relay::{Relay, RelayConfig};
+use crate::store::{Backend, EventStore, ReadModelStore};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +40,8 @@ pub struct Node {
     /// Stops the read-model updater.
     stop_updater: CancellationToken,
     updater: JoinHandle<()>,
+    /// Publishes other nodes' commits on `hub` when the store is shared (MongoDB).
+    relay: Option<Relay>,
 }
 
 impl Node {
@@ -49,6 +52,36 @@ impl Node {
         config: NodeConfig,
     ) -> Self {
         Self::start_with_hub(store, read, Arc::new(Hub::new()), config)
+    }
+
+    /// Starts a node on the stores `backend` names; on MongoDB also starts the relay that brings
+    /// other nodes' changes to this node's subscribers.
+    pub fn start_on(backend: &Backend, config: NodeConfig) -> Self {
+        Self::start_on_with_relay(backend, config, RelayConfig::default())
+    }
+
+    /// [`start_on`](Self::start_on) with relay tunables (tests poll faster or slower).
+    pub fn start_on_with_relay(
+        backend: &Backend,
+        config: NodeConfig,
+        relay_config: RelayConfig,
+    ) -> Self {
+        let mut node = Self::start(backend.events.clone(), backend.read.clone(), config);
+        if let Some(mongo) = &backend.mongo {
+            node.relay = Some(Relay::start(
+                mongo.clone(),
+                backend.read.clone(),
+                node.hub.clone(),
+                relay_config,
+            ));
+        }
+        node
+    }
+
+    /// True while this node's relay follows a change stream (false when it polls or there is
+    /// no relay).
+    pub fn relay_streaming(&self) -> bool {
+        self.relay.as_ref().is_some_and(Relay::is_streaming)
     }
 
     /// Starts a node publishing to `hub` (several registries may share one in tests).
@@ -80,12 +113,16 @@ impl Node {
             read,
             stop_updater,
             updater,
+            relay: None,
         }
     }
 
-    /// Finishes in-flight commands, stops the actors, then lets the updater write what was
+    /// Stops the relay, finishes in-flight commands, stops the actors, then lets the updater write what was
     /// published and stops it.
     pub async fn shutdown(self) {
+        if let Some(relay) = self.relay {
+            relay.stop().await;
+        }
         self.registry.shutdown().await;
         self.stop_updater.cancel();
         let _ = self.updater.await;

@@ -10,3 +10,13 @@ async fn embedded_store_passes_the_conformance_suite() {
     let store = EmbeddedStore::open(dir.path()).unwrap();
     conformance::run_all(&store).await;
 }
+
+mod mongo_support;
+
+/// The same suite on MongoDB (the test server named by `WARDEN_TEST_MONGODB_URI`), each run on a
+/// database of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_store_passes_the_conformance_suite() {
+    let (store, _db) = mongo_support::fresh_store("conformance").await;
+    conformance::run_all(store.as_ref()).await;
+}

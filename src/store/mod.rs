@@ -6,15 +6,20 @@
 //! - [`ReadModelStore`]: the client schema, kept apart from the server schema, written only
 //!   forward (a view never replaces a newer one).
 //!
-//! Backends: [`embedded::EmbeddedStore`] (redb files under a data directory).
+//! Backends: [`embedded::EmbeddedStore`] (redb files under a data directory) and
+//! [`mongo::MongoStore`] (one MongoDB database, shared by several nodes). [`open_from_config`]
+//! picks one from the server's configuration.
 
 pub mod conformance;
 pub mod embedded;
+pub mod mongo;
 
 use crate::domain::{
     ClientResource, CommandId, EventEnvelope, PlayerId, ResourceId, ServerResource,
 };
 use async_trait::async_trait;
+use std::path::Path;
+use std::sync::Arc;
 use thiserror::Error;
 
 /// What to append: the events a command produced, on top of the version they were decided on.
@@ -176,4 +181,52 @@ pub trait ReadModelStore: Send + Sync + 'static {
     async fn list_by_owner(&self, owner: &PlayerId) -> Result<Vec<ClientResource>, StoreError>;
     /// Forgets every view (before a rebuild from the log).
     async fn clear(&self) -> Result<(), StoreError>;
+}
+
+/// The stores a node runs on, as chosen by configuration.
+#[derive(Clone)]
+pub struct Backend {
+    pub events: Arc<dyn EventStore>,
+    pub read: Arc<dyn ReadModelStore>,
+    /// Set on MongoDB: other nodes may commit to the same log, so the node needs a relay
+    /// (see [`crate::relay`]) to notice their changes.
+    pub mongo: Option<Arc<mongo::MongoStore>>,
+}
+
+impl Backend {
+    /// A short name for logs: `embedded` or `mongodb`.
+    pub fn kind(&self) -> &'static str {
+        if self.mongo.is_some() {
+            "mongodb"
+        } else {
+            "embedded"
+        }
+    }
+}
+
+/// Opens MongoDB when `mongodb_uri` is given (failing within seconds if it is unreachable), else
+/// the embedded store under `data_dir`.
+pub async fn open_from_config(
+    data_dir: &Path,
+    mongodb_uri: Option<&str>,
+) -> Result<Backend, StoreError> {
+    match mongodb_uri {
+        Some(uri) => {
+            let store =
+                Arc::new(mongo::MongoStore::connect(uri, mongo::MongoConfig::default()).await?);
+            Ok(Backend {
+                events: store.clone(),
+                read: store.clone(),
+                mongo: Some(store),
+            })
+        }
+        None => {
+            let store = Arc::new(embedded::EmbeddedStore::open(data_dir)?);
+            Ok(Backend {
+                events: store.clone(),
+                read: store,
+                mongo: None,
+            })
+        }
+    }
 }

@@ -1,0 +1,396 @@
+//! Cross-node delivery: makes this node's [`Hub`] carry the changes that *other* nodes commit to
+//! the shared MongoDB, so a subscriber on node A sees what was committed through node B.
+//!
+//! The relay only makes the node *notice*; correctness rests on the per-resource log. Subscribers
+//! drop versions they already have and read any gap from the log, so the relay may publish a
+//! change twice or late, never wrongly.
+//!
+//! **What it watches.** Only resources someone on this node listens to: the hub's resource
+//! topics, and for each owner topic the owner's resources as listed by the (shared) read model.
+//! For each it keeps the state at the last version it has seen (a *tracker*). When it starts
+//! tracking a resource it publishes the resource's latest commit once, which closes the window
+//! between a subscriber reading the current view and the relay starting to watch.
+//!
+//! **How it notices.**
+//! - *Change streams* (real MongoDB, a replica set): a task watches inserts into `commits` by other
+//!   nodes and marks their resources dirty; the relay then reads those resources' logs after the
+//!   tracked versions. After an interruption it reopens the stream from the last resume token
+//!   (from scratch if the token is no longer usable) and re-reads every tracked resource once.
+//!   A slow safety poll ([`RelayConfig::safety_poll`]) re-reads everything in case a stream dies
+//!   silently.
+//! - *Polling* (fallback when `watch()` fails, e.g. on nx-27017 or a standalone mongod): every
+//!   [`RelayConfig::poll_interval`] it reads, in one query per
+//!   [`RelayConfig::resources_per_query`] tracked resources, the commits after each tracked
+//!   version. Cost: one query per tick per that many watched resources, plus one read-model query
+//!   per subscribed owner.
+//!
+//! Commits this node made itself are folded into the trackers but not published: the actor that
+//! made them already did. The read model needs no relay: each node projects its own commits into
+//! the shared `read_model` collection, and `catch_up` at start repairs what a crash left behind.
+
+use crate::bus::{Change, Hub};
+use crate::domain::{self, PlayerId, ResourceId, ServerResource};
+use crate::store::mongo::{CommitDoc, MongoStore};
+use crate::store::{EventStore, ReadModelStore, StoreError};
+use futures::StreamExt;
+use mongodb::bson::doc;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Tunables of the relay, with documented defaults.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// How often the watched set is refreshed and, without change streams, the log is polled.
+    pub poll_interval: Duration,
+    /// Try MongoDB change streams first (falls back to polling when `watch()` fails).
+    pub change_streams: bool,
+    /// How long to wait before trying to open a change stream again after a failure.
+    pub stream_retry: Duration,
+    /// With a change stream open, every tracked resource is still re-read this often.
+    pub safety_poll: Duration,
+    /// Tracked resources per log query (one `$or` clause each).
+    pub resources_per_query: usize,
+    /// Most commits one log query returns; the rest come at the next round.
+    pub commits_per_query: usize,
+    /// Change-stream notices waiting for the relay. When full, further notices are dropped and the
+    /// relay re-reads every tracked resource instead (nothing is lost, only batched).
+    pub notice_queue: usize,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(50),
+            change_streams: true,
+            stream_retry: Duration::from_secs(5),
+            safety_poll: Duration::from_secs(5),
+            resources_per_query: 200,
+            commits_per_query: 1000,
+            notice_queue: 4096,
+        }
+    }
+}
+
+/// A running relay; stop it with [`Relay::stop`].
+pub struct Relay {
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    /// True while a change stream is open (otherwise the relay polls).
+    streaming: Arc<AtomicBool>,
+}
+
+/// What the relay's loop and the change-stream task share.
+struct Shared {
+    store: Arc<MongoStore>,
+    read: Arc<dyn ReadModelStore>,
+    hub: Arc<Hub>,
+    config: RelayConfig,
+    streaming: Arc<AtomicBool>,
+    /// Set when notices were dropped or a stream (re)opened: re-read every tracked resource.
+    resync: AtomicBool,
+}
+
+impl Relay {
+    /// Starts relaying other nodes' commits on `store` into `hub`. Needs a tokio runtime.
+    pub fn start(
+        store: Arc<MongoStore>,
+        read: Arc<dyn ReadModelStore>,
+        hub: Arc<Hub>,
+        config: RelayConfig,
+    ) -> Self {
+        let stop = CancellationToken::new();
+        let streaming = Arc::new(AtomicBool::new(false));
+        let (notices_tx, notices_rx) = mpsc::channel(config.notice_queue.max(1));
+        let shared = Arc::new(Shared {
+            store,
+            read,
+            hub,
+            streaming: streaming.clone(),
+            resync: AtomicBool::new(false),
+            config,
+        });
+        let mut tasks = vec![tokio::spawn(run(shared.clone(), notices_rx, stop.clone()))];
+        if shared.config.change_streams {
+            tasks.push(tokio::spawn(watch_commits(
+                shared,
+                notices_tx,
+                stop.clone(),
+            )));
+        }
+        Self {
+            stop,
+            tasks,
+            streaming,
+        }
+    }
+
+    /// True while a change stream feeds the relay (false: it polls the log).
+    pub fn is_streaming(&self) -> bool {
+        self.streaming.load(Ordering::Relaxed)
+    }
+
+    /// Stops the relay and waits for its tasks.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// The relay's loop: refresh what is watched, read the log where something may have happened,
+/// publish other nodes' commits.
+async fn run(
+    shared: Arc<Shared>,
+    mut notices: mpsc::Receiver<ResourceId>,
+    stop: CancellationToken,
+) {
+    let mut relay = Trackers {
+        shared: shared.clone(),
+        trackers: HashMap::new(),
+        owners: HashMap::new(),
+    };
+    let mut tick = tokio::time::interval(shared.config.poll_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_full = tokio::time::Instant::now();
+    let mut failing = false;
+    loop {
+        let mut dirty = HashSet::new();
+        let mut full = false;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                relay.refresh_watched().await;
+                let streaming = shared.streaming.load(Ordering::Relaxed);
+                full = !streaming || last_full.elapsed() >= shared.config.safety_poll;
+            }
+            Some(id) = notices.recv() => {
+                dirty.insert(id);
+                while let Ok(id) = notices.try_recv() {
+                    dirty.insert(id);
+                }
+            }
+        }
+        if shared.resync.swap(false, Ordering::Relaxed) {
+            full = true;
+        }
+        let outcome = if full {
+            last_full = tokio::time::Instant::now();
+            relay.poll(None).await
+        } else if dirty.is_empty() {
+            Ok(())
+        } else {
+            relay.poll(Some(&dirty)).await
+        };
+        match outcome {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("relay reads the log again");
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "relay cannot read the log; will retry");
+                }
+                failing = true;
+                // What was not read is read at the next full poll.
+                shared.resync.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The resources the relay watches and the state it last saw of each.
+struct Trackers {
+    shared: Arc<Shared>,
+    /// Resource → its state at the last version the relay has seen (`None`: no events yet).
+    trackers: HashMap<ResourceId, Option<ServerResource>>,
+    /// Subscribed owner → their resources as last listed by the read model.
+    owners: HashMap<PlayerId, Vec<ResourceId>>,
+}
+
+impl Trackers {
+    /// Starts tracking newly subscribed resources and forgets those nobody listens to any more.
+    async fn refresh_watched(&mut self) {
+        let hub = &self.shared.hub;
+        let mut watched: HashSet<ResourceId> = hub.subscribed_resources().into_iter().collect();
+        let owners = hub.subscribed_owners();
+        self.owners.retain(|o, _| owners.contains(o));
+        for owner in owners {
+            match self.shared.read.list_by_owner(&owner).await {
+                Ok(views) => {
+                    self.owners
+                        .insert(owner, views.into_iter().map(|v| v.id).collect());
+                }
+                // Keep the last list; the next tick tries again.
+                Err(e) => tracing::debug!(error = %e, "relay cannot list an owner's resources"),
+            }
+        }
+        watched.extend(self.owners.values().flatten().copied());
+        self.trackers.retain(|id, _| watched.contains(id));
+        for id in watched {
+            if !self.trackers.contains_key(&id) {
+                match self.start_tracking(id).await {
+                    Ok(state) => {
+                        self.trackers.insert(id, state);
+                    }
+                    Err(e) => tracing::debug!(resource = %id, error = %e, "relay cannot load"),
+                }
+            }
+        }
+    }
+
+    /// Loads the resource and announces its latest commit once (see the module doc).
+    async fn start_tracking(&self, id: ResourceId) -> Result<Option<ServerResource>, StoreError> {
+        let state = self.shared.store.load(id).await?.state();
+        if let Some(state) = &state {
+            let latest = self
+                .shared
+                .store
+                .commits_after(id, state.version - 1, 1)
+                .await?;
+            if let Some(commit) = latest.into_iter().next() {
+                if commit.last_version == state.version {
+                    self.shared
+                        .hub
+                        .publish(Arc::new(Change::new(commit.events, state.clone())));
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    /// Reads the log after each tracked version (all of them, or only `only`) and publishes the
+    /// commits other nodes made.
+    async fn poll(&mut self, only: Option<&HashSet<ResourceId>>) -> Result<(), StoreError> {
+        let known: Vec<(ResourceId, u64)> = self
+            .trackers
+            .iter()
+            .filter(|(id, _)| only.is_none_or(|o| o.contains(id)))
+            .map(|(id, state)| (*id, state.as_ref().map_or(0, |s| s.version)))
+            .collect();
+        for chunk in known.chunks(self.shared.config.resources_per_query.max(1)) {
+            let commits = self
+                .shared
+                .store
+                .commits_after_many(chunk, self.shared.config.commits_per_query)
+                .await?;
+            for commit in commits {
+                self.fold(commit).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Advances one tracker by one commit, publishing it if another node made it.
+    async fn fold(&mut self, commit: CommitDoc) {
+        let id = commit.resource_id;
+        let Some(state) = self.trackers.get_mut(&id) else {
+            return;
+        };
+        let at = state.as_ref().map_or(0, |s| s.version);
+        if commit.last_version <= at {
+            return;
+        }
+        if commit.first_version != at + 1 {
+            // Cannot happen with a gapless log; start over from the store rather than guess.
+            tracing::warn!(resource = %id, at, first = commit.first_version, "relay re-tracks");
+            self.trackers.remove(&id);
+            return;
+        }
+        let next = domain::replay(state.take(), &commit.events);
+        *state = next.clone();
+        if commit.node != self.shared.store.node_id() {
+            if let Some(next) = next {
+                self.shared
+                    .hub
+                    .publish(Arc::new(Change::new(commit.events, next)));
+            }
+        }
+    }
+}
+
+/// Watches inserts into `commits` by other nodes and passes their resource ids to the relay.
+/// Retries every [`RelayConfig::stream_retry`] while change streams are unavailable.
+async fn watch_commits(
+    shared: Arc<Shared>,
+    notices: mpsc::Sender<ResourceId>,
+    stop: CancellationToken,
+) {
+    let mut token = None;
+    let mut reported = false;
+    loop {
+        let pipeline = [doc! { "$match": {
+            "operationType": "insert",
+            "fullDocument.node": { "$ne": shared.store.node_id() },
+        } }];
+        let opened = shared
+            .store
+            .commits_collection()
+            .watch()
+            .pipeline(pipeline)
+            .resume_after(token.clone())
+            .await;
+        match opened {
+            Ok(mut stream) => {
+                tracing::info!("relay follows a MongoDB change stream");
+                reported = false;
+                shared.streaming.store(true, Ordering::Relaxed);
+                // Whatever happened while no stream was open is read from the log.
+                shared.resync.store(true, Ordering::Relaxed);
+                loop {
+                    let next = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        next = stream.next() => next,
+                    };
+                    match next {
+                        Some(Ok(event)) => {
+                            token = stream.resume_token();
+                            let id = event
+                                .full_document
+                                .as_ref()
+                                .and_then(|d| d.get_str("resource_id").ok())
+                                .and_then(|s| s.parse().ok())
+                                .map(ResourceId);
+                            if let Some(id) = id {
+                                if notices.try_send(id).is_err() {
+                                    shared.resync.store(true, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "change stream interrupted; reopening");
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                shared.streaming.store(false, Ordering::Relaxed);
+            }
+            Err(e) => {
+                if token.take().is_some() {
+                    // Perhaps the token is too old: open afresh (the resync covers the gap).
+                    tracing::warn!(error = %e, "cannot resume the change stream; starting anew");
+                    continue;
+                }
+                if !reported {
+                    tracing::info!(
+                        error = %e,
+                        "change streams unavailable; the relay polls the log every {:?}",
+                        shared.config.poll_interval
+                    );
+                    reported = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(shared.config.stream_retry) => {}
+        }
+    }
+}

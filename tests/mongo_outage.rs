@@ -1,0 +1,190 @@
+//! MongoDB lost mid-run and back again. Guards against a command reported as a success that was
+//! never stored, against acknowledged commands lost across the outage, and against a server that
+//! needs a restart to use MongoDB again.
+//!
+//! The test runs its own nx-27017 on its own port with `--data-dir`, so the data survives killing
+//! it; it finds the executable through `WARDEN_TEST_NX27017` (set by `scripts/test`) or in
+//! `.mongo-venv/bin/`.
+
+mod mongo_support;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use warden::actor::{CommandError, CommandReply, CommandRequest};
+use warden::domain::{
+    AddResource, Command, CommandId, CreateResource, PlayerId, Principal, ResourceId,
+    ResourceParams,
+};
+use warden::node::{Node, NodeConfig};
+use warden::store::mongo::{MongoConfig, MongoStore};
+use warden::store::{Backend, EventStore};
+
+/// Longest the test waits for the server to come up or recover; only a failure waits this long.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn nx_27017() -> PathBuf {
+    if let Ok(path) = std::env::var("WARDEN_TEST_NX27017") {
+        return path.into();
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".mongo-venv/bin/nx-27017");
+    assert!(
+        local.exists(),
+        "nx-27017 not found: run `scripts/test`, or set WARDEN_TEST_NX27017 to its path \
+         (pip install nx-27017==0.8.1 neosqlite==1.17.2 in .mongo-venv)"
+    );
+    local
+}
+
+/// An nx-27017 process we own; killed when dropped.
+struct Mongo {
+    child: Child,
+}
+
+impl Mongo {
+    fn start(port: u16, data_dir: &Path) -> Self {
+        let child = Process::new(nx_27017())
+            .args(["--data-dir"])
+            .arg(data_dir)
+            .args(["--host", "127.0.0.1", "-p", &port.to_string(), "--pid-file"])
+            .arg(data_dir.join("nx.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nx-27017 starts");
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nx-27017 never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child }
+    }
+
+    /// Kills the server abruptly, as a crash or a lost machine would.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Mongo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn add(id: ResourceId, command_id: CommandId) -> CommandRequest {
+    CommandRequest {
+        command_id,
+        principal: Principal::service("game-backend"),
+        command: Command::Add(AddResource {
+            resource_id: id,
+            amount: 1,
+            reason: "outage".into(),
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_fail_as_unavailable_while_mongodb_is_down_and_recover_without_restart() {
+    // Given a node on our own MongoDB, with a resource and five acknowledged adds,
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mongo = Mongo::start(port, data.path());
+    let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
+    let store = Arc::new(
+        MongoStore::connect_to(&uri, Some("outage"), MongoConfig::default())
+            .await
+            .unwrap(),
+    );
+    let backend = Backend {
+        events: store.clone(),
+        read: store.clone(),
+        mongo: Some(store.clone()),
+    };
+    let node = Node::start_on(&backend, NodeConfig::default());
+    let created = node
+        .registry
+        .execute(CommandRequest {
+            command_id: CommandId::new(),
+            principal: Principal::service("game-backend"),
+            command: Command::Create(CreateResource {
+                resource_type: "gold".into(),
+                owner: Some(PlayerId::new("alice")),
+                params: Some(ResourceParams {
+                    initial_amount: 0,
+                    max_amount: 1_000_000,
+                    regen_milli: 0,
+                }),
+            }),
+        })
+        .await
+        .unwrap();
+    let id = created.resource_id;
+    let mut acknowledged: Vec<CommandReply> = Vec::new();
+    for _ in 0..5 {
+        acknowledged.push(
+            node.registry
+                .execute(add(id, CommandId::new()))
+                .await
+                .unwrap(),
+        );
+    }
+
+    // When MongoDB dies, every command fails with `unavailable`: none is reported as done.
+    mongo.kill();
+    for _ in 0..3 {
+        match node.registry.execute(add(id, CommandId::new())).await {
+            Err(e @ CommandError::Store(_)) => assert_eq!(e.code(), "unavailable"),
+            other => panic!("a command during the outage must be unavailable, got {other:?}"),
+        }
+    }
+
+    // When it comes back on the same port and data, commands succeed again with the same node
+    // (a client retries an `unavailable` command with the same command id).
+    let _mongo = Mongo::start(port, data.path());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    for _ in 0..5 {
+        let command_id = CommandId::new();
+        let reply = loop {
+            match node.registry.execute(add(id, command_id)).await {
+                Ok(reply) => break reply,
+                Err(e) if e.code() == "unavailable" && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("after MongoDB returned, commands must succeed: {e}"),
+            }
+        };
+        assert!(!reply.duplicate);
+        acknowledged.push(reply);
+    }
+
+    // Then every acknowledged command is in the log, and nothing else was applied.
+    for reply in &acknowledged {
+        let command_id = reply.events[0].command_id;
+        let record = store.find_command(command_id).await.unwrap();
+        assert_eq!(
+            record.map(|r| r.last_version),
+            Some(reply.version),
+            "acknowledged command {command_id} is stored at the version it was answered with"
+        );
+    }
+    let state = store.load(id).await.unwrap().state().unwrap();
+    assert_eq!(state.balance.amount, acknowledged.len() as u64);
+    assert_eq!(state.version, acknowledged.len() as u64 + 1);
+    node.shutdown().await;
+}

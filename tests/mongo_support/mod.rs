@@ -1,0 +1,49 @@
+//! Shared by the MongoDB tests: where the test server is, and a fresh database per test.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use warden::store::mongo::{MongoConfig, MongoStore};
+
+/// The environment variable naming the MongoDB-compatible server the tests use.
+pub const URI_VAR: &str = "WARDEN_TEST_MONGODB_URI";
+
+/// The test server's URI. Fails (never skips) when it is not set, saying how to get one.
+pub fn test_uri() -> String {
+    std::env::var(URI_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{URI_VAR} is not set: these tests need a MongoDB-compatible server. Run `scripts/test`, \
+             which starts one, or start nx-27017 yourself:\n  \
+             python3 -m venv .mongo-venv && .mongo-venv/bin/pip install nx-27017==0.8.1 neosqlite==1.17.2\n  \
+             .mongo-venv/bin/nx-27017 --db memory --host 127.0.0.1 -p 27118 --pid-file $PWD/.mongo-venv/nx.pid &\n  \
+             export {URI_VAR}='mongodb://127.0.0.1:27118/?directConnection=true'"
+        )
+    })
+}
+
+/// A database name no other test uses, so tests run in parallel on one server.
+pub fn fresh_db_name(test: &str) -> String {
+    let short: String = test
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(20)
+        .collect();
+    format!("wt_{short}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A store (one "node") on a fresh database of the test server.
+pub async fn fresh_store(test: &str) -> (Arc<MongoStore>, String) {
+    let db = fresh_db_name(test);
+    let store = MongoStore::connect_to(&test_uri(), Some(&db), MongoConfig::default())
+        .await
+        .expect("the test MongoDB is reachable");
+    (Arc::new(store), db)
+}
+
+/// Another store (a second node) on the database `db`.
+pub async fn another_node(db: &str) -> Arc<MongoStore> {
+    Arc::new(
+        MongoStore::connect_to(&test_uri(), Some(db), MongoConfig::default())
+            .await
+            .expect("the test MongoDB is reachable"),
+    )
+}
