@@ -1,0 +1,120 @@
+//! One spectator: subscribes to many owners' resources and checks, update by update, that each
+//! resource's versions follow on with no gap and no repeat; measures delivery lag (commit time
+//! in the view's `updated_at` → local receive time).
+
+use crate::check::Seen;
+use crate::conn;
+use crate::metrics::unix_us_now;
+use crate::swarm::Shared;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use warden::domain::{PlayerId, ResourceId, Role};
+use warden::protocol::{ClientMessage, ServerMessage};
+
+/// What a spectator saw, shared with the orchestrator, which waits for it to catch up with the
+/// final versions. Locked only for a map update, never across `.await`.
+pub type SeenMap = Arc<Mutex<HashMap<ResourceId, Seen>>>;
+
+pub struct Spectator {
+    pub name: String,
+    pub seen: SeenMap,
+}
+
+impl Spectator {
+    pub fn new(index: usize) -> Self {
+        Self {
+            name: format!("spectator-{index:04}"),
+            seen: Arc::default(),
+        }
+    }
+
+    /// Connects, subscribes to `owners`, and records updates until `stop`.
+    pub async fn run(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        owners: Vec<PlayerId>,
+        stop: CancellationToken,
+    ) {
+        let token = crate::tokens::mint(&shared.keys, &self.name, Role::Spectator);
+        let (mut ws, welcome) = match conn::connect(&shared.config.url, &token).await {
+            Ok(ok) => ok,
+            Err(_) => {
+                shared.rec.error("connect_failed");
+                shared
+                    .rec
+                    .counters
+                    .connect_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+        };
+        shared.rec.counters.connection_opened();
+        let cap = welcome.limits.max_subscriptions.max(1) as usize;
+        for (i, owner) in owners.into_iter().take(cap).enumerate() {
+            let msg = ClientMessage::Subscribe {
+                req: i as u64 + 1,
+                resource_id: None,
+                owner: Some(owner),
+                from_version: None,
+            };
+            if conn::send(&mut ws, &msg).await.is_err() {
+                shared.rec.error("disconnected");
+                shared.rec.counters.connection_closed();
+                return;
+            }
+        }
+        loop {
+            let msg = tokio::select! {
+                _ = stop.cancelled() => break,
+                msg = conn::recv(&mut ws) => msg,
+            };
+            match msg {
+                Ok(ServerMessage::Subscribed { resources, .. }) => {
+                    let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+                    for r in resources {
+                        seen.entry(r.id).or_insert_with(|| Seen::at(r.version));
+                    }
+                }
+                Ok(ServerMessage::Update {
+                    resource_id,
+                    base_version,
+                    version,
+                    resource,
+                }) => {
+                    let lag_us = unix_us_now() - resource.updated_at.millis() * 1000;
+                    shared
+                        .rec
+                        .update(Duration::from_micros(lag_us.max(0) as u64));
+                    // A resource not in any `subscribed` reply was created after subscribing:
+                    // its first update must start at version 0.
+                    self.seen
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(resource_id)
+                        .or_default()
+                        .update(base_version, version);
+                }
+                Ok(ServerMessage::Error { code, .. }) => shared.rec.error(&code),
+                Ok(_) => {}
+                Err(_) => {
+                    shared.rec.error("spectator_disconnected");
+                    shared.rec.counters.connection_closed();
+                    return;
+                }
+            }
+        }
+        shared.rec.counters.connection_closed();
+        conn::close(ws).await;
+    }
+
+    /// The last version seen of `id`, if watched.
+    pub fn last_seen(&self, id: &ResourceId) -> Option<u64> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .map(|s| s.last)
+    }
+}
