@@ -12,9 +12,9 @@ use warden::domain::{ResourceId, Role};
 use warden::protocol::ServerMessage;
 
 /// Service connections used for the audit.
-const AUDITORS: usize = 4;
+const AUDITORS: usize = 16;
 /// Reads in flight at once across them.
-const IN_FLIGHT: usize = 64;
+const IN_FLIGHT: usize = 128;
 /// Events asked per history page (the server's cap).
 const PAGE: u32 = 1000;
 /// Retries of a read refused with `rate_limited`.

@@ -89,6 +89,9 @@ pub struct Bot {
     entries: Vec<Entry>,
     /// Minimum time between two sends in closed-loop mode (the server's announced rate limit).
     pace: Duration,
+    /// Whether this bot ever sent a lock (open-loop replies can arrive out of order, so at the
+    /// end such a bot unlocks whatever its last reply said).
+    ever_locked: bool,
 }
 
 /// A planned request, before it gets its `req`.
@@ -128,6 +131,7 @@ impl Bot {
             script: VecDeque::new(),
             entries: Vec::new(),
             pace: Duration::ZERO,
+            ever_locked: false,
         }
     }
 
@@ -375,6 +379,7 @@ impl Bot {
                     step.min(own.amount.max(1)),
                 ));
                 self.script.push_back(ClientMessageKind::Unlock(own.id));
+                self.ever_locked = true;
                 ClientMessageKind::Lock(own.id)
             }
             _ => ClientMessageKind::History(own.id),
@@ -633,11 +638,14 @@ impl Bot {
     }
 
     /// Unlocks the bot's resource if it may still be locked, so no lock expires after the final
-    /// read (an expiry appends an event nobody acknowledged).
+    /// read (an expiry appends an event nobody acknowledged). In open-loop mode replies may
+    /// arrive in another order than the server applied them, so a bot that ever locked unlocks
+    /// regardless (a `not_locked` refusal is harmless).
     async fn cleanup(&mut self) {
         self.script.clear();
+        let open_loop = self.shared.config.rate.is_some();
         if let Some(own) = self.own
-            && own.locked
+            && (own.locked || (open_loop && self.ever_locked))
             && self.ws.is_some()
         {
             let _ = self.roundtrip(ClientMessageKind::Unlock(own.id)).await;
