@@ -37,7 +37,10 @@ pub enum AuthError {
     #[error("invalid token: {0}")]
     Invalid(String),
     #[error("cannot read or create the secret at {path}: {source}")]
-    Secret { path: String, source: std::io::Error },
+    Secret {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl AuthError {
@@ -76,14 +79,21 @@ impl TokenKeys {
     pub fn load(data_dir: &Path) -> Result<Self, AuthError> {
         match std::env::var(SECRET_ENV) {
             Ok(s) if !s.is_empty() => Ok(Self::from_secret(s.as_bytes())),
-            _ => Ok(Self::from_secret(load_or_create_dev_secret(data_dir)?.as_bytes())),
+            _ => Ok(Self::from_secret(
+                load_or_create_dev_secret(data_dir)?.as_bytes(),
+            )),
         }
     }
 
     /// A token for `player` with `role`, valid for `ttl_secs` from now.
     pub fn mint(&self, player: &str, role: Role, ttl_secs: u64) -> String {
         let iat = unix_now();
-        let claims = Claims { sub: player.to_owned(), role, exp: iat + ttl_secs, iat };
+        let claims = Claims {
+            sub: player.to_owned(),
+            role,
+            exp: iat + ttl_secs,
+            iat,
+        };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing cannot fail")
     }
@@ -96,16 +106,19 @@ impl TokenKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| {
-            match e.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
+            |e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Invalid(e.to_string()),
-            }
-        })?;
+            },
+        )?;
         if data.claims.sub.is_empty() {
             return Err(AuthError::Invalid("empty subject".into()));
         }
-        Ok(Principal { player: PlayerId::new(data.claims.sub), role: data.claims.role })
+        Ok(Principal {
+            player: PlayerId::new(data.claims.sub),
+            role: data.claims.role,
+        })
     }
 }
 
@@ -119,7 +132,10 @@ fn unix_now() -> u64 {
 /// Reads `<dir>/dev-secret`, creating it with 32 random bytes (hex) on first use.
 pub fn load_or_create_dev_secret(dir: &Path) -> Result<String, AuthError> {
     let path = dir.join(DEV_SECRET_FILE);
-    let err = |source| AuthError::Secret { path: path.display().to_string(), source };
+    let err = |source| AuthError::Secret {
+        path: path.display().to_string(),
+        source,
+    };
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim().to_owned();
         if !existing.is_empty() {
@@ -127,7 +143,9 @@ pub fn load_or_create_dev_secret(dir: &Path) -> Result<String, AuthError> {
         }
     }
     std::fs::create_dir_all(dir).map_err(err)?;
-    let secret: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+    let secret: String = (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -139,7 +157,10 @@ pub fn load_or_create_dev_secret(dir: &Path) -> Result<String, AuthError> {
         }
         // Another process created it first: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Ok(std::fs::read_to_string(&path).map_err(err)?.trim().to_owned())
+            Ok(std::fs::read_to_string(&path)
+                .map_err(err)?
+                .trim()
+                .to_owned())
         }
         Err(e) => Err(err(e)),
     }
