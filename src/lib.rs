@@ -11,6 +11,7 @@
 //! - [`projection`]: the read-model updater, rebuild from the log, and the query handler.
 //! - [`clock`]: where actors get "now" (a manual clock in tests).
 //! - [`node`]: wires the above together for one server node.
+//! - [`net`]: the WebSocket front end: accept loop, sessions, gap-free subscriptions.
 //! - [`demo`]: the seed scenario.
 //! - [`protocol`]: the wire types, shared with `client-sim`.
 
@@ -20,6 +21,7 @@ pub mod bus;
 pub mod clock;
 pub mod demo;
 pub mod domain;
+pub mod net;
 pub mod node;
 pub mod projection;
 pub mod protocol;

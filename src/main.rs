@@ -1,10 +1,16 @@
-//! The `warden` binary: run the seed demo (and, later, serve).
+//! The `warden` binary: serve over WebSocket (the default), mint tokens, run the seed demo.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use warden::auth::TokenKeys;
 use warden::clock::ManualClock;
+use warden::domain::{Catalogue, Role};
+use warden::net::NetConfig;
 use warden::node::{Node, NodeConfig};
 use warden::store::embedded::EmbeddedStore;
 
@@ -12,15 +18,56 @@ use warden::store::embedded::EmbeddedStore;
 #[command(
     name = "warden",
     version,
-    about = "Server-authoritative game resource server"
+    about = "Server-authoritative game resource server",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
+    /// With no subcommand, `warden` serves with these options.
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+struct ServeArgs {
+    /// Where the embedded store and the development token secret live.
+    #[arg(long, env = "WARDEN_DATA_DIR", default_value = "./warden-data")]
+    data_dir: PathBuf,
+    /// Address to accept WebSocket connections on.
+    #[arg(long, env = "WARDEN_LISTEN", default_value = "127.0.0.1:7350")]
+    listen: SocketAddr,
+    /// Resource types (TOML). Without it: the built-in gold, mana and wood, plus (overriding
+    /// them by name) `<data-dir>/catalogue.toml` if present.
+    #[arg(long, env = "WARDEN_CATALOGUE")]
+    catalogue: Option<PathBuf>,
+    /// Commands per second per session (0: unlimited).
+    #[arg(long, env = "WARDEN_RATE_LIMIT", default_value_t = NetConfig::default().commands_per_second)]
+    rate_limit: u32,
+    /// Open connections at most.
+    #[arg(long, env = "WARDEN_MAX_CONNECTIONS", default_value_t = NetConfig::default().max_connections)]
+    max_connections: usize,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Serve over WebSocket on the embedded store (also what plain `warden` does).
+    Serve(ServeArgs),
+    /// Print a signed token for a player, spectator or service on stdout.
+    Token {
+        /// The player (or service) id the token proves.
+        #[arg(long)]
+        player: String,
+        /// player, spectator or service.
+        #[arg(long, default_value = "player")]
+        role: Role,
+        /// The data directory whose secret signs the token (as the server's).
+        #[arg(long, env = "WARDEN_DATA_DIR", default_value = "./warden-data")]
+        data_dir: PathBuf,
+        /// How long the token is valid: e.g. 90s, 30m, 24h, 7d (plain numbers are seconds).
+        #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+        ttl: Duration,
+    },
     /// Run the seed scenario against the core on a temporary store and print each step.
     Demo {
         /// Keep the store here instead of a temporary directory.
@@ -41,10 +88,128 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Cmd::Demo { data_dir }) => demo(data_dir).await,
-        None => {
-            anyhow::bail!("no command given; try `warden demo` (see `warden --help`)")
+        Some(Cmd::Serve(args)) => serve(args).await,
+        Some(Cmd::Token {
+            player,
+            role,
+            data_dir,
+            ttl,
+        }) => {
+            let keys = TokenKeys::load(&data_dir)?;
+            println!("{}", keys.mint(&player, role, ttl.as_secs()));
+            Ok(())
+        }
+        None => serve(cli.serve).await,
+    }
+}
+
+/// `90s`, `30m`, `24h`, `7d`, or a number of seconds.
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 30m, 24h or 7d"))?;
+    let secs = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3_600),
+        "d" => n.checked_mul(86_400),
+        _ => None,
+    };
+    match secs {
+        Some(s) if s > 0 => Ok(Duration::from_secs(s)),
+        _ => Err(format!(
+            "{text:?} is not a positive duration like 90s, 30m, 24h or 7d"
+        )),
+    }
+}
+
+/// The catalogue: `--catalogue FILE` alone, or the built-in types overridden by
+/// `<data-dir>/catalogue.toml` when that exists.
+fn load_catalogue(args: &ServeArgs) -> anyhow::Result<Catalogue> {
+    if let Some(path) = &args.catalogue {
+        return Ok(Catalogue::load(path)?);
+    }
+    let mut catalogue = Catalogue::default();
+    let local = args.data_dir.join("catalogue.toml");
+    if local.exists() {
+        catalogue.types.extend(Catalogue::load(&local)?.types);
+    }
+    Ok(catalogue)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let catalogue = load_catalogue(&args)?;
+    let store = Arc::new(
+        EmbeddedStore::open(&args.data_dir)
+            .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
+    );
+    let keys = TokenKeys::load(&args.data_dir)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let config = NetConfig {
+        commands_per_second: args.rate_limit,
+        max_connections: args.max_connections,
+        ..NetConfig::default()
+    };
+    let types: Vec<&str> = catalogue.types.keys().map(String::as_str).collect();
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        data_dir = %args.data_dir.display(),
+        types = ?types,
+        "warden serving (protocol v1 at ws://{}/v1)",
+        listener.local_addr()?
+    );
+    let node = Arc::new(Node::start(
+        store.clone(),
+        store.clone(),
+        NodeConfig {
+            catalogue: Arc::new(catalogue),
+            ..NodeConfig::default()
+        },
+    ));
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+    warden::net::serve(listener, node.clone(), keys, config, shutdown).await?;
+    tracing::info!("sessions closed; stopping the node");
+    match Arc::into_inner(node) {
+        Some(node) => node.shutdown().await,
+        None => tracing::warn!("node still in use at shutdown"),
+    }
+    drop(store);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Cancels `shutdown` on Ctrl-C or SIGTERM.
+async fn signal_shutdown(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
         }
     }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested: finishing in-flight commands");
+    shutdown.cancel();
 }
 
 async fn demo(data_dir: Option<PathBuf>) -> anyhow::Result<()> {

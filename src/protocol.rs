@@ -122,6 +122,15 @@ pub struct Limits {
     pub max_subscriptions: u32,
     pub idle_timeout_ms: u64,
     pub outbound_queue: u32,
+    /// Commands a session may send in one burst before `commands_per_second` applies.
+    #[serde(default)]
+    pub commands_burst: u32,
+    /// Requests of one session processed at once; beyond it the server stops reading.
+    #[serde(default)]
+    pub max_in_flight: u32,
+    /// How often the server sends a WebSocket ping.
+    #[serde(default)]
+    pub ping_interval_ms: u64,
 }
 
 /// One event of the audit trail as a client sees it.

@@ -1,0 +1,235 @@
+//! The accept loop: a connection cap, the authenticated WebSocket upgrade, and graceful shutdown.
+
+use crate::auth::{AuthError, TokenKeys};
+use crate::domain::Principal;
+use crate::net::{NetConfig, NetError, NetStats, session};
+use crate::node::Node;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The WebSocket subprotocol name of protocol version 1 (optional for clients to offer).
+pub const SUBPROTOCOL_V1: &str = "warden.v1";
+
+/// What every session of one server shares.
+pub(crate) struct Ctx {
+    pub node: Arc<Node>,
+    pub keys: TokenKeys,
+    pub config: NetConfig,
+    pub stats: Arc<NetStats>,
+}
+
+/// A WebSocket server over a bound listener. [`Server::stats`] exposes its counters.
+pub struct Server {
+    listener: TcpListener,
+    ctx: Arc<Ctx>,
+}
+
+impl Server {
+    pub fn new(listener: TcpListener, node: Arc<Node>, keys: TokenKeys, config: NetConfig) -> Self {
+        let ctx = Arc::new(Ctx {
+            node,
+            keys,
+            config,
+            stats: Arc::new(NetStats::default()),
+        });
+        Self { listener, ctx }
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr, NetError> {
+        self.listener.local_addr().map_err(NetError::Listener)
+    }
+
+    pub fn stats(&self) -> Arc<NetStats> {
+        self.ctx.stats.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting, lets every session finish its
+    /// in-flight requests and close with 1001, and returns once all sessions have ended. The
+    /// caller then shuts the node down (`Node::shutdown`).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), NetError> {
+        let Server { listener, ctx } = self;
+        let permits = Arc::new(Semaphore::new(ctx.config.max_connections.max(1)));
+        let sessions = TaskTracker::new();
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break, // the semaphore is never closed
+                },
+                _ = shutdown.cancelled() => break,
+            };
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                _ = shutdown.cancelled() => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(ok) => {
+                    backoff = Duration::from_millis(5);
+                    ok
+                }
+                Err(e) => {
+                    // Typically out of file descriptors: wait a little and keep serving.
+                    tracing::warn!(error = %e, "accept failed; backing off");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            NetStats::bump(&ctx.stats.accepted);
+            let ctx = ctx.clone();
+            let shutdown = shutdown.clone();
+            sessions.spawn(async move {
+                let _permit = permit;
+                connection(stream, peer, ctx, shutdown).await;
+            });
+        }
+        drop(listener);
+        tracing::info!(
+            sessions = sessions.len(),
+            "stopped accepting; finishing sessions"
+        );
+        sessions.close();
+        sessions.wait().await;
+        Ok(())
+    }
+}
+
+/// Serves `node` on `listener` until `shutdown` is cancelled (see [`Server::run`]).
+pub async fn serve(
+    listener: TcpListener,
+    node: Arc<Node>,
+    keys: TokenKeys,
+    config: NetConfig,
+    shutdown: CancellationToken,
+) -> Result<(), NetError> {
+    Server::new(listener, node, keys, config)
+        .run(shutdown)
+        .await
+}
+
+/// Upgrades one connection (authenticating it) and runs its session.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<Ctx>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(ctx.config.read_buffer_bytes)
+        .write_buffer_size(ctx.config.write_buffer_bytes)
+        .max_message_size(Some(ctx.config.max_frame_bytes))
+        .max_frame_size(Some(ctx.config.max_frame_bytes));
+    let mut principal: Option<Principal> = None;
+    let keys = &ctx.keys;
+    let callback = |request: &Request, response: Response| {
+        let (p, response) = authorize_upgrade(keys, request, response)?;
+        principal = Some(p);
+        Ok(response)
+    };
+    let upgrade =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config));
+    let ws = match tokio::time::timeout(ctx.config.handshake_timeout, upgrade).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            NetStats::bump(&ctx.stats.refused);
+            tracing::debug!(%peer, error = %e, "upgrade refused");
+            return;
+        }
+        Err(_) => {
+            NetStats::bump(&ctx.stats.refused);
+            tracing::debug!(%peer, "upgrade timed out");
+            return;
+        }
+    };
+    let Some(principal) = principal else {
+        return; // unreachable: the callback ran and accepted
+    };
+    tracing::debug!(%peer, player = %principal.player, role = principal.role.as_str(), "session open");
+    session::run(ws, principal, ctx, shutdown).await;
+    tracing::debug!(%peer, "session closed");
+}
+
+/// Checks the upgrade request: path `/` or `/v1`, subprotocol `warden.v1` if any is offered, and
+/// a valid token in `?token=` or `Authorization: Bearer`. Refusals are plain HTTP answers with a
+/// JSON body `{"code": …, "message": …}`.
+fn authorize_upgrade(
+    keys: &TokenKeys,
+    request: &Request,
+    mut response: Response,
+) -> Result<(Principal, Response), ErrorResponse> {
+    let path = request.uri().path();
+    if path != "/" && path != "/v1" {
+        return Err(refusal(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the WebSocket endpoint is /v1",
+        ));
+    }
+    if let Some(offered) = request.headers().get("sec-websocket-protocol") {
+        let offered = offered.to_str().unwrap_or("");
+        if offered.split(',').any(|p| p.trim() == SUBPROTOCOL_V1) {
+            response.headers_mut().insert(
+                "sec-websocket-protocol",
+                HeaderValue::from_static(SUBPROTOCOL_V1),
+            );
+        } else {
+            return Err(refusal(
+                StatusCode::BAD_REQUEST,
+                "unsupported_protocol",
+                "this server speaks subprotocol warden.v1 only",
+            ));
+        }
+    }
+    let token = token_from(request);
+    match keys.verify(token.unwrap_or("")) {
+        Ok(principal) => Ok((principal, response)),
+        Err(e) => {
+            let message = match &e {
+                AuthError::Missing => "a token is required: ?token=… or Authorization: Bearer …",
+                AuthError::Expired => "the token has expired",
+                _ => "the token is not valid",
+            };
+            Err(refusal(StatusCode::UNAUTHORIZED, e.code(), message))
+        }
+    }
+}
+
+/// The token from the query string (`token=`) or an `Authorization: Bearer` header.
+fn token_from(request: &Request) -> Option<&str> {
+    let from_query = request.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("token="))
+            .filter(|t| !t.is_empty())
+    });
+    from_query.or_else(|| {
+        request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+    })
+}
+
+fn refusal(status: StatusCode, code: &str, message: &str) -> ErrorResponse {
+    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    let mut response = ErrorResponse::new(Some(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    response
+}
