@@ -91,12 +91,19 @@ fn draw_latency_over_time(report: &SwarmReport, area: &Area<'_>) -> DrawResult {
         .map(|s| ms(s.max_us))
         .fold(1.0, f64::max)
         * 1.5;
+    let bottom = report
+        .timeline
+        .iter()
+        .filter(|s| s.commands > 0)
+        .map(|s| ms(s.p50_us))
+        .fold(top, f64::min)
+        / 2.0;
     let mut chart = ChartBuilder::on(area)
         .caption("command latency per second (log scale)", ("sans-serif", 16))
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(70)
-        .build_cartesian_2d(0u64..secs, (0.01f64..top).log_scale())?;
+        .build_cartesian_2d(0u64..secs, (bottom..top).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("seconds since start")
@@ -140,7 +147,12 @@ fn draw_distribution(report: &SwarmReport, area: &Area<'_>) -> DrawResult {
             ));
         }
     }
-    let lo = buckets.first().map_or(0.01, |b| b.0).max(0.001);
+    // Start just below the first bucket that holds anything.
+    let lo = buckets
+        .iter()
+        .find(|b| b.1 > 0.0)
+        .map_or(0.01, |b| b.0 / BUCKET_GROWTH)
+        .max(0.001);
     let hi = buckets.last().map_or(10.0, |b| b.0).max(lo * 10.0);
     let top = buckets.iter().map(|b| b.1).fold(1.0, f64::max) * 1.1;
     let mut chart = ChartBuilder::on(area)
@@ -162,7 +174,12 @@ fn draw_distribution(report: &SwarmReport, area: &Area<'_>) -> DrawResult {
         .y_desc("% of commands")
         .draw()?;
     chart.draw_series(
-        AreaSeries::new(buckets.iter().copied(), 0.0, BLUE.mix(0.3)).border_style(BLUE),
+        AreaSeries::new(
+            buckets.iter().copied().filter(|b| b.0 >= lo),
+            0.0,
+            BLUE.mix(0.3),
+        )
+        .border_style(BLUE),
     )?;
     for (label, us, color) in [
         ("p50", report.latency_us.p50, GREEN),
