@@ -60,6 +60,8 @@ fn histogram(sigfig: u8) -> Histogram<u64> {
 
 struct Inner {
     commands: Histogram<u64>,
+    /// Commands on the shared guild resources alone (contended: one actor serialises them).
+    guild: Histogram<u64>,
     queries: Histogram<u64>,
     lag: Histogram<u64>,
     per_second: Vec<Histogram<u64>>,
@@ -104,6 +106,7 @@ impl Recorder {
             counters: Counters::default(),
             inner: Mutex::new(Inner {
                 commands: histogram(3),
+                guild: histogram(3),
                 queries: histogram(3),
                 lag: histogram(3),
                 per_second: Vec::new(),
@@ -117,13 +120,17 @@ impl Recorder {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A command answered at `done` after `latency` (measured from its send or scheduled time).
-    pub fn command(&self, done: Instant, latency: Duration) {
+    /// A command answered at `done` after `latency` (measured from its send or scheduled time);
+    /// `guild` when it targeted a shared guild resource.
+    pub fn command(&self, done: Instant, latency: Duration, guild: bool) {
         let us = (latency.as_micros() as u64).clamp(1, MAX_US);
         let second = done.saturating_duration_since(self.start).as_secs() as usize;
         self.counters.commands.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.lock();
         inner.commands.saturating_record(us);
+        if guild {
+            inner.guild.saturating_record(us);
+        }
         while inner.per_second.len() <= second {
             inner.per_second.push(histogram(2));
         }
@@ -154,6 +161,7 @@ impl Recorder {
         let inner = self.lock();
         Snapshot {
             commands: inner.commands.clone(),
+            guild: inner.guild.clone(),
             queries: inner.queries.clone(),
             lag: inner.lag.clone(),
             timeline: inner
@@ -184,6 +192,7 @@ impl Recorder {
 /// The histograms at the end of a run.
 pub struct Snapshot {
     pub commands: Histogram<u64>,
+    pub guild: Histogram<u64>,
     pub queries: Histogram<u64>,
     pub lag: Histogram<u64>,
     pub timeline: Vec<SecondStats>,
@@ -215,7 +224,7 @@ mod tests {
     fn percentiles_come_from_recorded_latencies() {
         let rec = Recorder::new(Instant::now());
         for ms in 1..=100u64 {
-            rec.command(rec.start, Duration::from_millis(ms));
+            rec.command(rec.start, Duration::from_millis(ms), false);
         }
         let snap = rec.snapshot();
         let p = Percentiles::of(&snap.commands);

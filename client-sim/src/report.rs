@@ -37,6 +37,8 @@ pub struct SwarmReport {
     pub commands_per_s: f64,
     /// Command latency, from send (closed-loop) or scheduled send (open-loop) to reply.
     pub latency_us: Percentiles,
+    /// Latency of the commands on the shared guild resources alone (hot, contended).
+    pub guild_latency_us: Percentiles,
     pub queries: u64,
     pub query_latency_us: Percentiles,
     /// Error replies by code, and client-side failures (`timeout`, `disconnected`, `connect_*`).
@@ -87,6 +89,7 @@ impl SwarmReport {
             commands,
             commands_per_s: commands as f64 / secs,
             latency_us: Percentiles::of(&snap.commands),
+            guild_latency_us: Percentiles::of(&snap.guild),
             queries: snap.queries.len(),
             query_latency_us: Percentiles::of(&snap.queries),
             errors: snap.errors,
@@ -166,6 +169,17 @@ impl SwarmReport {
             ms(l.p999),
             ms(l.max)
         );
+        let g = &self.guild_latency_us;
+        if g.count > 0 {
+            let _ = writeln!(
+                s,
+                "  of which on guild resources ({}): p50 {:.2}  p99 {:.2}  max {:.2}",
+                g.count,
+                ms(g.p50),
+                ms(g.p99),
+                ms(g.max)
+            );
+        }
         let q = &self.query_latency_us;
         let _ = writeln!(
             s,

@@ -92,6 +92,8 @@ pub struct Bot {
     /// Whether this bot ever sent a lock (open-loop replies can arrive out of order, so at the
     /// end such a bot unlocks whatever its last reply said).
     ever_locked: bool,
+    /// Set during the final unlock: its `not_locked` refusal is expected, not an error.
+    cleaning_up: bool,
 }
 
 /// A planned request, before it gets its `req`.
@@ -132,6 +134,7 @@ impl Bot {
             entries: Vec::new(),
             pace: Duration::ZERO,
             ever_locked: false,
+            cleaning_up: false,
         }
     }
 
@@ -556,7 +559,8 @@ impl Bot {
                 command_id,
                 op,
             } => {
-                self.shared.rec.command(now.into_std(), latency);
+                let guild = resource.is_some_and(|id| self.shared.guild.contains(&id));
+                self.shared.rec.command(now.into_std(), latency, guild);
                 self.on_command_reply(msg, resource, command_id, op);
             }
         }
@@ -600,7 +604,9 @@ impl Bot {
                 });
             }
             ServerMessage::Error { code, .. } => {
-                self.shared.rec.error(&code);
+                if !(self.cleaning_up && code == "not_locked") {
+                    self.shared.rec.error(&code);
+                }
                 if code == "not_locked"
                     && let Some(own) = self.own.as_mut()
                 {
@@ -648,6 +654,7 @@ impl Bot {
             && (own.locked || (open_loop && self.ever_locked))
             && self.ws.is_some()
         {
+            self.cleaning_up = true;
             let _ = self.roundtrip(ClientMessageKind::Unlock(own.id)).await;
         }
     }
