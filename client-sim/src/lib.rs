@@ -1,0 +1,22 @@
+//! client-sim: drives a Warden server over WebSocket the way real clients would, and checks that
+//! what the server ended with is exactly what it acknowledged.
+//!
+//! # Layout
+//! - [`conn`]: one connection (connect with a token, `welcome`, send/receive) and [`conn::Client`],
+//!   a shared handle that pipelines requests and matches replies by `req`.
+//! - [`tokens`]: minting tokens with the server's secret.
+//! - [`scenario`]: the seed scenario over the wire.
+//! - [`swarm`]: bots, spectators, the final audit.
+//! - [`check`]: the invariant check, a pure function over the ledger of acknowledged outcomes,
+//!   what subscribers saw, and the server's final state.
+//! - [`metrics`]: latency histograms, counters, delivery lag.
+//! - [`report`]: the report as text and JSON; [`plot`]: as an SVG picture.
+
+pub mod check;
+pub mod conn;
+pub mod metrics;
+pub mod plot;
+pub mod report;
+pub mod scenario;
+pub mod swarm;
+pub mod tokens;

@@ -1,0 +1,317 @@
+//! The swarm: N bots and M spectators against one server, then the final audit and the
+//! invariant check.
+//!
+//! Order of a run: a service connection creates the shared guild resources (custom parameters,
+//! no regeneration, owned by [`GUILD_OWNER`]); bots start spread over the ramp-up, each creating
+//! its own resource and then sending its mix; once every bot has its resource, spectators
+//! subscribe; at the end of the duration (or on Ctrl-C) bots finish what is in flight and unlock
+//! what they hold; the audit reads every resource's final state and history; spectators get a
+//! moment to receive the last updates; [`check`](crate::check::check) gives the verdict.
+//!
+//! - [`bot`]: one bot's connection and command mix.
+//! - [`spectator`]: one spectator's subscriptions and gap/repeat tracking.
+//! - [`audit`]: the final read of state and history.
+
+pub mod audit;
+pub mod bot;
+pub mod spectator;
+
+use crate::check::{self, Entry, Ledger, Op, Outcome, SubscriberLog};
+use crate::conn::{Client, ConnError};
+use crate::metrics::Recorder;
+use crate::report::SwarmReport;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use warden::auth::TokenKeys;
+use warden::domain::{CommandId, PlayerId, ResourceParams, Role};
+use warden::protocol::{ClientMessage, ServerMessage};
+
+/// Owner of the shared guild resources.
+pub const GUILD_OWNER: &str = "guild-bank";
+/// Identity of the service that creates them.
+pub const GUILD_SERVICE: &str = "client-sim-guild-service";
+/// How long spectators get to receive the last updates after the audit.
+const CATCH_UP: Duration = Duration::from_secs(15);
+
+/// What to run. Every field has a default (see [`SwarmConfig::default`]).
+#[derive(Clone, Debug)]
+pub struct SwarmConfig {
+    /// Base URL of the server (`ws://127.0.0.1:7350`).
+    pub url: String,
+    pub bots: usize,
+    pub spectators: usize,
+    /// How long bots send, counted from the start (the ramp-up is inside it).
+    pub duration: Duration,
+    /// Open-loop total commands per second across all bots; `None` is closed-loop.
+    pub rate: Option<f64>,
+    /// Fraction of bots that also work on the shared guild resources (as a service identity).
+    pub guild_fraction: f64,
+    /// How many shared guild resources.
+    pub guild_resources: usize,
+    /// Bots start spread evenly over this.
+    pub ramp_up: Duration,
+    /// Catalogue type each bot creates for itself (`wood` has no regeneration, so amounts check
+    /// exactly; a regenerating type is counted as "amount unchecked").
+    pub own_type: String,
+    /// Owners (bots) each spectator subscribes to; capped by the server's subscription limit.
+    pub watch: usize,
+    /// A request unanswered this long is resent with the same ids.
+    pub request_timeout: Duration,
+    /// Duration of a bot's lock; bots unlock before it runs out, and at the end of the run.
+    pub lock_ms: u64,
+    /// Least time between two closed-loop sends of one bot (besides the server's rate limit).
+    pub think: Duration,
+}
+
+impl Default for SwarmConfig {
+    fn default() -> Self {
+        Self {
+            url: "ws://127.0.0.1:7350".into(),
+            bots: 100,
+            spectators: 10,
+            duration: Duration::from_secs(30),
+            rate: None,
+            guild_fraction: 0.1,
+            guild_resources: 4,
+            ramp_up: Duration::from_secs(5),
+            own_type: "wood".into(),
+            watch: 10,
+            request_timeout: Duration::from_secs(10),
+            lock_ms: 30_000,
+            think: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum SwarmError {
+    #[error("the guild service could not connect: {0}")]
+    Service(#[source] ConnError),
+    #[error("creating a guild resource failed: {0}")]
+    Guild(String),
+    #[error("the final audit failed: {0}")]
+    Audit(#[from] audit::AuditError),
+}
+
+/// A request that got no answer.
+#[derive(Debug)]
+pub struct TimedOut;
+
+/// What bots and spectators share.
+pub struct Shared {
+    pub config: SwarmConfig,
+    pub keys: TokenKeys,
+    pub rec: Arc<Recorder>,
+    /// Bots stop sending new work when this fires.
+    pub stop: CancellationToken,
+    /// The guild resources.
+    pub guild: Vec<warden::domain::ResourceId>,
+    /// Bots that are done setting up (or gave up).
+    ready: AtomicUsize,
+    all_ready: Notify,
+}
+
+impl Shared {
+    fn bot_ready(&self) {
+        if self.ready.fetch_add(1, Ordering::AcqRel) + 1 >= self.config.bots {
+            self.all_ready.notify_waiters();
+        }
+    }
+}
+
+/// Runs a swarm until its duration ends or `cancel` fires, then audits and checks.
+/// `progress` is called about four times a second with the live counters.
+pub async fn run(
+    config: SwarmConfig,
+    keys: TokenKeys,
+    cancel: CancellationToken,
+    progress: impl Fn(&Recorder, Duration) + Send + 'static,
+) -> Result<SwarmReport, SwarmError> {
+    let start = Instant::now();
+    let rec = Arc::new(Recorder::new(start));
+    let mut ledger = Ledger::default();
+
+    let service_token = crate::tokens::mint(&keys, GUILD_SERVICE, Role::Service);
+    let service = Client::connect(&config.url, &service_token)
+        .await
+        .map_err(SwarmError::Service)?;
+    let guild_count = if config.guild_fraction > 0.0 {
+        config.guild_resources
+    } else {
+        0
+    };
+    let mut guild = Vec::with_capacity(guild_count);
+    for _ in 0..guild_count {
+        let (id, entry) = create_guild_resource(&service).await?;
+        guild.push(id);
+        ledger.push(entry);
+    }
+    drop(service);
+
+    let stop = cancel.child_token();
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        keys: keys.clone(),
+        rec: rec.clone(),
+        stop: stop.clone(),
+        guild,
+        ready: AtomicUsize::new(0),
+        all_ready: Notify::new(),
+    });
+
+    let ticker = {
+        let rec = rec.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = every.tick() => progress(&rec, rec.start.elapsed()),
+                }
+            }
+        })
+    };
+
+    let t0 = tokio::time::Instant::now();
+    let mut bots = tokio::task::JoinSet::new();
+    for i in 0..config.bots {
+        let offset = config.ramp_up.mul_f64(i as f64 / config.bots.max(1) as f64);
+        let bot = bot::Bot::new(shared.clone(), i);
+        bots.spawn(bot.run(t0 + offset));
+    }
+
+    // Spectators subscribe once bots have their resources (or the ramp-up is long over), so the
+    // `subscribed` reply holds every resource they will see change.
+    let spectators_stop = CancellationToken::new();
+    let spectators: Vec<Arc<spectator::Spectator>> = (0..config.spectators)
+        .map(|i| Arc::new(spectator::Spectator::new(i)))
+        .collect();
+    let mut spectator_tasks = tokio::task::JoinSet::new();
+    {
+        let waiting = shared.all_ready.notified();
+        if shared.ready.load(Ordering::Acquire) < config.bots {
+            tokio::select! {
+                _ = waiting => {}
+                _ = tokio::time::sleep(config.ramp_up + Duration::from_secs(20)) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+    }
+    let owners: Vec<PlayerId> = (0..config.bots)
+        .map(|i| PlayerId::new(format!("bot-{i:05}")))
+        .collect();
+    for (m, s) in spectators.iter().enumerate() {
+        let mut watch: Vec<PlayerId> = if owners.is_empty() {
+            Vec::new()
+        } else {
+            (0..config.watch.min(owners.len()))
+                .map(|k| owners[(m * config.watch + k) % owners.len()].clone())
+                .collect()
+        };
+        if !shared.guild.is_empty() {
+            watch.insert(0, PlayerId::new(GUILD_OWNER));
+        }
+        spectator_tasks.spawn(
+            s.clone()
+                .run(shared.clone(), watch, spectators_stop.clone()),
+        );
+    }
+
+    tokio::select! {
+        _ = tokio::time::sleep_until(t0 + config.duration) => {}
+        _ = stop.cancelled() => {}
+    }
+    stop.cancel();
+    let sending_time = start.elapsed();
+    while let Some(res) = bots.join_next().await {
+        if let Ok(r) = res {
+            ledger.extend(r.entries);
+        }
+    }
+    let _ = ticker.await;
+
+    let ids = ledger.resources();
+    let server = audit::read_final(&config.url, &keys, &ids).await?;
+
+    // Give spectators time to receive the final versions of what they watch.
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        let behind = spectators.iter().any(|s| {
+            server
+                .iter()
+                .any(|(id, fin)| s.last_seen(id).is_some_and(|v| v < fin.version))
+        });
+        if !behind || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    spectators_stop.cancel();
+    while spectator_tasks.join_next().await.is_some() {}
+    let subscribers: SubscriberLog = spectators
+        .iter()
+        .map(|s| {
+            let seen = s.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            (s.name.clone(), seen)
+        })
+        .collect();
+
+    let verdict = check::check(&ledger, &server, &subscribers);
+    Ok(SwarmReport::build(
+        &config,
+        &rec,
+        sending_time,
+        &verdict,
+        subscribers.values().map(|m| m.len()).sum(),
+    ))
+}
+
+/// Creates one shared resource owned by [`GUILD_OWNER`], with no regeneration.
+async fn create_guild_resource(
+    service: &Client,
+) -> Result<(warden::domain::ResourceId, Entry), SwarmError> {
+    let command_id = CommandId::new();
+    let params = ResourceParams {
+        initial_amount: 1_000_000,
+        max_amount: 1_000_000_000_000,
+        regen_milli: 0,
+    };
+    let reply = service
+        .request(|req| ClientMessage::Create {
+            req,
+            command_id,
+            resource_type: "guild-gold".into(),
+            owner: Some(PlayerId::new(GUILD_OWNER)),
+            params: Some(params.clone()),
+        })
+        .await
+        .map_err(|e| SwarmError::Guild(e.to_string()))?;
+    match reply {
+        ServerMessage::Applied {
+            resource_id,
+            version,
+            resource,
+            ..
+        } => Ok((
+            resource_id,
+            Entry {
+                resource_id,
+                command_id,
+                op: Op::Create {
+                    initial: resource.amount,
+                    regen_milli: resource.regen_milli.unwrap_or(0),
+                },
+                outcome: Outcome::Applied { version },
+            },
+        )),
+        ServerMessage::Error { code, message, .. } => {
+            Err(SwarmError::Guild(format!("{code}: {message}")))
+        }
+        other => Err(SwarmError::Guild(format!("unexpected reply {other:?}"))),
+    }
+}

@@ -1,0 +1,182 @@
+//! client-sim against a real Warden server started in this process on port 0 (embedded store in
+//! a temporary directory, the real clock): the seed scenario, and short swarms whose invariant
+//! check must pass.
+
+use client_sim::swarm::{SwarmConfig, run};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use warden::auth::TokenKeys;
+use warden::net::NetConfig;
+use warden::node::{Node, NodeConfig};
+use warden::store::embedded::EmbeddedStore;
+
+struct Server {
+    url: String,
+    keys: TokenKeys,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let keys = TokenKeys::from_secret(b"client-sim-test-secret");
+        let node = Arc::new(Node::start(store.clone(), store, NodeConfig::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn({
+            let (keys, shutdown) = (keys.clone(), shutdown.clone());
+            async move {
+                warden::net::serve(listener, node, keys, NetConfig::default(), shutdown)
+                    .await
+                    .expect("the server runs");
+            }
+        });
+        Self {
+            url,
+            keys,
+            shutdown,
+            task,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+fn short_swarm(url: &str) -> SwarmConfig {
+    SwarmConfig {
+        url: url.to_owned(),
+        bots: 6,
+        spectators: 2,
+        duration: Duration::from_secs(2),
+        ramp_up: Duration::from_millis(200),
+        guild_fraction: 0.5,
+        guild_resources: 2,
+        watch: 6,
+        lock_ms: 10_000,
+        ..SwarmConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_scenario_runs_over_the_wire_as_the_seed_says() {
+    // Guards against the wire path diverging from the core's rules: step 5 must be refused with
+    // `locked`, every other step must succeed with the seed's amounts, and the read model must
+    // show the final state.
+    let server = Server::start().await;
+    let report = client_sim::scenario::run(&server.url, &server.keys)
+        .await
+        .unwrap();
+    print!("{}", report.to_text());
+    assert!(report.ok());
+    assert_eq!(report.steps.len(), 7);
+    assert_eq!(report.steps[4].result.as_ref().unwrap_err().0, "locked");
+    let last = report.steps[6].result.as_ref().unwrap();
+    assert_eq!(
+        last.version, 6,
+        "six events: the refused allocate wrote nothing"
+    );
+    assert!(
+        report
+            .read_models
+            .iter()
+            .any(|r| r.id == report.resource_id && r.version == 6)
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_closed_loop_swarm_keeps_every_acknowledged_promise() {
+    // Guards against lost, duplicated or unreported writes under concurrent bots contending on
+    // shared resources, and against spectators missing or repeating versions.
+    let server = Server::start().await;
+    let config = short_swarm(&server.url);
+    let report = run(
+        config,
+        server.keys.clone(),
+        CancellationToken::new(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    print!("{}", report.to_text());
+    assert!(report.ok(), "{:?}", report.violations);
+    assert!(report.commands > 0);
+    assert_eq!(
+        report.connections,
+        6 + 2,
+        "every bot and spectator held a connection"
+    );
+    assert_eq!(
+        report.resources_checked,
+        6 + 2,
+        "each bot's resource and the two guild ones"
+    );
+    assert!(report.subscriptions_checked >= 6 + 2);
+    assert!(report.updates_received > 0, "spectators saw live updates");
+    assert_eq!(report.connect_failures, 0);
+
+    // The JSON carries the documented keys.
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    for key in [
+        "commands",
+        "commands_per_s",
+        "errors",
+        "connections",
+        "invariant_violations",
+    ] {
+        assert!(json.get(key).is_some(), "missing {key}");
+    }
+    for key in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(
+            json["latency_us"].get(key).is_some(),
+            "missing latency_us.{key}"
+        );
+    }
+    for key in ["p50", "p99"] {
+        assert!(
+            json["delivery_lag_us"].get(key).is_some(),
+            "missing delivery_lag_us.{key}"
+        );
+    }
+
+    // And the picture is an SVG a browser opens.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.svg");
+    client_sim::plot::write_svg(&report, &path).unwrap();
+    let svg = std::fs::read_to_string(&path).unwrap();
+    assert!(svg.starts_with("<svg"));
+    assert!(svg.contains("latency distribution"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_open_loop_swarm_keeps_every_acknowledged_promise() {
+    // Guards the open-loop path (several requests in flight per connection) the same way.
+    let server = Server::start().await;
+    let config = SwarmConfig {
+        rate: Some(300.0),
+        ..short_swarm(&server.url)
+    };
+    let report = run(
+        config,
+        server.keys.clone(),
+        CancellationToken::new(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    print!("{}", report.to_text());
+    assert!(report.ok(), "{:?}", report.violations);
+    assert_eq!(report.mode, "open");
+    assert!(report.commands > 0);
+    server.stop().await;
+}
