@@ -507,6 +507,20 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
             Some(18),
             "bad_message",
         ),
+        (
+            // Twenty times the 2 KiB read buffer, within max_frame_bytes: read whole, judged.
+            "a 40 KiB reason",
+            map(vec![
+                ("type", "allocate".into()),
+                ("req", 19.into()),
+                ("command_id", cid()),
+                ("resource_id", rid.clone()),
+                ("amount", 1.into()),
+                ("reason", "x".repeat(40 * 1024).into()),
+            ]),
+            Some(19),
+            "reason_too_long",
+        ),
     ];
     for (what, bytes, req, code) in cases {
         let (got_req, got_code) = refusal(&mut alice, bytes).await;
