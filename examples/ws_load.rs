@@ -188,8 +188,57 @@ async fn drive(
     Ok(latencies)
 }
 
+/// A server in this process on a temporary embedded store, for the modes that need one.
+struct LocalServer {
+    addr: SocketAddr,
+    keys: TokenKeys,
+    node: Arc<Node>,
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), warden::net::NetError>>,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalServer {
+    async fn start(config: NetConfig) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let store = Arc::new(EmbeddedStore::open(dir.path())?);
+        let node = Arc::new(Node::start(
+            store.clone(),
+            store.clone(),
+            NodeConfig::default(),
+        ));
+        let keys = TokenKeys::from_secret(b"load");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(warden::net::serve(
+            listener,
+            node.clone(),
+            keys.clone(),
+            config,
+            shutdown.clone(),
+        ));
+        Ok(Self {
+            addr,
+            keys,
+            node,
+            shutdown,
+            task,
+            _dir: dir,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await??;
+        if let Some(node) = Arc::into_inner(self.node) {
+            node.shutdown().await;
+        }
+        Ok(())
+    }
+}
+
 async fn load(args: Args) -> anyhow::Result<()> {
-    let temp = tempfile::tempdir()?;
     let (addr, keys, server) = match args.addr {
         Some(addr) => {
             let dir = args
@@ -199,28 +248,12 @@ async fn load(args: Args) -> anyhow::Result<()> {
             (addr, TokenKeys::load(&dir)?, None)
         }
         None => {
-            let store = Arc::new(EmbeddedStore::open(temp.path())?);
-            let node = Arc::new(Node::start(
-                store.clone(),
-                store.clone(),
-                NodeConfig::default(),
-            ));
-            let keys = TokenKeys::from_secret(b"load");
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let addr = listener.local_addr()?;
-            let config = NetConfig {
+            let server = LocalServer::start(NetConfig {
                 commands_per_second: 0,
                 ..NetConfig::default()
-            };
-            let shutdown = tokio_util::sync::CancellationToken::new();
-            let task = tokio::spawn(warden::net::serve(
-                listener,
-                node.clone(),
-                keys.clone(),
-                config,
-                shutdown.clone(),
-            ));
-            (addr, keys, Some((shutdown, task, node)))
+            })
+            .await?;
+            (server.addr, server.keys.clone(), Some(server))
         }
     };
     let mut conns = Vec::new();
@@ -256,12 +289,8 @@ async fn load(args: Args) -> anyhow::Result<()> {
         pct(0.99),
         pct(0.999),
     );
-    if let Some((shutdown, task, node)) = server {
-        shutdown.cancel();
-        task.await??;
-        if let Some(node) = Arc::into_inner(node) {
-            node.shutdown().await;
-        }
+    if let Some(server) = server {
+        server.stop().await?;
     }
     Ok(())
 }
@@ -293,29 +322,13 @@ async fn idle(args: Args) -> anyhow::Result<()> {
 
 /// Times one update reaching `conns × subs` subscriptions of one resource (in-process server).
 async fn fanout(args: Args) -> anyhow::Result<()> {
-    let temp = tempfile::tempdir()?;
-    let store = Arc::new(EmbeddedStore::open(temp.path())?);
-    let node = Arc::new(Node::start(
-        store.clone(),
-        store.clone(),
-        NodeConfig::default(),
-    ));
-    let keys = TokenKeys::from_secret(b"load");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let config = NetConfig {
+    let server = LocalServer::start(NetConfig {
         commands_per_second: 0,
         max_subscriptions: args.subs.max(1),
         ..NetConfig::default()
-    };
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(warden::net::serve(
-        listener,
-        node.clone(),
-        keys.clone(),
-        config,
-        shutdown.clone(),
-    ));
+    })
+    .await?;
+    let (addr, keys) = (server.addr, server.keys.clone());
     let mut writer = connect(addr, &keys.mint("owner", Role::Player, 3600)).await?;
     let create = ClientMessage::Create {
         req: 1,
@@ -384,9 +397,7 @@ async fn fanout(args: Args) -> anyhow::Result<()> {
         args.subs,
         last.duration_since(start).as_secs_f64() * 1000.0
     );
-    shutdown.cancel();
-    task.await??;
-    Ok(())
+    server.stop().await
 }
 
 #[tokio::main]
