@@ -217,6 +217,24 @@ pub enum ServerMessage {
     },
 }
 
+impl ServerMessage {
+    /// The `req` of the request this message answers; `None` for `welcome`, `update` and an
+    /// `error` about a message whose `req` could not be read.
+    pub fn req(&self) -> Option<RequestId> {
+        match self {
+            ServerMessage::Applied { req, .. }
+            | ServerMessage::Resource { req, .. }
+            | ServerMessage::Resources { req, .. }
+            | ServerMessage::History { req, .. }
+            | ServerMessage::Subscribed { req, .. }
+            | ServerMessage::Unsubscribed { req, .. }
+            | ServerMessage::Pong { req, .. } => Some(*req),
+            ServerMessage::Error { req, .. } => *req,
+            ServerMessage::Welcome { .. } | ServerMessage::Update { .. } => None,
+        }
+    }
+}
+
 /// Encodes a message as a MessagePack map with named fields (UUIDs as strings).
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     let mut buf = Vec::with_capacity(128);

@@ -231,7 +231,7 @@ async fn client_loop(mut ws: Ws, mut rx: mpsc::Receiver<Outgoing>) {
             msg = recv(&mut ws) => match msg {
                 Err(_) => return,
                 Ok(msg) => {
-                    if let Some(req) = reply_req(&msg)
+                    if let Some(req) = msg.req()
                         && let Some(tx) = waiting.remove(&req)
                     {
                         let _ = tx.send(msg);
@@ -241,21 +241,6 @@ async fn client_loop(mut ws: Ws, mut rx: mpsc::Receiver<Outgoing>) {
         }
     }
     close(ws).await;
-}
-
-/// The `req` a server message answers, if it is a reply.
-pub fn reply_req(msg: &ServerMessage) -> Option<RequestId> {
-    match msg {
-        ServerMessage::Applied { req, .. }
-        | ServerMessage::Resource { req, .. }
-        | ServerMessage::Resources { req, .. }
-        | ServerMessage::History { req, .. }
-        | ServerMessage::Subscribed { req, .. }
-        | ServerMessage::Unsubscribed { req, .. }
-        | ServerMessage::Pong { req, .. } => Some(*req),
-        ServerMessage::Error { req, .. } => *req,
-        ServerMessage::Welcome { .. } | ServerMessage::Update { .. } => None,
-    }
 }
 
 #[cfg(test)]

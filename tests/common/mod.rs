@@ -201,7 +201,7 @@ impl Client {
 
     /// Waits for the reply to `req`.
     pub async fn reply_to(&mut self, req: u64) -> ServerMessage {
-        if let Some(i) = self.pending.iter().position(|m| req_of(m) == Some(req)) {
+        if let Some(i) = self.pending.iter().position(|m| m.req() == Some(req)) {
             return self.pending.remove(i).unwrap();
         }
         loop {
@@ -209,7 +209,7 @@ impl Client {
                 .read()
                 .await
                 .expect("connection open while awaiting a reply");
-            if req_of(&msg) == Some(req) {
+            if msg.req() == Some(req) {
                 return msg;
             }
             self.pending.push_back(msg);
@@ -353,21 +353,6 @@ impl Client {
             from_version: None,
         })
         .await
-    }
-}
-
-/// The `req` a server message answers, if any.
-pub fn req_of(msg: &ServerMessage) -> Option<u64> {
-    match msg {
-        ServerMessage::Applied { req, .. }
-        | ServerMessage::Resource { req, .. }
-        | ServerMessage::Resources { req, .. }
-        | ServerMessage::History { req, .. }
-        | ServerMessage::Subscribed { req, .. }
-        | ServerMessage::Unsubscribed { req, .. }
-        | ServerMessage::Pong { req, .. } => Some(*req),
-        ServerMessage::Error { req, .. } => *req,
-        ServerMessage::Welcome { .. } | ServerMessage::Update { .. } => None,
     }
 }
 

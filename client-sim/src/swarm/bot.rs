@@ -535,7 +535,7 @@ impl Bot {
 
     fn on_message(&mut self, msg: ServerMessage) {
         let now = Instant::now();
-        let Some(req) = conn::reply_req(&msg) else {
+        let Some(req) = msg.req() else {
             if let ServerMessage::Error { code, .. } = &msg {
                 // The server is about to close this session; the read error that follows
                 // triggers the reconnect.
