@@ -1,4 +1,5 @@
-//! The `warden` binary: serve over WebSocket (the default), mint tokens, run the seed demo.
+//! The `warden` binary: serve over WebSocket (the default), mint tokens, export and import a
+//! store's log, run the seed demo.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -13,6 +14,7 @@ use warden::domain::{Catalogue, Role};
 use warden::net::NetConfig;
 use warden::node::{Node, NodeConfig};
 use warden::store::embedded::EmbeddedStore;
+use warden::store::transfer;
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +55,28 @@ struct ServeArgs {
     max_connections: usize,
 }
 
+/// Which store `export` and `import` work on.
+#[derive(clap::Args, Clone, Debug)]
+struct StoreArgs {
+    /// The embedded store's data directory.
+    #[arg(long, env = "WARDEN_DATA_DIR", default_value = "./warden-data")]
+    data_dir: PathBuf,
+    /// Use this MongoDB instead of the embedded store.
+    #[arg(long, env = "WARDEN_MONGODB_URI")]
+    mongodb_uri: Option<String>,
+}
+
+impl StoreArgs {
+    async fn open(&self) -> anyhow::Result<warden::store::Backend> {
+        warden::store::open_from_config(&self.data_dir, self.mongodb_uri.as_deref())
+            .await
+            .with_context(|| match &self.mongodb_uri {
+                Some(_) => "cannot use MongoDB (--mongodb-uri / WARDEN_MONGODB_URI)".to_string(),
+                None => format!("cannot open the store in {}", self.data_dir.display()),
+            })
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve over WebSocket on the embedded store, or MongoDB with `--mongodb-uri` (also what
@@ -73,6 +97,12 @@ enum Cmd {
         #[arg(long, default_value = "24h", value_parser = parse_ttl)]
         ttl: Duration,
     },
+    /// Write every commit of a store to stdout, one JSON line each (resource by resource, in
+    /// version order): to back up, or to move data to another store or layout with `import`.
+    Export(StoreArgs),
+    /// Append the commits read from stdin (as `export` writes them) to a store. Commits the store
+    /// already holds are skipped, so an interrupted import can be run again.
+    Import(StoreArgs),
     /// Run the seed scenario against the core on a temporary store and print each step.
     Demo {
         /// Keep the store here instead of a temporary directory.
@@ -94,6 +124,27 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Cmd::Demo { data_dir }) => demo(data_dir).await,
         Some(Cmd::Serve(args)) => serve(args).await,
+        Some(Cmd::Export(args)) => {
+            let backend = args.open().await?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let stats = transfer::export(backend.events.as_ref(), &mut out).await?;
+            eprintln!(
+                "exported {} commits ({} events) of {} resources",
+                stats.commits, stats.events, stats.resources
+            );
+            Ok(())
+        }
+        Some(Cmd::Import(args)) => {
+            let backend = args.open().await?;
+            let mut input = std::io::stdin().lock();
+            let stats = transfer::import(backend.events.as_ref(), &mut input).await?;
+            warden::projection::catch_up(backend.events.as_ref(), backend.read.as_ref()).await?;
+            eprintln!(
+                "imported {} commits ({} events) of {} resources; {} were already there",
+                stats.commits, stats.events, stats.resources, stats.already_there
+            );
+            Ok(())
+        }
         Some(Cmd::Token {
             player,
             role,

@@ -13,6 +13,7 @@
 pub mod conformance;
 pub mod embedded;
 pub mod mongo;
+pub mod transfer;
 
 use crate::domain::{
     ClientResource, CommandId, EventEnvelope, PlayerId, ResourceId, ServerResource,
