@@ -5,7 +5,13 @@
 //! ```text
 //! cargo bench --bench core -- [--scenario hot|spread|decide|all] [--resources N] [--clients C]
 //!                             [--seconds S] [--max-batch B] [--pipeline P] [--dir PATH]
+//!                             [--preload-events N] [--cache-mb M]
 //! ```
+//!
+//! `--preload-events N` fills each run's store with N events over its resources (appended
+//! straight to the store, in chains of 256 per resource, as fast as the store takes them) before
+//! the measured phase, to show how the rate holds up as the log grows. After each run the table
+//! gives the process's RSS and the store's bytes on disk (and per event).
 //!
 //! `all` (the default) runs `decide`, `hot`, `spread` over 1,000 and 10,000 resources, then `hot`
 //! and `spread` again with group commit and pipelining off (`--max-batch 1 --pipeline 1`: one
@@ -13,6 +19,7 @@
 //! Figures come from here, never from timed tests.
 
 use clap::Parser;
+use futures::StreamExt;
 use hdrhistogram::Histogram;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +31,10 @@ use warden::domain::{
     Principal, ResourceId, ResourceParams, Timestamp, decide, decide_create, replay, stamp,
 };
 use warden::node::{Node, NodeConfig};
-use warden::store::embedded::{CommitStats, EmbeddedOptions, EmbeddedStore, MAX_BATCH};
+use warden::store::embedded::{
+    CommitStats, DEFAULT_CACHE_MB, EmbeddedOptions, EmbeddedStore, MAX_BATCH,
+};
+use warden::store::{AppendRequest, EventStore};
 
 #[derive(Parser, Debug)]
 #[command(about = "Warden core benchmark: durable commands/s on the embedded store")]
@@ -53,6 +63,12 @@ struct Args {
     /// be a tmpfs where fsync costs nothing).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Events to append to each run's store before measuring (spread over its resources).
+    #[arg(long, default_value_t = 0)]
+    preload_events: u64,
+    /// The embedded store's memory budget in MiB.
+    #[arg(long, default_value_t = DEFAULT_CACHE_MB)]
+    cache_mb: u64,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -80,12 +96,22 @@ struct Row {
     stats: Option<CommitStats>,
     /// Process CPU time (all threads) during the measured phase, if the OS tells us.
     cpu: Option<Duration>,
+    /// Events in the store at the end, resident memory of the process and the store's bytes on
+    /// disk (`None` when there is no store).
+    footprint: Option<Footprint>,
+}
+
+#[derive(Clone, Copy)]
+struct Footprint {
+    events: u64,
+    rss_bytes: u64,
+    disk_bytes: u64,
 }
 
 impl Row {
     fn header() -> String {
         format!(
-            "{:<8} {:<9} {:>9} {:>7} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>7} {:>8} {:>6}",
+            "{:<8} {:<9} {:>9} {:>7} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>7} {:>8} {:>6} {:>10} {:>7} {:>8} {:>7}",
             "scenario",
             "store",
             "resources",
@@ -98,7 +124,11 @@ impl Row {
             "commits",
             "batch",
             "cpu µs/c",
-            "errors"
+            "errors",
+            "events",
+            "rss MB",
+            "disk MB",
+            "B/event"
         )
     }
 
@@ -113,7 +143,7 @@ impl Row {
             None => ("-".into(), "-".into()),
         };
         format!(
-            "{:<8} {:<9} {:>9} {:>7} {:>10} {:>11.0} {:>9.1} {:>9.1} {:>9.1} {:>9} {:>7} {:>8} {:>6}",
+            "{:<8} {:<9} {:>9} {:>7} {:>10} {:>11.0} {:>9.1} {:>9.1} {:>9.1} {:>9} {:>7} {:>8} {:>6} {:>10} {:>7} {:>8} {:>7}",
             self.scenario,
             self.store,
             self.resources,
@@ -129,7 +159,16 @@ impl Row {
                 "{:.2}",
                 cpu.as_secs_f64() * 1e6 / self.commands.max(1) as f64
             )),
-            self.errors
+            self.errors,
+            self.footprint.map_or("-".into(), |f| f.events.to_string()),
+            self.footprint
+                .map_or("-".into(), |f| format!("{:.0}", f.rss_bytes as f64 / 1e6)),
+            self.footprint
+                .map_or("-".into(), |f| format!("{:.1}", f.disk_bytes as f64 / 1e6)),
+            self.footprint.map_or("-".into(), |f| format!(
+                "{:.0}",
+                f.disk_bytes as f64 / f.events.max(1) as f64
+            )),
         )
     }
 }
@@ -143,6 +182,32 @@ fn process_cpu() -> Option<Duration> {
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     // The kernel reports in USER_HZ, which is 100 on every Linux we run on.
     Some(Duration::from_millis(ticks * 10))
+}
+
+/// Resident memory of this process, from `/proc/self/status`.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 fn histogram() -> Histogram<u64> {
@@ -210,7 +275,17 @@ fn main() {
         let row = match scenario {
             "decide" => decide_loop(seconds),
             _ => runtime.block_on(durable_run(
-                scenario, &dir, n, c, max_batch, pipeline, seconds,
+                scenario,
+                &dir,
+                n,
+                c,
+                EmbeddedOptions {
+                    max_batch,
+                    cache_mb: args.cache_mb,
+                },
+                pipeline,
+                seconds,
+                args.preload_events,
             )),
         };
         println!("{}", row.line());
@@ -263,6 +338,7 @@ fn decide_loop(seconds: Duration) -> Row {
         cpu: process_cpu()
             .zip(cpu_before)
             .map(|(a, b)| a.saturating_sub(b)),
+        footprint: None,
     }
 }
 
@@ -284,20 +360,21 @@ fn command_for(id: ResourceId, i: u64) -> Command {
 }
 
 /// `clients` tasks sending commands through `Registry::execute` to random ones of `resources`
-/// fresh resources, on a new durable store, for `seconds`.
+/// fresh resources, on a new durable store (holding `preload` events first), for `seconds`.
+#[allow(clippy::too_many_arguments)]
 async fn durable_run(
     scenario: &str,
     dir: &std::path::Path,
     resources: usize,
     clients: usize,
-    max_batch: usize,
+    options: EmbeddedOptions,
     pipeline: usize,
     seconds: Duration,
+    preload: u64,
 ) -> Row {
     let temp = tempfile::tempdir_in(dir).expect("temporary store directory");
-    let store = Arc::new(
-        EmbeddedStore::open_with(temp.path(), EmbeddedOptions { max_batch }).expect("open store"),
-    );
+    let max_batch = options.max_batch;
+    let store = Arc::new(EmbeddedStore::open_with(temp.path(), options).expect("open store"));
     let config = NodeConfig {
         catalogue: Arc::new(Catalogue::default()),
         clock: Arc::new(SystemClock),
@@ -306,10 +383,24 @@ async fn durable_run(
             ..ActorConfig::default()
         },
     };
+    // Create the resources (and preload their logs) first, with actors that then stop, so the
+    // measured actors start from what the store holds.
+    let ids = {
+        let node = Node::start(store.clone(), store.clone(), config.clone());
+        let ids = create_resources(&node.registry, resources, clients).await;
+        node.shutdown().await;
+        Arc::new(ids)
+    };
+    if preload > 0 {
+        let started = Instant::now();
+        let preloaded = preload_events(&store, &ids, preload).await;
+        eprintln!(
+            "preloaded {preloaded} events in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     let node = Node::start(store.clone(), store.clone(), config);
     let registry = node.registry.clone();
-
-    let ids = Arc::new(create_resources(&registry, resources, clients).await);
     let before = store.commit_stats();
     let cpu_before = process_cpu();
     let started = Instant::now();
@@ -340,6 +431,12 @@ async fn durable_run(
     }
     node.shutdown().await;
     drop(registry);
+    let events = resources as u64 + preload + after.appends - before.appends;
+    let footprint = Footprint {
+        events,
+        rss_bytes: rss_bytes(),
+        disk_bytes: dir_bytes(temp.path()),
+    };
     Row {
         scenario: scenario.into(),
         store: format!("g{max_batch}/p{pipeline}"),
@@ -352,9 +449,65 @@ async fn durable_run(
         stats: Some(CommitStats {
             commits: after.commits - before.commits,
             appends: after.appends - before.appends,
+            commit_micros: after.commit_micros - before.commit_micros,
         }),
         cpu,
+        footprint: Some(footprint),
     }
+}
+
+/// Appends `total` events spread evenly over `ids`, straight to the store: each resource's
+/// commands decided locally and appended in chains of 256 (one job each), 16 resources' chains in
+/// flight at once. Returns how many were appended.
+async fn preload_events(store: &Arc<EmbeddedStore>, ids: &[ResourceId], total: u64) -> u64 {
+    const CHAIN: u64 = 256;
+    const IN_FLIGHT: usize = 16;
+    let principal = Principal::service("bench");
+    let now = Timestamp(1_767_225_600_000);
+    let per_resource = total.div_ceil(ids.len() as u64);
+    let mut states = Vec::with_capacity(ids.len());
+    for id in ids {
+        let loaded = store.load(*id).await.expect("load").state();
+        states.push(loaded.expect("created"));
+    }
+    let mut appended = 0u64;
+    let mut round = 0u64;
+    while round < per_resource {
+        let chain_len = CHAIN.min(per_resource - round);
+        let mut jobs = Vec::with_capacity(states.len());
+        for state in &mut states {
+            let mut chain = Vec::with_capacity(chain_len as usize);
+            for i in 0..chain_len {
+                let command = command_for(state.id, round + i);
+                let command_id = CommandId::new();
+                let events = decide(state, &principal, &command, now).expect("never refused");
+                let events = stamp(state.id, state.version, command_id, now, events);
+                let next = replay(Some(state.clone()), &events).expect("exists");
+                chain.push(AppendRequest {
+                    resource_id: state.id,
+                    expected_version: state.version,
+                    command_id,
+                    events,
+                    state: next.clone(),
+                });
+                *state = next;
+            }
+            jobs.push(chain);
+        }
+        let mut jobs = futures::stream::iter(jobs.into_iter().map(|chain| {
+            let store = store.clone();
+            async move { store.append_many(chain).await }
+        }))
+        .buffer_unordered(IN_FLIGHT);
+        while let Some(outcomes) = jobs.next().await {
+            for o in outcomes {
+                o.expect("a preload append commits");
+                appended += 1;
+            }
+        }
+        round += chain_len;
+    }
+    appended
 }
 
 /// Creates `n` resources through the registry, `clients` at a time; returns their ids.

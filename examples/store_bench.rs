@@ -39,7 +39,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let embedded = warden::store::open_from_config(dir.path(), None).await?;
+    let embedded = warden::store::open_from_config(dir.path(), None, Default::default()).await?;
     run("embedded", &embedded, &args).await?;
     if let Some(uri) = &args.mongodb_uri {
         let db = format!("warden_bench_{}", uuid::Uuid::now_v7().simple());

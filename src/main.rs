@@ -13,7 +13,7 @@ use warden::clock::ManualClock;
 use warden::domain::{Catalogue, Role};
 use warden::net::NetConfig;
 use warden::node::{Node, NodeConfig};
-use warden::store::embedded::EmbeddedStore;
+use warden::store::embedded::{DEFAULT_CACHE_MB, EmbeddedOptions, EmbeddedStore};
 use warden::store::transfer;
 
 #[derive(Parser)]
@@ -53,6 +53,9 @@ struct ServeArgs {
     /// Open connections at most.
     #[arg(long, env = "WARDEN_MAX_CONNECTIONS", default_value_t = NetConfig::default().max_connections)]
     max_connections: usize,
+    /// Memory budget of the embedded store in MiB: block cache plus write buffers.
+    #[arg(long, env = "WARDEN_CACHE_MB", default_value_t = DEFAULT_CACHE_MB)]
+    cache_mb: u64,
 }
 
 /// Which store `export` and `import` work on.
@@ -64,16 +67,23 @@ struct StoreArgs {
     /// Use this MongoDB instead of the embedded store.
     #[arg(long, env = "WARDEN_MONGODB_URI")]
     mongodb_uri: Option<String>,
+    /// Memory budget of the embedded store in MiB.
+    #[arg(long, env = "WARDEN_CACHE_MB", default_value_t = DEFAULT_CACHE_MB)]
+    cache_mb: u64,
 }
 
 impl StoreArgs {
     async fn open(&self) -> anyhow::Result<warden::store::Backend> {
-        warden::store::open_from_config(&self.data_dir, self.mongodb_uri.as_deref())
-            .await
-            .with_context(|| match &self.mongodb_uri {
-                Some(_) => "cannot use MongoDB (--mongodb-uri / WARDEN_MONGODB_URI)".to_string(),
-                None => format!("cannot open the store in {}", self.data_dir.display()),
-            })
+        warden::store::open_from_config(
+            &self.data_dir,
+            self.mongodb_uri.as_deref(),
+            embedded_options(self.cache_mb),
+        )
+        .await
+        .with_context(|| match &self.mongodb_uri {
+            Some(_) => "cannot use MongoDB (--mongodb-uri / WARDEN_MONGODB_URI)".to_string(),
+            None => format!("cannot open the store in {}", self.data_dir.display()),
+        })
     }
 }
 
@@ -138,7 +148,6 @@ async fn main() -> anyhow::Result<()> {
             let backend = args.open().await?;
             let mut input = std::io::stdin().lock();
             let stats = transfer::import(backend.events.as_ref(), &mut input).await?;
-            warden::projection::catch_up(backend.events.as_ref(), backend.read.as_ref()).await?;
             eprintln!(
                 "imported {} commits ({} events) of {} resources; {} were already there",
                 stats.commits, stats.events, stats.resources, stats.already_there
@@ -156,6 +165,13 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         None => serve(cli.serve).await,
+    }
+}
+
+fn embedded_options(cache_mb: u64) -> EmbeddedOptions {
+    EmbeddedOptions {
+        cache_mb,
+        ..EmbeddedOptions::default()
     }
 }
 
@@ -200,12 +216,16 @@ fn load_catalogue(args: &ServeArgs) -> anyhow::Result<Catalogue> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let catalogue = load_catalogue(&args)?;
-    let backend = warden::store::open_from_config(&args.data_dir, args.mongodb_uri.as_deref())
-        .await
-        .with_context(|| match &args.mongodb_uri {
-            Some(_) => "cannot use MongoDB (--mongodb-uri / WARDEN_MONGODB_URI)".to_string(),
-            None => format!("cannot open the store in {}", args.data_dir.display()),
-        })?;
+    let backend = warden::store::open_from_config(
+        &args.data_dir,
+        args.mongodb_uri.as_deref(),
+        embedded_options(args.cache_mb),
+    )
+    .await
+    .with_context(|| match &args.mongodb_uri {
+        Some(_) => "cannot use MongoDB (--mongodb-uri / WARDEN_MONGODB_URI)".to_string(),
+        None => format!("cannot open the store in {}", args.data_dir.display()),
+    })?;
     let keys = TokenKeys::load(&args.data_dir)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

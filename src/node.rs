@@ -1,16 +1,15 @@
-//! One server node: the store, the hub, the actor registry, the read-model updater and the query
-//! handler, started together and stopped in the right order.
+//! One server node: the store, the hub, the actor registry and the query handler, started
+//! together and stopped in the right order. (The read model needs no task of its own: every
+//! backend writes a resource's view with its commit.)
 
 use crate::actor::{ActorConfig, Registry};
 use crate::bus::Hub;
 use crate::clock::{Clock, SystemClock};
 use crate::domain::Catalogue;
-use crate::projection::{QueryHandler, run_updater};
+use crate::projection::QueryHandler;
 use crate::relay::{Relay, RelayConfig};
 use crate::store::{Backend, EventStore, ReadModelStore};
 use std::sync::Arc;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// How to build a node; every field has a working default.
 #[derive(Clone)]
@@ -37,9 +36,6 @@ pub struct Node {
     pub hub: Arc<Hub>,
     pub store: Arc<dyn EventStore>,
     pub read: Arc<dyn ReadModelStore>,
-    /// Stops the read-model updater.
-    stop_updater: CancellationToken,
-    updater: JoinHandle<()>,
     /// Publishes other nodes' commits on `hub` when the store is shared (MongoDB).
     relay: Option<Relay>,
 }
@@ -98,33 +94,21 @@ impl Node {
             config.clock,
             config.actors,
         );
-        let stop_updater = CancellationToken::new();
-        let updater = tokio::spawn(run_updater(
-            store.clone(),
-            read.clone(),
-            hub.clone(),
-            stop_updater.clone(),
-        ));
         Self {
             registry,
             queries: QueryHandler::new(store.clone(), read.clone()),
             hub,
             store,
             read,
-            stop_updater,
-            updater,
             relay: None,
         }
     }
 
-    /// Stops the relay, finishes in-flight commands, stops the actors, then lets the updater write what was
-    /// published and stops it.
+    /// Stops the relay, then finishes in-flight commands and stops the actors.
     pub async fn shutdown(self) {
         if let Some(relay) = self.relay {
             relay.stop().await;
         }
         self.registry.shutdown().await;
-        self.stop_updater.cancel();
-        let _ = self.updater.await;
     }
 }

@@ -353,11 +353,6 @@ async fn run_through_node(
         store.clone(),
         NodeConfig {
             clock: Arc::new(clock.clone()),
-            actors: warden::actor::ActorConfig {
-                // Exercise snapshot + tail loading as well.
-                snapshot_every: 3,
-                ..Default::default()
-            },
             ..NodeConfig::default()
         },
     );

@@ -25,8 +25,6 @@ pub struct ActorConfig {
     pub max_attempts: u32,
     /// Upper bound of the random back-off before the second attempt; it doubles per attempt.
     pub backoff: Duration,
-    /// A snapshot is written with the append whenever the version crosses a multiple of this.
-    pub snapshot_every: u64,
     /// Most commands an actor takes from its mailbox at once: it decides them one after another
     /// on the state each leads to and commits them in one `append_many` (one group commit), so a
     /// hot resource is not held to one fsync per command. `1` commits each command before
@@ -41,7 +39,6 @@ impl Default for ActorConfig {
             idle_after: Duration::from_secs(60),
             max_attempts: 10,
             backoff: Duration::from_millis(2),
-            snapshot_every: 64,
             pipeline: 256,
         }
     }

@@ -1,18 +1,15 @@
-//! The read side: the updater that keeps the client-schema read model in step with committed
-//! changes, and the query handler that answers from it (and from the log, for history).
+//! The read side: the query handler that answers from the client-schema read model (and from the
+//! log, for history), and the tools that repair or rebuild the read model from the log.
 //!
-//! The read model is a projection: idempotent by version (an older or repeated view never
-//! replaces a newer one) and rebuildable from the event log at any time with [`rebuild`].
+//! The read model is a projection: every backend writes a resource's view with its commit (the
+//! embedded store in the same atomic batch), idempotent by version (an older or repeated view
+//! never replaces a newer one), and it can be rebuilt from the event log at any time with
+//! [`rebuild`]. [`catch_up`] repairs views a crash left behind where the view is written after the
+//! commit (MongoDB).
 
-use crate::bus::Hub;
 use crate::domain::{ClientResource, EventEnvelope, PlayerId, ResourceId};
 use crate::store::{EventStore, ReadModelStore, StoreError};
 use std::sync::Arc;
-use tokio::sync::broadcast::error::RecvError;
-use tokio_util::sync::CancellationToken;
-
-/// Most views the updater writes in one read-model transaction.
-pub const UPDATE_BATCH: usize = 1024;
 
 /// Brings every view whose version is behind the log up to date. Cost: one head read per resource.
 pub async fn catch_up(
@@ -51,78 +48,6 @@ pub async fn rebuild(
         }
     }
     Ok(written)
-}
-
-/// Keeps the read model current from the hub until `stop` is cancelled.
-///
-/// It subscribes before catching up, so no change falls between the two; if it ever lags behind
-/// the hub's buffer it catches up from the log again. A failed write is logged and the next
-/// catch-up repairs it.
-pub async fn run_updater(
-    store: Arc<dyn EventStore>,
-    read: Arc<dyn ReadModelStore>,
-    hub: Arc<Hub>,
-    stop: CancellationToken,
-) {
-    let mut changes = hub.subscribe_all();
-    let mut need_catch_up = true;
-    loop {
-        if need_catch_up {
-            match catch_up(store.as_ref(), read.as_ref()).await {
-                Ok(n) => {
-                    need_catch_up = false;
-                    if n > 0 {
-                        tracing::info!(views = n, "read model caught up from the log");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "read-model catch-up failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
-                        _ = stop.cancelled() => return,
-                    }
-                }
-            }
-        }
-        let first = tokio::select! {
-            r = changes.recv() => r,
-            _ = stop.cancelled() => {
-                // Write what is already published before stopping; anything missed is caught up
-                // from the log at the next start.
-                let mut rest = Vec::new();
-                while let Ok(change) = changes.try_recv() {
-                    rest.push(change.view.clone());
-                }
-                if !rest.is_empty() {
-                    let _ = read.upsert(rest).await;
-                }
-                return;
-            }
-        };
-        let mut batch = Vec::new();
-        match first {
-            Ok(change) => batch.push(change.view.clone()),
-            Err(RecvError::Lagged(_)) => {
-                need_catch_up = true;
-                continue;
-            }
-            Err(RecvError::Closed) => return,
-        }
-        while batch.len() < UPDATE_BATCH {
-            match changes.try_recv() {
-                Ok(change) => batch.push(change.view.clone()),
-                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
-                    need_catch_up = true;
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = read.upsert(batch).await {
-            tracing::warn!(error = %e, "read-model update failed; will catch up from the log");
-            need_catch_up = true;
-        }
-    }
 }
 
 /// Answers queries: views from the read model, history from the event log.

@@ -3,7 +3,7 @@
 
 use crate::domain::{
     Balance, ClientResource, CommandId, EventEnvelope, PlayerId, ResourceEvent, ResourceId,
-    Timestamp, replay, stamp,
+    ServerResource, Timestamp, replay, stamp,
 };
 use crate::store::{AppendError, AppendRequest, EventStore, ReadModelStore};
 
@@ -37,13 +37,30 @@ fn added(amount: u64, total: u64) -> ResourceEvent {
 
 fn request(id: ResourceId, after: u64, events: Vec<ResourceEvent>) -> AppendRequest {
     let command_id = CommandId::new();
+    let events = stamp(id, after, command_id, Timestamp(1_000), events);
     AppendRequest {
         resource_id: id,
         expected_version: after,
         command_id,
-        events: stamp(id, after, command_id, Timestamp(1_000), events),
-        snapshot: None,
+        state: state_after(id, after, &events),
+        events,
     }
+}
+
+/// The state `events` lead to from version `after`, on a stand-in base (these checks test the
+/// store, not the rules): a state of the right resource and version to send with an append.
+fn state_after(id: ResourceId, after: u64, events: &[EventEnvelope]) -> ServerResource {
+    let base = after.checked_sub(1).map(|before| {
+        let seed = stamp(
+            id,
+            before,
+            CommandId::new(),
+            Timestamp(1_000),
+            vec![created("alice", 10)],
+        );
+        replay(None, &seed).expect("a creation leads to a state")
+    });
+    replay(base, events).expect("events lead to a state")
 }
 
 /// Runs every check against `store` (both traits on one backend).
@@ -55,7 +72,8 @@ pub async fn run_all<S: EventStore + ReadModelStore>(store: &S) {
     a_command_commits_all_its_events_or_none(store).await;
     append_many_settles_each_command_in_order(store).await;
     history_pages_in_order(store).await;
-    snapshot_plus_tail_equals_full_replay(store).await;
+    loaded_state_equals_full_replay(store).await;
+    the_view_follows_each_commit(store).await;
     read_model_only_moves_forward(store).await;
     misnumbered_events_are_refused(store).await;
     a_broken_chain_commits_nothing_after_the_break(store).await;
@@ -334,33 +352,50 @@ pub async fn history_pages_in_order(store: &dyn EventStore) {
 }
 
 /// Guards against: a snapshot that disagrees with the log it summarises.
-pub async fn snapshot_plus_tail_equals_full_replay(store: &dyn EventStore) {
+pub async fn loaded_state_equals_full_replay(store: &dyn EventStore) {
     let id = ResourceId::new();
     let mut req = request(id, 0, vec![created("alice", 1)]);
     let mut state = replay(None, &req.events);
     store.append(req).await.unwrap();
-    for v in 1..6u64 {
+    for v in 1..70u64 {
         req = request(id, v, vec![added(1, v + 1)]);
         state = replay(state, &req.events);
-        if v == 3 {
-            req.snapshot = state.clone();
-        }
+        req.state = state.clone().expect("a state");
         store.append(req).await.unwrap();
     }
     let loaded = store.load(id).await.unwrap();
-    assert_eq!(
-        loaded.snapshot.as_ref().map(|s| s.version),
-        Some(4),
-        "the snapshot is kept"
-    );
-    assert_eq!(
-        loaded.events.first().map(|e| e.version),
-        Some(5),
-        "only the tail is loaded"
-    );
     let full = replay(None, &store.events(id, 0, usize::MAX).await.unwrap());
     assert_eq!(loaded.state(), full);
     assert_eq!(loaded.state(), state);
+    assert_eq!(full.map(|s| (s.version, s.balance.amount)), Some((70, 70)));
+}
+
+/// Guards against: a read model that lags behind or disagrees with the log it projects (a
+/// player who sees an old balance after the server said the command was applied).
+pub async fn the_view_follows_each_commit<S: EventStore + ReadModelStore>(store: &S) {
+    let id = ResourceId::new();
+    let owner = PlayerId::new(format!("viewer-{}", uuid::Uuid::now_v7()));
+    let mut req = request(id, 0, vec![created(owner.as_str(), 3)]);
+    let mut state = replay(None, &req.events);
+    req.state = state.clone().expect("a state");
+    EventStore::append(store, req).await.unwrap();
+    for v in 1..4u64 {
+        req = request(id, v, vec![added(1, v + 3)]);
+        state = replay(state, &req.events);
+        req.state = state.clone().expect("a state");
+        let rec = EventStore::append(store, req).await.unwrap();
+        let view = ReadModelStore::get(store, id).await.unwrap();
+        assert_eq!(
+            view.map(|v| (v.version, v.amount)),
+            Some((rec.last_version, v + 3)),
+            "once an append is acknowledged, its view is readable"
+        );
+    }
+    let listed = store.list_by_owner(&owner).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|v| (v.id, v.version)).collect::<Vec<_>>(),
+        vec![(id, 4)]
+    );
 }
 
 /// Guards against: a late or repeated projection update rolling a view back.

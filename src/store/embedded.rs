@@ -1,47 +1,64 @@
-//! The embedded backend: two redb files under a data directory, no set-up.
+//! The embedded backend: one fjall database (an LSM tree per keyspace, one shared journal) under a
+//! data directory, no set-up.
 //!
-//! - `events.redb`, the write side: `events` ((resource, version) → event), `heads` (resource →
-//!   latest version), `commands` (command id → commit record), `snapshots` (resource → state).
-//! - `read_model.redb`, the read side: `views` (resource → client view) and `by_owner`
-//!   ((owner, resource) → ()). A separate file, so the client schema is stored apart from the
-//!   server schema and its writes never queue behind the event log's.
+//! Keyspaces (all keys big-endian, so they sort by resource, then version):
+//! - `events`: (resource, version) → event (format byte + compact MessagePack; the key carries the
+//!   resource and the version, so the value does not repeat them);
+//! - `commands`: command id → (resource, first version, last version): idempotency;
+//! - `snapshots`: resource → its state after its latest event (server schema); its version is the
+//!   resource's head;
+//! - `views`: resource → its client-schema view (the read model), and `by_owner`:
+//!   (owner, resource) → (), for listing an owner's resources.
 //!
-//! **Group commit.** One writer thread owns every write to `events.redb`. It takes all the appends
-//! waiting in its queue (up to [`MAX_BATCH`]), checks and inserts each in one write transaction,
-//! commits once (one fsync), then answers each caller. Appends from many actors thus share an
-//! fsync, and a caller hears `Ok` only after the commit is durable. Each append is checked inside
-//! the transaction against what earlier appends of the same batch wrote, so two appends at the same
-//! expected version in one batch still produce exactly one winner.
-//! An [`EventStore::append_many`] from one actor is one job in that queue: its appends are
-//! checked in order and commit in the same transaction; once one fails, the rest of that job is
-//! refused as a conflict.
+//! **Group commit, one write per command.** One writer thread does every write. It takes all the
+//! appends waiting in its queue (up to [`MAX_BATCH`]), checks each (command id new, expected
+//! version = head), and puts into one atomic [`fjall::OwnedWriteBatch`] the events, the command records,
+//! and, coalesced to the newest state per resource, the snapshot and the view of each resource the
+//! batch touched. One journal write and one `fdatasync` commit the lot; only then is each caller
+//! answered. So acknowledged means durable, a command's events are all there or none are, and the
+//! read model is never behind the log (it is written in the same commit, not by a later task).
+//!
+//! The writer is the only writer, so it keeps each resource's head in memory (read back lazily
+//! from `snapshots` after a restart). Appends from one actor's [`EventStore::append_many`] are one
+//! job: checked in order; once one fails, the rest of that job is refused as a conflict.
+//!
+//! **Memory** is bounded by one budget ([`EmbeddedOptions::cache_mb`]): half of it is the block
+//! cache, the rest bounds the memtables (write buffers) of the keyspaces; the journal is kept at
+//! fjall's minimum (64 MiB), so recovery after a crash replays at most that much.
 
 use crate::domain::{
-    ClientResource, CommandId, EventEnvelope, PlayerId, ResourceId, ServerResource,
+    ClientResource, CommandId, EventEnvelope, PlayerId, ResourceEvent, ResourceId, ServerResource,
+    Timestamp,
 };
 use crate::store::{
     AppendError, AppendRequest, CommitRecord, EventStore, Loaded, ReadModelStore, StoreError,
 };
 use async_trait::async_trait;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
-const EVENTS: TableDefinition<(u128, u64), &[u8]> = TableDefinition::new("events");
-const HEADS: TableDefinition<u128, u64> = TableDefinition::new("heads");
-const COMMANDS: TableDefinition<u128, (u128, u64, u64)> = TableDefinition::new("commands");
-const SNAPSHOTS: TableDefinition<u128, &[u8]> = TableDefinition::new("snapshots");
-const VIEWS: TableDefinition<u128, &[u8]> = TableDefinition::new("views");
-const BY_OWNER: TableDefinition<(&str, u128), ()> = TableDefinition::new("by_owner");
-
-/// Most appends one group commit takes (a job is never split, so one may go over). Larger batches amortise the fsync further but make the
-/// first caller in a batch wait for the others' inserts.
+/// Most appends one group commit takes (a job is never split, so one may go over). Larger batches
+/// amortise the fsync further but make the first caller in a batch wait for the others' writes.
 pub const MAX_BATCH: usize = 1024;
 /// Jobs (one caller's appends) that may wait for the writer; further callers wait for room
 /// (back-pressure).
 pub const WRITER_QUEUE: usize = 16 * 1024;
+/// Default memory budget of the engine, in MiB (block cache + write buffers).
+pub const DEFAULT_CACHE_MB: u64 = 256;
+/// Heads the writer remembers before it forgets them all and reads them back lazily: bounds its
+/// memory (~64 bytes a head) however many resources the store holds.
+const HEAD_CACHE_LIMIT: usize = 1 << 20;
+
+/// The first byte of every stored value: the layout of what follows. A new layout gets a new
+/// number and a reader for the old one; stored values are never rewritten in place.
+const FORMAT_V1: u8 = 1;
+/// A file that only Warden's previous, redb-based layout wrote.
+const LEGACY_FILE: &str = "events.redb";
 
 /// One caller's appends (checked in order) and where their outcomes go.
 struct Job {
@@ -55,12 +72,16 @@ pub struct EmbeddedOptions {
     /// Most appends one group commit takes (default [`MAX_BATCH`]). `1` turns group commit off:
     /// one fsync per append (benchmarks use it to show what group commit buys).
     pub max_batch: usize,
+    /// The engine's memory budget in MiB (default [`DEFAULT_CACHE_MB`], at least 16): half block
+    /// cache, half write buffers.
+    pub cache_mb: u64,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         Self {
             max_batch: MAX_BATCH,
+            cache_mb: DEFAULT_CACHE_MB,
         }
     }
 }
@@ -68,29 +89,41 @@ impl Default for EmbeddedOptions {
 /// What the group-commit writer has done since the store was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CommitStats {
-    /// Write transactions committed (each one fsync).
+    /// Batches committed (each one journal write and one fsync).
     pub commits: u64,
-    /// Appends those transactions carried (successful or refused); `appends / commits` is the
-    /// mean group size.
+    /// Appends those batches carried (successful or refused); `appends / commits` is the mean
+    /// group size.
     pub appends: u64,
+    /// Time spent in the commits themselves (journal write + fsync), in microseconds.
+    pub commit_micros: u64,
 }
 
-/// Counters the writer thread bumps once per commit (two relaxed adds: cheap enough to keep on).
+/// Counters the writer thread bumps once per commit (relaxed adds: cheap enough to keep on).
 #[derive(Debug, Default)]
 struct Counters {
     commits: AtomicU64,
     appends: AtomicU64,
+    commit_micros: AtomicU64,
 }
 
-/// The event store and read-model store on redb files.
+/// The keyspaces of one database, cheap to clone (handles).
+#[derive(Clone)]
+struct Keyspaces {
+    events: Keyspace,
+    commands: Keyspace,
+    snapshots: Keyspace,
+    views: Keyspace,
+    by_owner: Keyspace,
+}
+
+/// The event store and read-model store on one fjall database.
 pub struct EmbeddedStore {
-    /// The write side's database; reads open their own MVCC read transactions on it.
-    events: Arc<Database>,
-    /// The read side's database.
-    views: Arc<Database>,
+    db: Database,
+    ks: Keyspaces,
     /// Queue to the group-commit writer thread.
     writer: mpsc::Sender<Job>,
-    /// The writer thread, joined on drop so the files are closed when the store is gone.
+    /// The writer thread, joined on drop so every accepted append is committed before the
+    /// database closes.
     writer_thread: Option<std::thread::JoinHandle<()>>,
     /// Commits and appends done by the writer, for benchmarks and metrics.
     counters: Arc<Counters>,
@@ -105,50 +138,63 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    rmp_serde::to_vec_named(value).map_err(corrupt)
-}
-
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    rmp_serde::from_slice(bytes).map_err(corrupt)
-}
-
 impl EmbeddedStore {
     /// Opens (creating if needed) the store under `dir`, with the default options.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         Self::open_with(dir, EmbeddedOptions::default())
     }
 
-    /// Opens (creating if needed) the store under `dir`.
+    /// Opens (creating if needed) the store under `dir`. After a crash, fjall replays the tail of
+    /// its journal (at most 64 MiB) and drops a torn last batch: that batch was never fsynced,
+    /// so no caller was told it committed.
     pub fn open_with(dir: &Path, options: EmbeddedOptions) -> Result<Self, StoreError> {
+        if dir.join(LEGACY_FILE).exists() {
+            return Err(StoreError::Unavailable(format!(
+                "{} holds a data directory in Warden's old redb layout ({LEGACY_FILE}), which \
+                 this version no longer reads. Export it with the previous version (`warden \
+                 export --data-dir {0} > log.jsonl`, available from the commit that added \
+                 export), then `warden import --data-dir NEW_DIR < log.jsonl` with this one; or \
+                 point --data-dir at an empty directory.",
+                dir.display()
+            )));
+        }
         std::fs::create_dir_all(dir)
             .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
-        let events = Arc::new(open_db(&dir.join("events.redb"))?);
-        let views = Arc::new(open_db(&dir.join("read_model.redb"))?);
-        {
-            let tx = events.begin_write().map_err(unavailable)?;
-            tx.open_table(EVENTS).map_err(unavailable)?;
-            tx.open_table(HEADS).map_err(unavailable)?;
-            tx.open_table(COMMANDS).map_err(unavailable)?;
-            tx.open_table(SNAPSHOTS).map_err(unavailable)?;
-            tx.commit().map_err(unavailable)?;
-            let tx = views.begin_write().map_err(unavailable)?;
-            tx.open_table(VIEWS).map_err(unavailable)?;
-            tx.open_table(BY_OWNER).map_err(unavailable)?;
-            tx.commit().map_err(unavailable)?;
-        }
+        let budget = options.cache_mb.max(16) * 1024 * 1024;
+        let db = Database::builder(dir)
+            .cache_size(budget / 2)
+            .max_journaling_size(64 * 1024 * 1024)
+            .open()
+            .map_err(|e| unavailable(format!("cannot open {}: {e}", dir.display())))?;
+        // Write buffers: the log takes the largest share; the rest is small and rewritten often.
+        let memtable = |share: u64| {
+            let bytes = (budget / 2 / share).max(1024 * 1024);
+            move || KeyspaceCreateOptions::default().max_memtable_size(bytes)
+        };
+        let open = |name: &str, share: u64| db.keyspace(name, memtable(share)).map_err(unavailable);
+        let ks = Keyspaces {
+            events: open("events", 4)?,
+            commands: open("commands", 8)?,
+            snapshots: open("snapshots", 8)?,
+            views: open("views", 8)?,
+            by_owner: open("by_owner", 32)?,
+        };
         let (writer, rx) = mpsc::channel(WRITER_QUEUE);
-        let db = events.clone();
         let counters = Arc::new(Counters::default());
-        let writer_counters = counters.clone();
+        let mut commit = GroupCommit {
+            db: db.clone(),
+            ks: ks.clone(),
+            heads: HashMap::new(),
+            counters: counters.clone(),
+        };
         let max_batch = options.max_batch.max(1);
         let writer_thread = std::thread::Builder::new()
             .name("warden-group-commit".into())
-            .spawn(move || group_commit_loop(&db, rx, max_batch, &writer_counters))
+            .spawn(move || commit.run(rx, max_batch))
             .map_err(unavailable)?;
         Ok(Self {
-            events,
-            views,
+            db,
+            ks,
             writer,
             writer_thread: Some(writer_thread),
             counters,
@@ -161,6 +207,7 @@ impl EmbeddedStore {
         CommitStats {
             commits: self.counters.commits.load(Ordering::Relaxed),
             appends: self.counters.appends.load(Ordering::Relaxed),
+            commit_micros: self.counters.commit_micros.load(Ordering::Relaxed),
         }
     }
 
@@ -169,23 +216,48 @@ impl EmbeddedStore {
         &self.dir
     }
 
-    fn read<T>(
-        &self,
-        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let tx = self.events.begin_read().map_err(unavailable)?;
-        f(&tx)
+    /// Bytes the database takes on disk (tables and journal).
+    pub fn disk_bytes(&self) -> u64 {
+        self.db.disk_space().unwrap_or(0)
     }
-}
 
-fn open_db(path: &Path) -> Result<Database, StoreError> {
-    Database::create(path).map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))
+    /// Bytes of journal on disk (bounded: what a restart after a crash replays).
+    pub fn journal_bytes(&self) -> u64 {
+        self.db.journal_disk_space().unwrap_or(0)
+    }
+
+    /// Compacts every keyspace fully (benchmarks and tools: to measure settled disk use).
+    pub fn major_compact(&self) -> Result<(), StoreError> {
+        for ks in [
+            &self.ks.events,
+            &self.ks.commands,
+            &self.ks.snapshots,
+            &self.ks.views,
+            &self.ks.by_owner,
+        ] {
+            ks.rotate_memtable_and_wait().map_err(unavailable)?;
+            ks.major_compact().map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self, id: ResourceId) -> Result<Option<ServerResource>, StoreError> {
+        match self
+            .ks
+            .snapshots
+            .get(resource_key(id))
+            .map_err(unavailable)?
+        {
+            Some(bytes) => Ok(Some(decode_snapshot(&bytes)?.1)),
+            None => Ok(None),
+        }
+    }
 }
 
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
         // Closing the queue lets the writer finish what it holds and exit; joining it means every
-        // accepted append is committed and the file is closed before `drop` returns.
+        // accepted append is committed before the database is closed.
         let (closed, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut self.writer, closed));
         if let Some(t) = self.writer_thread.take() {
@@ -194,180 +266,367 @@ impl Drop for EmbeddedStore {
     }
 }
 
-/// The writer thread: take a batch, check and insert each append, commit once, answer all.
-fn group_commit_loop(
-    db: &Database,
-    mut rx: mpsc::Receiver<Job>,
-    max_batch: usize,
-    counters: &Counters,
-) {
-    let mut batch: Vec<Job> = Vec::new();
-    while let Some(first) = rx.blocking_recv() {
-        let mut appends = first.appends.len();
-        batch.push(first);
-        while appends < max_batch {
-            match rx.try_recv() {
-                Ok(job) => {
-                    appends += job.appends.len();
-                    batch.push(job);
+/// The group-commit writer: the only thread that writes the log.
+struct GroupCommit {
+    db: Database,
+    ks: Keyspaces,
+    /// Each resource's head version as committed (a cache: a miss reads `snapshots`).
+    heads: HashMap<ResourceId, u64>,
+    counters: Arc<Counters>,
+}
+
+/// What one batch leaves to write once every append in it is checked.
+#[derive(Default)]
+struct Pending<'a> {
+    /// Heads as the batch leaves them.
+    heads: HashMap<ResourceId, u64>,
+    /// The newest state of each resource the batch touched, and whether the batch created it.
+    states: HashMap<ResourceId, (&'a ServerResource, bool)>,
+    /// Command ids the batch commits (a repeat within the batch is a duplicate).
+    commands: HashMap<CommandId, CommitRecord>,
+}
+
+impl GroupCommit {
+    /// Takes a batch, checks every append, commits once, answers all; until the queue closes.
+    fn run(&mut self, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+        let mut batch: Vec<Job> = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            let mut appends = first.appends.len();
+            batch.push(first);
+            while appends < max_batch {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        appends += job.appends.len();
+                        batch.push(job);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
-        }
-        match commit_batch(db, &batch) {
-            Ok(outcomes) => {
-                counters.commits.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .appends
-                    .fetch_add(appends as u64, Ordering::Relaxed);
-                let mut outcomes = outcomes.into_iter();
-                for job in batch.drain(..) {
-                    let answers = outcomes.by_ref().take(job.appends.len()).collect();
-                    let _ = job.reply.send(answers);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, appends, "group commit failed");
-                for job in batch.drain(..) {
-                    let answers = job
+            let outcomes = match self.commit_batch(&batch) {
+                Ok(outcomes) => {
+                    self.counters
                         .appends
-                        .iter()
-                        .map(|_| Err(AppendError::Store(unavailable(&e))))
-                        .collect();
-                    let _ = job.reply.send(answers);
+                        .fetch_add(appends as u64, Ordering::Relaxed);
+                    outcomes
                 }
+                Err(e) => {
+                    tracing::error!(error = %e, appends, "group commit failed");
+                    batch
+                        .iter()
+                        .flat_map(|job| &job.appends)
+                        .map(|_| Err(AppendError::Store(e.clone())))
+                        .collect()
+                }
+            };
+            let mut outcomes = outcomes.into_iter();
+            for job in batch.drain(..) {
+                let answers = outcomes.by_ref().take(job.appends.len()).collect();
+                let _ = job.reply.send(answers);
             }
         }
     }
-}
 
-/// One write transaction for the whole batch. An `Err` means nothing in the batch was committed.
-/// Outcomes come in the order of the jobs and of the appends within each.
-fn commit_batch(
-    db: &Database,
-    batch: &[Job],
-) -> Result<Vec<Result<CommitRecord, AppendError>>, StoreError> {
-    let mut tx = db.begin_write().map_err(unavailable)?;
-    tx.set_durability(Durability::Immediate)
-        .map_err(unavailable)?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    {
-        let mut events = tx.open_table(EVENTS).map_err(unavailable)?;
-        let mut heads = tx.open_table(HEADS).map_err(unavailable)?;
-        let mut commands = tx.open_table(COMMANDS).map_err(unavailable)?;
-        let mut snapshots = tx.open_table(SNAPSHOTS).map_err(unavailable)?;
+    /// The head of `id`: as this batch leaves it, else as committed.
+    fn head(&mut self, id: ResourceId, pending: &Pending<'_>) -> Result<u64, StoreError> {
+        if let Some(&v) = pending.heads.get(&id) {
+            return Ok(v);
+        }
+        if let Some(&v) = self.heads.get(&id) {
+            return Ok(v);
+        }
+        let head = match self
+            .ks
+            .snapshots
+            .get(resource_key(id))
+            .map_err(unavailable)?
+        {
+            Some(bytes) => decode_snapshot_version(&bytes)?,
+            None => 0,
+        };
+        if self.heads.len() >= HEAD_CACHE_LIMIT {
+            self.heads.clear();
+        }
+        self.heads.insert(id, head);
+        Ok(head)
+    }
+
+    /// The record of a command id already committed (by an earlier batch or this one).
+    fn committed(
+        &self,
+        command_id: CommandId,
+        pending: &Pending<'_>,
+    ) -> Result<Option<CommitRecord>, StoreError> {
+        if let Some(rec) = pending.commands.get(&command_id) {
+            return Ok(Some(*rec));
+        }
+        match self
+            .ks
+            .commands
+            .get(command_id.0.as_bytes())
+            .map_err(unavailable)?
+        {
+            Some(bytes) => Ok(Some(decode_command(command_id, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Checks every append of the batch, writes what passes in one atomic write batch, and
+    /// commits it with one fsync. An `Err` means nothing in the batch was committed. Outcomes
+    /// come in the order of the jobs and of the appends within each.
+    fn commit_batch(
+        &mut self,
+        batch: &[Job],
+    ) -> Result<Vec<Result<CommitRecord, AppendError>>, StoreError> {
+        let mut pending = Pending::default();
+        let mut write = self.db.batch().durability(Some(PersistMode::SyncData));
+        let mut outcomes = Vec::with_capacity(batch.len());
         for job in batch {
             // A job's appends form a chain (each expects the version the previous one leads to,
             // decided on its state): after the first that fails, none of the rest may commit,
             // even if another writer happened to bring the head to the version it expects.
             let mut broken = false;
             for req in &job.appends {
-                let id = req.resource_id.0.as_u128();
-                let head = heads
-                    .get(id)
-                    .map_err(unavailable)?
-                    .map(|g| g.value())
-                    .unwrap_or(0);
-                if broken {
-                    outcomes.push(Err(AppendError::Conflict {
+                let outcome = if broken {
+                    Err(AppendError::Conflict {
                         expected: req.expected_version,
-                        actual: head,
-                    }));
-                    continue;
-                }
-                let outcome = append_one(
-                    req,
-                    head,
-                    &mut events,
-                    &mut heads,
-                    &mut commands,
-                    &mut snapshots,
-                )?;
+                        actual: self.head(req.resource_id, &pending)?,
+                    })
+                } else {
+                    self.check_and_write(req, &mut pending, &mut write)?
+                };
                 broken = outcome.is_err();
                 outcomes.push(outcome);
             }
         }
+        // The snapshot and the view of each resource touched, newest only.
+        for (&id, &(state, created)) in &pending.states {
+            write.insert(
+                &self.ks.snapshots,
+                resource_key(id),
+                encode_snapshot(state)?,
+            );
+            let view = ClientResource::from_server(state);
+            write.insert(&self.ks.views, resource_key(id), encode_view(&view)?);
+            if created {
+                write.insert(&self.ks.by_owner, owner_key(&view.owner, id), []);
+            }
+        }
+        let started = Instant::now();
+        write.commit().map_err(unavailable)?;
+        let took = started.elapsed();
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .commit_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        if took > Duration::from_millis(100) {
+            tracing::warn!(took_ms = took.as_millis() as u64, "slow group commit");
+        }
+        // Committed: the batch's heads are now the stored ones.
+        if self.heads.len() + pending.heads.len() > HEAD_CACHE_LIMIT {
+            self.heads.clear();
+        }
+        self.heads.extend(pending.heads);
+        Ok(outcomes)
     }
-    tx.commit().map_err(unavailable)?;
-    Ok(outcomes)
-}
 
-type Table<'t, K, V> = redb::Table<'t, K, V>;
-
-/// Checks and writes one append inside the batch's transaction. The outer `Err` is a storage
-/// failure (the whole batch fails); the inner one is this append's refusal.
-fn append_one(
-    req: &AppendRequest,
-    head: u64,
-    events: &mut Table<'_, (u128, u64), &'static [u8]>,
-    heads: &mut Table<'_, u128, u64>,
-    commands: &mut Table<'_, u128, (u128, u64, u64)>,
-    snapshots: &mut Table<'_, u128, &'static [u8]>,
-) -> Result<Result<CommitRecord, AppendError>, StoreError> {
-    if let Err(e) = req.validate() {
-        return Ok(Err(e.into()));
-    }
-    let id = req.resource_id.0.as_u128();
-    let cmd = req.command_id.0.as_u128();
-    if let Some(rec) = commands.get(cmd).map_err(unavailable)? {
-        let (rid, first, last) = rec.value();
-        return Ok(Err(AppendError::Duplicate(CommitRecord {
-            resource_id: ResourceId(uuid::Uuid::from_u128(rid)),
+    /// Checks one append against the heads and command ids as the batch so far leaves them and,
+    /// if it passes, adds its writes to `write`. The outer `Err` is a storage failure (the whole
+    /// batch fails); the inner one is this append's refusal.
+    fn check_and_write<'a>(
+        &mut self,
+        req: &'a AppendRequest,
+        pending: &mut Pending<'a>,
+        write: &mut fjall::OwnedWriteBatch,
+    ) -> Result<Result<CommitRecord, AppendError>, StoreError> {
+        if let Err(e) = req.validate() {
+            return Ok(Err(e.into()));
+        }
+        if let Some(record) = self.committed(req.command_id, pending)? {
+            return Ok(Err(AppendError::Duplicate(record)));
+        }
+        let head = self.head(req.resource_id, pending)?;
+        if head != req.expected_version {
+            return Ok(Err(AppendError::Conflict {
+                expected: req.expected_version,
+                actual: head,
+            }));
+        }
+        for event in &req.events {
+            write.insert(
+                &self.ks.events,
+                event_key(req.resource_id, event.version),
+                encode_event(event)?,
+            );
+        }
+        let record = CommitRecord {
+            resource_id: req.resource_id,
             command_id: req.command_id,
-            first_version: first,
-            last_version: last,
-        })));
+            first_version: head + 1,
+            last_version: req.state.version,
+        };
+        write.insert(
+            &self.ks.commands,
+            req.command_id.0.as_bytes().to_vec(),
+            encode_command(&record).to_vec(),
+        );
+        pending.commands.insert(req.command_id, record);
+        pending.heads.insert(req.resource_id, record.last_version);
+        let created = head == 0
+            || pending
+                .states
+                .get(&req.resource_id)
+                .is_some_and(|&(_, created)| created);
+        pending
+            .states
+            .insert(req.resource_id, (&req.state, created));
+        Ok(Ok(record))
     }
-    if head != req.expected_version {
-        return Ok(Err(AppendError::Conflict {
-            expected: req.expected_version,
-            actual: head,
-        }));
-    }
-    let mut version = head;
-    for event in &req.events {
-        version += 1;
-        events
-            .insert((id, version), encode(event)?.as_slice())
-            .map_err(unavailable)?;
-    }
-    heads.insert(id, version).map_err(unavailable)?;
-    commands
-        .insert(cmd, (id, head + 1, version))
-        .map_err(unavailable)?;
-    if let Some(snapshot) = &req.snapshot {
-        snapshots
-            .insert(id, encode(snapshot)?.as_slice())
-            .map_err(unavailable)?;
-    }
-    Ok(Ok(CommitRecord {
-        resource_id: req.resource_id,
-        command_id: req.command_id,
-        first_version: head + 1,
-        last_version: version,
-    }))
 }
 
-fn read_events(
-    tx: &redb::ReadTransaction,
-    id: ResourceId,
-    after_version: u64,
-    limit: usize,
-) -> Result<Vec<EventEnvelope>, StoreError> {
-    let table = tx.open_table(EVENTS).map_err(unavailable)?;
-    let key = id.0.as_u128();
-    let Some(start) = after_version.checked_add(1) else {
-        return Ok(Vec::new());
+// ---- keys and values -------------------------------------------------------------------------
+
+fn resource_key(id: ResourceId) -> [u8; 16] {
+    *id.0.as_bytes()
+}
+
+fn event_key(id: ResourceId, version: u64) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..16].copy_from_slice(id.0.as_bytes());
+    key[16..].copy_from_slice(&version.to_be_bytes());
+    key
+}
+
+/// Owner, a zero byte, then the resource id (player ids hold no zero byte: tokens are text).
+fn owner_key(owner: &PlayerId, id: ResourceId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(owner.as_str().len() + 17);
+    key.extend_from_slice(owner.as_str().as_bytes());
+    key.push(0);
+    key.extend_from_slice(id.0.as_bytes());
+    key
+}
+
+/// An event as stored under its (resource, version) key: the rest of the envelope.
+#[derive(serde::Serialize)]
+struct StoredEventRef<'a> {
+    command_id: CommandId,
+    at: Timestamp,
+    schema: u16,
+    event: &'a ResourceEvent,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredEvent {
+    command_id: CommandId,
+    at: Timestamp,
+    schema: u16,
+    event: ResourceEvent,
+}
+
+fn with_format(body: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 1);
+    out.push(FORMAT_V1);
+    out.extend_from_slice(&body);
+    out
+}
+
+fn body(bytes: &[u8]) -> Result<&[u8], StoreError> {
+    match bytes.split_first() {
+        Some((&FORMAT_V1, rest)) => Ok(rest),
+        Some((other, _)) => Err(corrupt(format!("unknown stored format {other}"))),
+        None => Err(corrupt("empty stored value")),
+    }
+}
+
+fn encode_event(e: &EventEnvelope) -> Result<Vec<u8>, StoreError> {
+    let stored = StoredEventRef {
+        command_id: e.command_id,
+        at: e.at,
+        schema: e.schema,
+        event: &e.event,
     };
-    table
-        .range((key, start)..=(key, u64::MAX))
-        .map_err(unavailable)?
-        .take(limit)
-        .map(|row| {
-            let (_, v) = row.map_err(unavailable)?;
-            decode(v.value())
-        })
-        .collect()
+    Ok(with_format(rmp_serde::to_vec(&stored).map_err(corrupt)?))
+}
+
+fn decode_event(key: &[u8], value: &[u8]) -> Result<EventEnvelope, StoreError> {
+    let (id, version) = split_event_key(key)?;
+    let stored: StoredEvent = rmp_serde::from_slice(body(value)?).map_err(corrupt)?;
+    Ok(EventEnvelope {
+        resource_id: id,
+        version,
+        command_id: stored.command_id,
+        at: stored.at,
+        schema: stored.schema,
+        event: stored.event,
+    })
+}
+
+fn split_event_key(key: &[u8]) -> Result<(ResourceId, u64), StoreError> {
+    let key: &[u8; 24] = key
+        .try_into()
+        .map_err(|_| corrupt(format!("event key of {} bytes", key.len())))?;
+    let (id, version) = key.split_at(16);
+    let id = uuid::Uuid::from_slice(id).map_err(corrupt)?;
+    let version = u64::from_be_bytes(version.try_into().map_err(corrupt)?);
+    Ok((ResourceId(id), version))
+}
+
+/// Format byte, the version (big-endian, so a head is read without decoding the rest), state.
+fn encode_snapshot(state: &ServerResource) -> Result<Vec<u8>, StoreError> {
+    let body = rmp_serde::to_vec(state).map_err(corrupt)?;
+    let mut out = Vec::with_capacity(body.len() + 9);
+    out.push(FORMAT_V1);
+    out.extend_from_slice(&state.version.to_be_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+fn decode_snapshot_version(bytes: &[u8]) -> Result<u64, StoreError> {
+    let rest = body(bytes)?;
+    let version: [u8; 8] = rest
+        .get(..8)
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| corrupt("short snapshot"))?;
+    Ok(u64::from_be_bytes(version))
+}
+
+fn decode_snapshot(bytes: &[u8]) -> Result<(u64, ServerResource), StoreError> {
+    let version = decode_snapshot_version(bytes)?;
+    let state: ServerResource = rmp_serde::from_slice(&body(bytes)?[8..]).map_err(corrupt)?;
+    Ok((version, state))
+}
+
+/// Views keep field names: some fields are left out when empty, which a positional layout
+/// cannot express.
+fn encode_view(view: &ClientResource) -> Result<Vec<u8>, StoreError> {
+    Ok(with_format(rmp_serde::to_vec_named(view).map_err(corrupt)?))
+}
+
+fn decode_view(bytes: &[u8]) -> Result<ClientResource, StoreError> {
+    rmp_serde::from_slice(body(bytes)?).map_err(corrupt)
+}
+
+/// Resource id, first version, last version: 32 bytes.
+fn encode_command(rec: &CommitRecord) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out[..16].copy_from_slice(rec.resource_id.0.as_bytes());
+    out[16..24].copy_from_slice(&rec.first_version.to_be_bytes());
+    out[24..].copy_from_slice(&rec.last_version.to_be_bytes());
+    out
+}
+
+fn decode_command(command_id: CommandId, bytes: &[u8]) -> Result<CommitRecord, StoreError> {
+    let bytes: &[u8; 32] = bytes
+        .try_into()
+        .map_err(|_| corrupt(format!("command record of {} bytes", bytes.len())))?;
+    let resource = uuid::Uuid::from_slice(&bytes[..16]).map_err(corrupt)?;
+    let first = u64::from_be_bytes(bytes[16..24].try_into().map_err(corrupt)?);
+    let last = u64::from_be_bytes(bytes[24..].try_into().map_err(corrupt)?);
+    Ok(CommitRecord {
+        resource_id: ResourceId(resource),
+        command_id,
+        first_version: first,
+        last_version: last,
+    })
 }
 
 #[async_trait]
@@ -401,17 +660,11 @@ impl EventStore for EmbeddedStore {
             .unwrap_or_else(|_| failed("the group-commit writer stopped"))
     }
 
+    /// The snapshot is written with every commit, so it is always the head: nothing to fold.
     async fn load(&self, id: ResourceId) -> Result<Loaded, StoreError> {
-        self.read(|tx| {
-            let snaps = tx.open_table(SNAPSHOTS).map_err(unavailable)?;
-            let snapshot: Option<ServerResource> =
-                match snaps.get(id.0.as_u128()).map_err(unavailable)? {
-                    Some(bytes) => Some(decode(bytes.value())?),
-                    None => None,
-                };
-            let after = snapshot.as_ref().map_or(0, |s| s.version);
-            let events = read_events(tx, id, after, usize::MAX)?;
-            Ok(Loaded { snapshot, events })
+        Ok(Loaded {
+            snapshot: self.snapshot(id)?,
+            events: Vec::new(),
         })
     }
 
@@ -421,124 +674,156 @@ impl EventStore for EmbeddedStore {
         after_version: u64,
         limit: usize,
     ) -> Result<Vec<EventEnvelope>, StoreError> {
-        self.read(|tx| read_events(tx, id, after_version, limit))
+        let Some(start) = after_version.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        self.ks
+            .events
+            .range(event_key(id, start)..=event_key(id, u64::MAX))
+            .take(limit)
+            .map(|row| {
+                let (k, v) = row.into_inner().map_err(unavailable)?;
+                decode_event(&k, &v)
+            })
+            .collect()
     }
 
     async fn find_command(
         &self,
         command_id: CommandId,
     ) -> Result<Option<CommitRecord>, StoreError> {
-        self.read(|tx| {
-            let table = tx.open_table(COMMANDS).map_err(unavailable)?;
-            Ok(table
-                .get(command_id.0.as_u128())
-                .map_err(unavailable)?
-                .map(|g| {
-                    let (rid, first, last) = g.value();
-                    CommitRecord {
-                        resource_id: ResourceId(uuid::Uuid::from_u128(rid)),
-                        command_id,
-                        first_version: first,
-                        last_version: last,
-                    }
-                }))
-        })
+        match self
+            .ks
+            .commands
+            .get(command_id.0.as_bytes())
+            .map_err(unavailable)?
+        {
+            Some(bytes) => Ok(Some(decode_command(command_id, &bytes)?)),
+            None => Ok(None),
+        }
     }
 
     async fn head(&self, id: ResourceId) -> Result<u64, StoreError> {
-        self.read(|tx| {
-            let table = tx.open_table(HEADS).map_err(unavailable)?;
-            Ok(table
-                .get(id.0.as_u128())
-                .map_err(unavailable)?
-                .map_or(0, |g| g.value()))
-        })
+        match self
+            .ks
+            .snapshots
+            .get(resource_key(id))
+            .map_err(unavailable)?
+        {
+            Some(bytes) => decode_snapshot_version(&bytes),
+            None => Ok(0),
+        }
     }
 
     async fn resource_ids(&self) -> Result<Vec<ResourceId>, StoreError> {
-        self.read(|tx| {
-            let table = tx.open_table(HEADS).map_err(unavailable)?;
-            table
-                .iter()
-                .map_err(unavailable)?
-                .map(|row| {
-                    Ok(ResourceId(uuid::Uuid::from_u128(
-                        row.map_err(unavailable)?.0.value(),
-                    )))
-                })
-                .collect()
-        })
+        self.ks
+            .snapshots
+            .iter()
+            .map(|row| {
+                let key = row.key().map_err(unavailable)?;
+                uuid::Uuid::from_slice(&key)
+                    .map(ResourceId)
+                    .map_err(corrupt)
+            })
+            .collect()
     }
 }
 
 #[async_trait]
 impl ReadModelStore for EmbeddedStore {
+    /// Writes views outside the group commit (rebuilds and tools; the writer keeps views current
+    /// itself). Run a rebuild while no commands are served.
     async fn upsert(&self, views: Vec<ClientResource>) -> Result<(), StoreError> {
-        let db = self.views.clone();
-        tokio::task::spawn_blocking(move || {
-            let tx = db.begin_write().map_err(unavailable)?;
-            {
-                let mut table = tx.open_table(VIEWS).map_err(unavailable)?;
-                let mut owners = tx.open_table(BY_OWNER).map_err(unavailable)?;
-                for view in &views {
-                    let key = view.id.0.as_u128();
-                    let stored: Option<ClientResource> =
-                        match table.get(key).map_err(unavailable)? {
-                            Some(bytes) => Some(decode(bytes.value())?),
-                            None => None,
-                        };
-                    if stored.as_ref().is_some_and(|s| s.version >= view.version) {
-                        continue;
-                    }
-                    table
-                        .insert(key, encode(view)?.as_slice())
-                        .map_err(unavailable)?;
-                    if stored.is_none() {
-                        owners
-                            .insert((view.owner.as_str(), key), ())
-                            .map_err(unavailable)?;
-                    }
-                }
+        let mut write = self.db.batch().durability(Some(PersistMode::SyncData));
+        for view in &views {
+            let key = resource_key(view.id);
+            let stored = match self.ks.views.get(key).map_err(unavailable)? {
+                Some(bytes) => Some(decode_view(&bytes)?),
+                None => None,
+            };
+            if stored.as_ref().is_some_and(|s| s.version >= view.version) {
+                continue;
             }
-            tx.commit().map_err(unavailable)
-        })
-        .await
-        .map_err(unavailable)?
+            write.insert(&self.ks.views, key, encode_view(view)?);
+            if stored.is_none() {
+                write.insert(&self.ks.by_owner, owner_key(&view.owner, view.id), []);
+            }
+        }
+        write.commit().map_err(unavailable)
     }
 
     async fn get(&self, id: ResourceId) -> Result<Option<ClientResource>, StoreError> {
-        let tx = self.views.begin_read().map_err(unavailable)?;
-        let table = tx.open_table(VIEWS).map_err(unavailable)?;
-        match table.get(id.0.as_u128()).map_err(unavailable)? {
-            Some(bytes) => Ok(Some(decode(bytes.value())?)),
+        match self.ks.views.get(resource_key(id)).map_err(unavailable)? {
+            Some(bytes) => Ok(Some(decode_view(&bytes)?)),
             None => Ok(None),
         }
     }
 
     async fn list_by_owner(&self, owner: &PlayerId) -> Result<Vec<ClientResource>, StoreError> {
-        let tx = self.views.begin_read().map_err(unavailable)?;
-        let owners = tx.open_table(BY_OWNER).map_err(unavailable)?;
-        let table = tx.open_table(VIEWS).map_err(unavailable)?;
-        let o = owner.as_str();
+        let mut prefix = owner.as_str().as_bytes().to_vec();
+        prefix.push(0);
         let mut out = Vec::new();
-        for row in owners
-            .range((o, 0u128)..=(o, u128::MAX))
-            .map_err(unavailable)?
-        {
-            let (k, _) = row.map_err(unavailable)?;
-            if let Some(bytes) = table.get(k.value().1).map_err(unavailable)? {
-                out.push(decode(bytes.value())?);
+        for row in self.ks.by_owner.prefix(&prefix) {
+            let key = row.key().map_err(unavailable)?;
+            let id = uuid::Uuid::from_slice(&key[prefix.len()..]).map_err(corrupt)?;
+            if let Some(view) = self.get(ResourceId(id)).await? {
+                out.push(view);
             }
         }
         Ok(out)
     }
 
     async fn clear(&self) -> Result<(), StoreError> {
-        let tx = self.views.begin_write().map_err(unavailable)?;
-        tx.delete_table(VIEWS).map_err(unavailable)?;
-        tx.delete_table(BY_OWNER).map_err(unavailable)?;
-        tx.open_table(VIEWS).map_err(unavailable)?;
-        tx.open_table(BY_OWNER).map_err(unavailable)?;
-        tx.commit().map_err(unavailable)
+        for ks in [&self.ks.views, &self.ks.by_owner] {
+            ks.clear().map_err(unavailable)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Balance, stamp};
+
+    #[test]
+    fn an_event_round_trips_through_its_stored_form() {
+        let id = ResourceId::new();
+        let command = CommandId::new();
+        let events = stamp(
+            id,
+            41,
+            command,
+            Timestamp(7),
+            vec![
+                ResourceEvent::ResourceAllocated {
+                    amount: 3,
+                    reason: "shop".into(),
+                    balance: Balance {
+                        amount: 9,
+                        regen_carry: 12,
+                        regen_at: Timestamp(7),
+                    },
+                    by: PlayerId::new("alice"),
+                },
+                ResourceEvent::ResourceLockExpired {
+                    expired_at: Timestamp(8),
+                },
+            ],
+        );
+        for e in &events {
+            let stored = encode_event(e).unwrap();
+            let back = decode_event(&event_key(id, e.version), &stored).unwrap();
+            assert_eq!(&back, e);
+        }
+    }
+
+    #[test]
+    fn a_value_of_an_unknown_format_is_refused_not_misread() {
+        let id = ResourceId::new();
+        assert!(matches!(
+            decode_event(&event_key(id, 1), &[9, 1, 2]),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

@@ -6,7 +6,7 @@
 //! - [`ReadModelStore`]: the client schema, kept apart from the server schema, written only
 //!   forward (a view never replaces a newer one).
 //!
-//! Backends: [`embedded::EmbeddedStore`] (redb files under a data directory) and
+//! Backends: [`embedded::EmbeddedStore`] (a fjall database under a data directory) and
 //! [`mongo::MongoStore`] (one MongoDB database, shared by several nodes). [`open_from_config`]
 //! picks one from the server's configuration.
 
@@ -32,8 +32,11 @@ pub struct AppendRequest {
     pub command_id: CommandId,
     /// Versions `expected_version + 1 ..`, in order. Never empty.
     pub events: Vec<EventEnvelope>,
-    /// The state after these events, to store as the resource's snapshot (optional).
-    pub snapshot: Option<ServerResource>,
+    /// The resource's state after these events. The store keeps it as the resource's snapshot
+    /// (server schema) and derives the client-schema view from it, in the same commit where the
+    /// backend can (embedded) or right after it (MongoDB), so the read model follows the log
+    /// without a separate updater.
+    pub state: ServerResource,
 }
 
 impl AppendRequest {
@@ -61,6 +64,13 @@ impl AppendRequest {
                 self.command_id,
                 self.expected_version + 1,
                 self.resource_id
+            )));
+        }
+        let last = self.expected_version + self.events.len() as u64;
+        if self.state.id != self.resource_id || self.state.version != last {
+            return Err(StoreError::Corrupt(format!(
+                "the state sent with command {} is {} at version {}, not {} at {last}",
+                self.command_id, self.state.id, self.state.version, self.resource_id
             )));
         }
         Ok(())
@@ -206,10 +216,11 @@ impl Backend {
 }
 
 /// Opens MongoDB when `mongodb_uri` is given (failing within seconds if it is unreachable), else
-/// the embedded store under `data_dir`.
+/// the embedded store under `data_dir` with `embedded` options.
 pub async fn open_from_config(
     data_dir: &Path,
     mongodb_uri: Option<&str>,
+    embedded: embedded::EmbeddedOptions,
 ) -> Result<Backend, StoreError> {
     match mongodb_uri {
         Some(uri) => {
@@ -222,7 +233,7 @@ pub async fn open_from_config(
             })
         }
         None => {
-            let store = Arc::new(embedded::EmbeddedStore::open(data_dir)?);
+            let store = Arc::new(embedded::EmbeddedStore::open_with(data_dir, embedded)?);
             Ok(Backend {
                 events: store.clone(),
                 read: store,

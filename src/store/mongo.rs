@@ -52,6 +52,9 @@ pub const DEFAULT_DATABASE: &str = "warden";
 /// Read-model writes of one `upsert` call in flight at once.
 const UPSERT_CONCURRENCY: usize = 16;
 
+/// A snapshot is written when an append takes a resource's version across a multiple of this.
+const SNAPSHOT_EVERY: u64 = 64;
+
 /// Connection tunables, with defaults chosen so a lost MongoDB fails commands fast.
 #[derive(Clone, Debug)]
 pub struct MongoConfig {
@@ -477,12 +480,18 @@ impl EventStore for MongoStore {
             // and a retry with the same command id will find it.
             Err(e) => return Err(unavailable(e).into()),
         }
-        if let Some(snapshot) = &req.snapshot {
-            // The commit is durable; a snapshot is only a shortcut for loading, so failing to
-            // write one must not turn a success into an error.
-            if let Err(e) = self.put_snapshot(snapshot).await {
+        // The commit is durable; the snapshot (a shortcut for loading, written when the version
+        // crosses a multiple of SNAPSHOT_EVERY) and the view follow it. Failing to write them
+        // must not turn a success into an error: loading reads the log past the snapshot, and
+        // the relay's catch-up at start repairs a view that a crash left behind.
+        let state = &req.state;
+        if state.version / SNAPSHOT_EVERY > req.expected_version / SNAPSHOT_EVERY {
+            if let Err(e) = self.put_snapshot(state).await {
                 tracing::warn!(resource = %req.resource_id, error = %e, "snapshot not written");
             }
+        }
+        if let Err(e) = self.upsert(vec![ClientResource::from_server(state)]).await {
+            tracing::warn!(resource = %req.resource_id, error = %e, "view not written");
         }
         Ok(record)
     }

@@ -162,7 +162,7 @@ pub async fn import(
             expected_version: line.first_version - 1,
             command_id: line.command_id,
             events: line.events,
-            snapshot: Some(next.clone()),
+            state: next.clone(),
         });
         state = Some(next);
         if chain.len() >= IMPORT_CHAIN {
