@@ -19,7 +19,6 @@
 //! Figures come from here, never from timed tests.
 
 use clap::Parser;
-use futures::StreamExt;
 use hdrhistogram::Histogram;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,14 +26,18 @@ use std::time::{Duration, Instant};
 use warden::actor::{ActorConfig, CommandRequest, Registry};
 use warden::clock::SystemClock;
 use warden::domain::{
-    AddResource, AllocateResource, Catalogue, Command, CommandId, CreateResource, PlayerId,
-    Principal, ResourceId, ResourceParams, Timestamp, decide, decide_create, replay, stamp,
+    Catalogue, Command, CommandId, CreateResource, PlayerId, Principal, ResourceId, Timestamp,
+    decide, decide_create, replay, stamp,
 };
 use warden::node::{Node, NodeConfig};
+use warden::store::EventStore;
 use warden::store::embedded::{
     CommitStats, DEFAULT_CACHE_MB, EmbeddedOptions, EmbeddedStore, MAX_BATCH,
 };
-use warden::store::{AppendRequest, EventStore};
+
+#[path = "support/fill.rs"]
+mod fill;
+use fill::{PARAMS, command_for};
 
 #[derive(Parser, Debug)]
 #[command(about = "Warden core benchmark: durable commands/s on the embedded store")]
@@ -74,13 +77,6 @@ struct Args {
     bench: bool,
 }
 
-/// Plenty to never run dry or overflow during a run: commands move amounts by one.
-const PARAMS: ResourceParams = ResourceParams {
-    initial_amount: 1 << 40,
-    max_amount: 1 << 41,
-    regen_milli: 0,
-};
-
 /// One line of the result table.
 struct Row {
     scenario: String,
@@ -111,7 +107,7 @@ struct Footprint {
 impl Row {
     fn header() -> String {
         format!(
-            "{:<8} {:<9} {:>9} {:>7} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>7} {:>8} {:>6} {:>10} {:>7} {:>8} {:>7}",
+            "{:<8} {:<9} {:>9} {:>7} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>7} {:>8} {:>6} {:>10} {:>7} {:>8} {:>7} {:>8}",
             "scenario",
             "store",
             "resources",
@@ -128,7 +124,8 @@ impl Row {
             "events",
             "rss MB",
             "disk MB",
-            "B/event"
+            "B/event",
+            "max c ms"
         )
     }
 
@@ -143,7 +140,7 @@ impl Row {
             None => ("-".into(), "-".into()),
         };
         format!(
-            "{:<8} {:<9} {:>9} {:>7} {:>10} {:>11.0} {:>9.1} {:>9.1} {:>9.1} {:>9} {:>7} {:>8} {:>6} {:>10} {:>7} {:>8} {:>7}",
+            "{:<8} {:<9} {:>9} {:>7} {:>10} {:>11.0} {:>9.1} {:>9.1} {:>9.1} {:>9} {:>7} {:>8} {:>6} {:>10} {:>7} {:>8} {:>7} {:>8}",
             self.scenario,
             self.store,
             self.resources,
@@ -169,6 +166,10 @@ impl Row {
                 "{:.0}",
                 f.disk_bytes as f64 / f.events.max(1) as f64
             )),
+            self.stats.map_or("-".into(), |s| format!(
+                "{:.1}",
+                s.max_commit_micros as f64 / 1e3
+            )),
         )
     }
 }
@@ -193,21 +194,6 @@ fn rss_bytes() -> u64 {
             line.split_whitespace().nth(1)?.parse::<u64>().ok()
         })
         .map_or(0, |kb| kb * 1024)
-}
-
-/// Bytes of every file under `dir`.
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 fn histogram() -> Histogram<u64> {
@@ -342,23 +328,6 @@ fn decide_loop(seconds: Duration) -> Row {
     }
 }
 
-/// Alternates add and allocate of one unit, so a resource never runs dry or fills up.
-fn command_for(id: ResourceId, i: u64) -> Command {
-    if i % 2 == 0 {
-        Command::Add(AddResource {
-            resource_id: id,
-            amount: 1,
-            reason: String::new(),
-        })
-    } else {
-        Command::Allocate(AllocateResource {
-            resource_id: id,
-            amount: 1,
-            reason: String::new(),
-        })
-    }
-}
-
 /// `clients` tasks sending commands through `Registry::execute` to random ones of `resources`
 /// fresh resources, on a new durable store (holding `preload` events first), for `seconds`.
 #[allow(clippy::too_many_arguments)]
@@ -435,7 +404,7 @@ async fn durable_run(
     let footprint = Footprint {
         events,
         rss_bytes: rss_bytes(),
-        disk_bytes: dir_bytes(temp.path()),
+        disk_bytes: fill::dir_bytes(temp.path()),
     };
     Row {
         scenario: scenario.into(),
@@ -450,64 +419,21 @@ async fn durable_run(
             commits: after.commits - before.commits,
             appends: after.appends - before.appends,
             commit_micros: after.commit_micros - before.commit_micros,
+            max_commit_micros: after.max_commit_micros,
         }),
         cpu,
         footprint: Some(footprint),
     }
 }
 
-/// Appends `total` events spread evenly over `ids`, straight to the store: each resource's
-/// commands decided locally and appended in chains of 256 (one job each), 16 resources' chains in
-/// flight at once. Returns how many were appended.
+/// Appends `total` events spread evenly over `ids`, straight to the store. Returns how many.
 async fn preload_events(store: &Arc<EmbeddedStore>, ids: &[ResourceId], total: u64) -> u64 {
-    const CHAIN: u64 = 256;
-    const IN_FLIGHT: usize = 16;
-    let principal = Principal::service("bench");
-    let now = Timestamp(1_767_225_600_000);
-    let per_resource = total.div_ceil(ids.len() as u64);
     let mut states = Vec::with_capacity(ids.len());
     for id in ids {
         let loaded = store.load(*id).await.expect("load").state();
         states.push(loaded.expect("created"));
     }
-    let mut appended = 0u64;
-    let mut round = 0u64;
-    while round < per_resource {
-        let chain_len = CHAIN.min(per_resource - round);
-        let mut jobs = Vec::with_capacity(states.len());
-        for state in &mut states {
-            let mut chain = Vec::with_capacity(chain_len as usize);
-            for i in 0..chain_len {
-                let command = command_for(state.id, round + i);
-                let command_id = CommandId::new();
-                let events = decide(state, &principal, &command, now).expect("never refused");
-                let events = stamp(state.id, state.version, command_id, now, events);
-                let next = replay(Some(state.clone()), &events).expect("exists");
-                chain.push(AppendRequest {
-                    resource_id: state.id,
-                    expected_version: state.version,
-                    command_id,
-                    events,
-                    state: next.clone(),
-                });
-                *state = next;
-            }
-            jobs.push(chain);
-        }
-        let mut jobs = futures::stream::iter(jobs.into_iter().map(|chain| {
-            let store = store.clone();
-            async move { store.append_many(chain).await }
-        }))
-        .buffer_unordered(IN_FLIGHT);
-        while let Some(outcomes) = jobs.next().await {
-            for o in outcomes {
-                o.expect("a preload append commits");
-                appended += 1;
-            }
-        }
-        round += chain_len;
-    }
-    appended
+    fill::append_rounds(store, &mut states, total.div_ceil(ids.len() as u64)).await
 }
 
 /// Creates `n` resources through the registry, `clients` at a time; returns their ids.

@@ -96,6 +96,8 @@ pub struct CommitStats {
     pub appends: u64,
     /// Time spent in the commits themselves (journal write + fsync), in microseconds.
     pub commit_micros: u64,
+    /// The longest single commit so far, in microseconds (a stall shows here).
+    pub max_commit_micros: u64,
 }
 
 /// Counters the writer thread bumps once per commit (relaxed adds: cheap enough to keep on).
@@ -104,6 +106,7 @@ struct Counters {
     commits: AtomicU64,
     appends: AtomicU64,
     commit_micros: AtomicU64,
+    max_commit_micros: AtomicU64,
 }
 
 /// The keyspaces of one database, cheap to clone (handles).
@@ -208,6 +211,7 @@ impl EmbeddedStore {
             commits: self.counters.commits.load(Ordering::Relaxed),
             appends: self.counters.appends.load(Ordering::Relaxed),
             commit_micros: self.counters.commit_micros.load(Ordering::Relaxed),
+            max_commit_micros: self.counters.max_commit_micros.load(Ordering::Relaxed),
         }
     }
 
@@ -415,9 +419,13 @@ impl GroupCommit {
         write.commit().map_err(unavailable)?;
         let took = started.elapsed();
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        let micros = took.as_micros() as u64;
         self.counters
             .commit_micros
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+            .fetch_add(micros, Ordering::Relaxed);
+        self.counters
+            .max_commit_micros
+            .fetch_max(micros, Ordering::Relaxed);
         if took > Duration::from_millis(100) {
             tracing::warn!(took_ms = took.as_millis() as u64, "slow group commit");
         }
