@@ -1,6 +1,6 @@
 //! The node's event hub: every committed change is published here once, and fans out through
-//! broadcast channels to whoever listens: the read-model updater (all changes), and live
-//! subscriptions to one resource or to all of one owner's resources.
+//! broadcast channels to whoever listens: live subscriptions to one resource or to all of one
+//! owner's resources, and anyone who wants every change (tests, tools).
 //!
 //! Channels are bounded broadcast channels. A receiver that falls more than its capacity behind
 //! gets `Lagged` and must recover from the event log (the log, not the hub, is what guarantees no
@@ -12,7 +12,7 @@ use dashmap::DashMap;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::broadcast;
 
-/// Capacity of the all-changes channel (read-model updater, cross-node relays).
+/// Capacity of the all-changes channel.
 pub const ALL_CAPACITY: usize = 16 * 1024;
 /// Capacity of each per-resource and per-owner channel.
 pub const TOPIC_CAPACITY: usize = 1024;

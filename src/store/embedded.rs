@@ -5,21 +5,21 @@
 //! - `events`: (resource, version) → event (format byte + compact MessagePack; the key carries the
 //!   resource and the version, so the value does not repeat them);
 //! - `commands`: command id → (resource, first version, last version): idempotency;
-//! - `snapshots`: resource → its state after its latest event (server schema); its version is the
-//!   resource's head;
+//! - `snapshots`: resource → its state (server schema) as of its last version that crossed a
+//!   multiple of [`SNAPSHOT_EVERY`]: loading folds the few events after it;
 //! - `views`: resource → its client-schema view (the read model), and `by_owner`:
 //!   (owner, resource) → (), for listing an owner's resources.
 //!
 //! **Group commit, one write per command.** One writer thread does every write. It takes all the
 //! appends waiting in its queue (up to [`MAX_BATCH`]), checks each (command id new, expected
-//! version = head), and puts into one atomic [`fjall::OwnedWriteBatch`] the events, the command records,
-//! and, coalesced to the newest state per resource, the snapshot and the view of each resource the
-//! batch touched. One journal write and one `fdatasync` commit the lot; only then is each caller
+//! version = head), and puts into one atomic [`fjall::OwnedWriteBatch`] the events, the command
+//! records, and, coalesced to the newest state per resource, the view of each resource the batch
+//! touched (and its snapshot when one is due). One journal write and one `fdatasync` commit the lot; only then is each caller
 //! answered. So acknowledged means durable, a command's events are all there or none are, and the
 //! read model is never behind the log (it is written in the same commit, not by a later task).
 //!
 //! The writer is the only writer, so it keeps each resource's head in memory (read back lazily
-//! from `snapshots` after a restart). Appends from one actor's [`EventStore::append_many`] are one
+//! from the last event key after a restart). Appends from one actor's [`EventStore::append_many`] are one
 //! job: checked in order; once one fails, the rest of that job is refused as a conflict.
 //!
 //! **Memory** is bounded by one budget ([`EmbeddedOptions::cache_mb`]): half of it is the block
@@ -53,6 +53,11 @@ pub const DEFAULT_CACHE_MB: u64 = 256;
 /// Heads the writer remembers before it forgets them all and reads them back lazily: bounds its
 /// memory (~64 bytes a head) however many resources the store holds.
 const HEAD_CACHE_LIMIT: usize = 1 << 20;
+
+/// A snapshot is written when a commit takes a resource's version across a multiple of this, so
+/// loading folds fewer events than this after it. (A snapshot per commit would cost a write per
+/// command; the view, which clients read, is written with every commit.)
+pub const SNAPSHOT_EVERY: u64 = 64;
 
 /// The first byte of every stored value: the layout of what follows. A new layout gets a new
 /// number and a reader for the old one; stored values are never rewritten in place.
@@ -284,8 +289,9 @@ struct GroupCommit {
 struct Pending<'a> {
     /// Heads as the batch leaves them.
     heads: HashMap<ResourceId, u64>,
-    /// The newest state of each resource the batch touched, and whether the batch created it.
-    states: HashMap<ResourceId, (&'a ServerResource, bool)>,
+    /// The newest state of each resource the batch touched, whether the batch created it, and
+    /// whether a snapshot is due.
+    states: HashMap<ResourceId, (&'a ServerResource, bool, bool)>,
     /// Command ids the batch commits (a repeat within the batch is a duplicate).
     commands: HashMap<CommandId, CommitRecord>,
 }
@@ -338,15 +344,7 @@ impl GroupCommit {
         if let Some(&v) = self.heads.get(&id) {
             return Ok(v);
         }
-        let head = match self
-            .ks
-            .snapshots
-            .get(resource_key(id))
-            .map_err(unavailable)?
-        {
-            Some(bytes) => decode_snapshot_version(&bytes)?,
-            None => 0,
-        };
+        let head = stored_head(&self.ks, id)?;
         if self.heads.len() >= HEAD_CACHE_LIMIT {
             self.heads.clear();
         }
@@ -402,13 +400,16 @@ impl GroupCommit {
                 outcomes.push(outcome);
             }
         }
-        // The snapshot and the view of each resource touched, newest only.
-        for (&id, &(state, created)) in &pending.states {
-            write.insert(
-                &self.ks.snapshots,
-                resource_key(id),
-                encode_snapshot(state)?,
-            );
+        // The view of each resource touched, newest only, and its snapshot when the batch took
+        // it across a multiple of SNAPSHOT_EVERY.
+        for (&id, &(state, created, snapshot_due)) in &pending.states {
+            if snapshot_due {
+                write.insert(
+                    &self.ks.snapshots,
+                    resource_key(id),
+                    encode_snapshot(state)?,
+                );
+            }
             let view = ClientResource::from_server(state);
             write.insert(&self.ks.views, resource_key(id), encode_view(&view)?);
             if created {
@@ -479,15 +480,27 @@ impl GroupCommit {
         );
         pending.commands.insert(req.command_id, record);
         pending.heads.insert(req.resource_id, record.last_version);
-        let created = head == 0
-            || pending
-                .states
-                .get(&req.resource_id)
-                .is_some_and(|&(_, created)| created);
-        pending
+        let (created, snapshot_due) = pending
             .states
-            .insert(req.resource_id, (&req.state, created));
+            .get(&req.resource_id)
+            .map_or((false, false), |&(_, created, due)| (created, due));
+        let crosses = req.state.version / SNAPSHOT_EVERY > head / SNAPSHOT_EVERY;
+        pending.states.insert(
+            req.resource_id,
+            (&req.state, created || head == 0, snapshot_due || crosses),
+        );
         Ok(Ok(record))
+    }
+}
+
+/// A resource's head as stored: its last event's version (0 if it has none).
+fn stored_head(ks: &Keyspaces, id: ResourceId) -> Result<u64, StoreError> {
+    match ks.events.prefix(resource_key(id)).next_back() {
+        Some(row) => {
+            let key = row.key().map_err(unavailable)?;
+            Ok(split_event_key(&key)?.1)
+        }
+        None => Ok(0),
     }
 }
 
@@ -668,12 +681,11 @@ impl EventStore for EmbeddedStore {
             .unwrap_or_else(|_| failed("the group-commit writer stopped"))
     }
 
-    /// The snapshot is written with every commit, so it is always the head: nothing to fold.
     async fn load(&self, id: ResourceId) -> Result<Loaded, StoreError> {
-        Ok(Loaded {
-            snapshot: self.snapshot(id)?,
-            events: Vec::new(),
-        })
+        let snapshot = self.snapshot(id)?;
+        let after = snapshot.as_ref().map_or(0, |s| s.version);
+        let events = self.events(id, after, usize::MAX).await?;
+        Ok(Loaded { snapshot, events })
     }
 
     async fn events(
@@ -712,28 +724,30 @@ impl EventStore for EmbeddedStore {
     }
 
     async fn head(&self, id: ResourceId) -> Result<u64, StoreError> {
-        match self
-            .ks
-            .snapshots
-            .get(resource_key(id))
-            .map_err(unavailable)?
-        {
-            Some(bytes) => decode_snapshot_version(&bytes),
-            None => Ok(0),
-        }
+        stored_head(&self.ks, id)
     }
 
+    /// From the log itself (not the read model, which a rebuild clears): one seek per resource,
+    /// skipping each one's events.
     async fn resource_ids(&self) -> Result<Vec<ResourceId>, StoreError> {
-        self.ks
-            .snapshots
-            .iter()
-            .map(|row| {
-                let key = row.key().map_err(unavailable)?;
-                uuid::Uuid::from_slice(&key)
-                    .map(ResourceId)
-                    .map_err(corrupt)
-            })
-            .collect()
+        use std::ops::Bound::{Excluded, Unbounded};
+        let mut ids = Vec::new();
+        let mut after: Option<[u8; 24]> = None;
+        loop {
+            let next = match after {
+                None => self.ks.events.iter().next(),
+                Some(key) => self
+                    .ks
+                    .events
+                    .range::<&[u8], _>((Excluded(&key[..]), Unbounded))
+                    .next(),
+            };
+            let Some(row) = next else { break };
+            let (id, _) = split_event_key(&row.key().map_err(unavailable)?)?;
+            ids.push(id);
+            after = Some(event_key(id, u64::MAX));
+        }
+        Ok(ids)
     }
 }
 
