@@ -35,6 +35,9 @@ use warden::store::embedded::{
     CommitStats, DEFAULT_CACHE_MB, EmbeddedOptions, EmbeddedStore, MAX_BATCH,
 };
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "support/fill.rs"]
 mod fill;
 use fill::{PARAMS, command_for};

@@ -15,6 +15,10 @@
 //!     --data-dir ./warden-data --server-pid $(pgrep -f 'warden serve')
 //! ```
 
+// The same allocator as the `warden` binary, so the in-process server is measured as shipped.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
 use std::net::SocketAddr;

@@ -16,6 +16,9 @@ use warden::node::{Node, NodeConfig};
 use warden::store::embedded::{DEFAULT_CACHE_MB, EmbeddedOptions, EmbeddedStore};
 use warden::store::transfer;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "warden",
