@@ -127,6 +127,7 @@ impl Spectator {
                 base_version,
                 version,
                 resource,
+                ..
             } => {
                 let lag_us = unix_us_now() - resource.updated_at.millis() * 1000;
                 shared
