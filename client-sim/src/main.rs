@@ -82,11 +82,11 @@ struct SwarmArgs {
     /// Print one JSON object on stdout instead of the text report (and no progress bar).
     #[arg(long)]
     json: bool,
-    /// Where to write the SVG picture of the run.
-    #[arg(long, default_value = "client-sim-report.svg")]
-    plot: PathBuf,
-    /// Do not write the picture.
+    /// Write an SVG picture of the run to this file (none unless asked).
     #[arg(long)]
+    plot: Option<PathBuf>,
+    /// No picture (the default; kept so older command lines still parse).
+    #[arg(long, hide = true)]
     no_plot: bool,
 }
 
@@ -177,9 +177,9 @@ async fn swarm(url: String, keys: warden::auth::TokenKeys, args: SwarmArgs) -> a
     }
     let mut report = client_sim::swarm::run(config, keys, cancel, progress).await?;
     bar.finish_and_clear();
-    if !args.no_plot {
-        match client_sim::plot::write_svg(&report, &args.plot) {
-            Ok(()) => report.plot = Some(args.plot.display().to_string()),
+    if let Some(path) = args.plot.as_ref().filter(|_| !args.no_plot) {
+        match client_sim::plot::write_svg(&report, path) {
+            Ok(()) => report.plot = Some(path.display().to_string()),
             Err(e) => eprintln!("warning: {e}"),
         }
     }

@@ -180,3 +180,47 @@ async fn a_short_open_loop_swarm_keeps_every_acknowledged_promise() {
     assert!(report.commands > 0);
     server.stop().await;
 }
+
+/// Runs the `client-sim` binary for a one-second swarm against `server`, in `dir`.
+async fn swarm_binary(server: &Server, dir: &std::path::Path, extra: &[&str]) {
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_client-sim"))
+        .current_dir(dir)
+        .args(["--url", &server.url, "--secret", "client-sim-test-secret"])
+        .args([
+            "swarm",
+            "--bots",
+            "2",
+            "--spectators",
+            "1",
+            "--duration",
+            "1s",
+        ])
+        .args([
+            "--ramp-up",
+            "100ms",
+            "--guild-resources",
+            "1",
+            "--watch",
+            "2",
+        ])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swarm_writes_a_picture_only_when_asked() {
+    // Guards against: littering the working directory with an SVG nobody asked for.
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    swarm_binary(&server, dir.path(), &[]).await;
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(files.is_empty(), "nothing written: {files:?}");
+    swarm_binary(&server, dir.path(), &["--plot", "run.svg"]).await;
+    let svg = std::fs::read_to_string(dir.path().join("run.svg")).unwrap();
+    assert!(svg.starts_with("<svg") || svg.contains("<svg"));
+    server.stop().await;
+}
