@@ -79,6 +79,10 @@ struct SwarmArgs {
     /// Least time between two sends of one closed-loop bot.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     think: Duration,
+    /// After a dropped connection, keep trying to reconnect this long (a server restart must
+    /// fit in it); bots then resend unanswered commands with the same ids, spectators resume.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    reconnect_for: Duration,
     /// Print one JSON object on stdout instead of the text report (and no progress bar).
     #[arg(long)]
     json: bool,
@@ -130,6 +134,7 @@ async fn swarm(url: String, keys: warden::auth::TokenKeys, args: SwarmArgs) -> a
         watch: args.watch,
         request_timeout: args.timeout,
         think: args.think,
+        reconnect_for: args.reconnect_for,
         ..Default::default()
     };
 

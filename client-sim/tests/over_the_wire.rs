@@ -224,3 +224,59 @@ async fn a_swarm_writes_a_picture_only_when_asked() {
     assert!(svg.starts_with("<svg") || svg.contains("<svg"));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swarm_rides_out_a_server_restart_and_its_check_still_passes() {
+    // Guards against: bots giving up (or double-applying) when the server goes away mid-run, and
+    // spectators stopping or missing versions instead of resuming with from_version.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let keys = TokenKeys::from_secret(b"client-sim-test-secret");
+    let node = Arc::new(Node::start(store.clone(), store, NodeConfig::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serve = {
+        let (node, keys) = (node.clone(), keys.clone());
+        move |listener, shutdown: CancellationToken| {
+            let (node, keys) = (node.clone(), keys.clone());
+            tokio::spawn(async move {
+                warden::net::serve(listener, node, keys, NetConfig::default(), shutdown)
+                    .await
+                    .expect("the server runs");
+            })
+        }
+    };
+    let first = CancellationToken::new();
+    let first_task = serve(listener, first.clone());
+
+    let config = SwarmConfig {
+        duration: Duration::from_secs(6),
+        spectators: 3,
+        ..short_swarm(&format!("ws://{addr}"))
+    };
+    // Mid-run the server goes away (every session closed), and comes back on the same address.
+    let restart = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        first.cancel();
+        first_task.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let second = CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        (second.clone(), serve(listener, second))
+    });
+    let report = run(config, keys.clone(), CancellationToken::new(), |_, _| {})
+        .await
+        .unwrap();
+    let (second, second_task) = restart.await.unwrap();
+    print!("{}", report.to_text());
+    assert!(report.ok(), "{:?}", report.violations);
+    assert!(
+        report.errors.get("disconnected").copied().unwrap_or(0) > 0
+            && report.errors.get("spectator_dropped").copied().unwrap_or(0) > 0,
+        "bots and spectators saw the restart: {:?}",
+        report.errors
+    );
+    assert!(report.subscriptions_checked >= 6 + 2);
+    second.cancel();
+    second_task.await.unwrap();
+}
