@@ -308,8 +308,19 @@ async fn another_player_replaying_a_command_id_learns_nothing() {
 /// Runs every request at once (all in the resource's mailbox together) and counts the outcomes:
 /// (applied first time, duplicates, conflicts, other errors).
 async fn all_at_once(registry: &Registry, requests: Vec<CommandRequest>) -> (u32, u32, u32, u32) {
-    let outcomes =
-        futures::future::join_all(requests.into_iter().map(|r| registry.execute(r))).await;
+    count(&run_at_once(registry, requests).await)
+}
+
+/// Runs every request at once; the outcomes in request order.
+async fn run_at_once(
+    registry: &Registry,
+    requests: Vec<CommandRequest>,
+) -> Vec<Result<CommandReply, CommandError>> {
+    futures::future::join_all(requests.into_iter().map(|r| registry.execute(r))).await
+}
+
+/// (applied first time, duplicates, conflicts, other errors).
+fn count(outcomes: &[Result<CommandReply, CommandError>]) -> (u32, u32, u32, u32) {
     let mut counts = (0, 0, 0, 0);
     for outcome in outcomes {
         match outcome {
@@ -371,10 +382,8 @@ async fn resends_of_committed_commands_mixed_with_new_ones_settle_without_confli
             },
         })
         .collect();
-    assert_eq!(
-        all_at_once(&node.registry, committed.clone()).await,
-        (200, 0, 0, 0)
-    );
+    let first = run_at_once(&node.registry, committed.clone()).await;
+    assert_eq!(count(&first), (200, 0, 0, 0));
     assert_eq!(store.head(id).await.unwrap(), 201);
 
     // They resend all of them, interleaved with 200 new commands.
@@ -391,8 +400,18 @@ async fn resends_of_committed_commands_mixed_with_new_ones_settle_without_confli
             },
         });
     }
-    assert_eq!(all_at_once(&node.registry, mixed).await, (200, 200, 0, 0));
+    let outcomes = run_at_once(&node.registry, mixed).await;
+    assert_eq!(count(&outcomes), (200, 200, 0, 0));
     assert_eq!(store.head(id).await.unwrap(), 401, "each new command once");
+    // Each resend got exactly its first outcome: version, state and events.
+    for (resend, original) in outcomes.iter().step_by(2).zip(&first) {
+        let (resend, original) = (resend.as_ref().unwrap(), original.as_ref().unwrap());
+        assert!(resend.duplicate);
+        assert_eq!(
+            (resend.version, &resend.resource, &resend.events),
+            (original.version, &original.resource, &original.events)
+        );
+    }
     let state = store.load(id).await.unwrap().state().unwrap();
     assert_eq!(state.balance.amount, 1000);
     node.shutdown().await;

@@ -9,7 +9,7 @@ use crate::domain::{
 };
 use crate::store::{AppendError, AppendRequest, CommitRecord, StoreError};
 use rand::RngExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -320,8 +320,15 @@ impl ResourceActor {
             Err(_) => return mails,
         };
         let mut rest = Vec::with_capacity(mails.len());
+        let mut here = Vec::new();
         for (mail, record) in mails.into_iter().zip(records) {
             match record {
+                Some(record)
+                    if record.resource_id == self.id
+                        && mail.request.command.resource_id() == Some(self.id) =>
+                {
+                    here.push((mail, record));
+                }
                 Some(record) => {
                     let outcome = self.original_outcome(&mail.request, record).await;
                     let _ = mail.reply.send(outcome);
@@ -329,7 +336,63 @@ impl ResourceActor {
                 None => rest.push(mail),
             }
         }
+        self.original_outcomes(here).await;
         rest
+    }
+
+    /// Answers resends of this resource's committed commands with their first outcomes, from one
+    /// pass over the log (a page at a time) instead of one read of the log per resend.
+    async fn original_outcomes(&self, mut found: Vec<(Mail, CommitRecord)>) {
+        /// Events kept behind the replay: more than any one command produces.
+        const WINDOW: usize = 8;
+        const PAGE: u64 = 1_000;
+        found.sort_by_key(|(_, r)| r.last_version);
+        let upto = found.last().map_or(0, |(_, r)| r.last_version);
+        let mut found = found.into_iter().peekable();
+        let mut state: Option<ServerResource> = None;
+        let mut recent: VecDeque<EventEnvelope> = VecDeque::with_capacity(WINDOW + 1);
+        let mut after = 0;
+        while after < upto {
+            let page = match self
+                .shared
+                .store
+                .events(self.id, after, (upto - after).min(PAGE) as usize)
+                .await
+            {
+                Ok(page) if !page.is_empty() => page,
+                _ => break, // answered one by one below
+            };
+            for event in page {
+                after = event.version;
+                state = domain::apply(state, &event);
+                recent.push_back(event);
+                if recent.len() > WINDOW {
+                    recent.pop_front();
+                }
+                while let Some((_, record)) = found.peek()
+                    && record.last_version == after
+                {
+                    let (mail, record) = found.next().expect("peeked");
+                    let events: Vec<EventEnvelope> = recent
+                        .iter()
+                        .filter(|e| e.version >= record.first_version)
+                        .cloned()
+                        .collect();
+                    let complete = events.first().map(|e| e.version) == Some(record.first_version);
+                    let outcome = match &state {
+                        Some(resource) if complete => {
+                            settle(&mail.request, record, resource.clone(), events)
+                        }
+                        _ => self.original_outcome(&mail.request, record).await,
+                    };
+                    let _ = mail.reply.send(outcome);
+                }
+            }
+        }
+        for (mail, record) in found {
+            let outcome = self.original_outcome(&mail.request, record).await;
+            let _ = mail.reply.send(outcome);
+        }
     }
 
     /// A rejection, unless the command id already succeeded: a retry of a command that did must
@@ -367,27 +430,39 @@ impl ResourceActor {
             .await?;
         let resource = domain::replay(None, &history)
             .ok_or_else(|| StoreError::Corrupt(format!("no events for {}", record.resource_id)))?;
-        if !request.principal.is_trusted() && resource.owner != request.principal.player {
-            // Someone else's command id: answering would show them another player's resource.
-            return Err(CommandError::CommandIdReused);
-        }
         let events: Vec<EventEnvelope> = history
             .into_iter()
             .filter(|e| e.version >= record.first_version)
             .collect();
-        if !domain::is_recorded_as(&request.command, &request.principal, &events) {
-            // The same id for a different command (another amount, reason …): a client bug
-            // that must not pass as a resend.
-            return Err(CommandError::CommandIdReused);
-        }
-        Ok(CommandReply {
-            resource_id: record.resource_id,
-            version: record.last_version,
-            events,
-            resource,
-            duplicate: true,
-        })
+        settle(request, record, resource, events)
     }
+}
+
+/// The first outcome of a committed command, from the state right after it (`resource`) and its
+/// events, if `request` may have it: refused as reused when it comes from someone who may not
+/// see the resource, or is another command than the one recorded.
+fn settle(
+    request: &CommandRequest,
+    record: CommitRecord,
+    resource: ServerResource,
+    events: Vec<EventEnvelope>,
+) -> Result<CommandReply, CommandError> {
+    if !request.principal.is_trusted() && resource.owner != request.principal.player {
+        // Someone else's command id: answering would show them another player's resource.
+        return Err(CommandError::CommandIdReused);
+    }
+    if !domain::is_recorded_as(&request.command, &request.principal, &events) {
+        // The same id for a different command (another amount, reason …): a client bug
+        // that must not pass as a resend.
+        return Err(CommandError::CommandIdReused);
+    }
+    Ok(CommandReply {
+        resource_id: record.resource_id,
+        version: record.last_version,
+        events,
+        resource,
+        duplicate: true,
+    })
 }
 
 /// Copies of one command waiting in a batch for the first one's outcome.
