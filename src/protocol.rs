@@ -22,6 +22,7 @@ pub type RequestId = u64;
 pub enum ClientMessage {
     Create {
         req: RequestId,
+        #[serde(deserialize_with = "canonical::command_id")]
         command_id: CommandId,
         resource_type: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -31,7 +32,9 @@ pub enum ClientMessage {
     },
     Allocate {
         req: RequestId,
+        #[serde(deserialize_with = "canonical::command_id")]
         command_id: CommandId,
+        #[serde(deserialize_with = "canonical::resource_id")]
         resource_id: ResourceId,
         amount: u64,
         #[serde(default)]
@@ -39,7 +42,9 @@ pub enum ClientMessage {
     },
     Add {
         req: RequestId,
+        #[serde(deserialize_with = "canonical::command_id")]
         command_id: CommandId,
+        #[serde(deserialize_with = "canonical::resource_id")]
         resource_id: ResourceId,
         amount: u64,
         #[serde(default)]
@@ -47,18 +52,23 @@ pub enum ClientMessage {
     },
     Lock {
         req: RequestId,
+        #[serde(deserialize_with = "canonical::command_id")]
         command_id: CommandId,
+        #[serde(deserialize_with = "canonical::resource_id")]
         resource_id: ResourceId,
         reason: String,
         duration_ms: u64,
     },
     Unlock {
         req: RequestId,
+        #[serde(deserialize_with = "canonical::command_id")]
         command_id: CommandId,
+        #[serde(deserialize_with = "canonical::resource_id")]
         resource_id: ResourceId,
     },
     Get {
         req: RequestId,
+        #[serde(deserialize_with = "canonical::resource_id")]
         resource_id: ResourceId,
     },
     /// The resources of `owner` (default: the caller).
@@ -70,6 +80,7 @@ pub enum ClientMessage {
     /// Events after `after_version` (default 0), at most `limit` (default and cap: 1000).
     History {
         req: RequestId,
+        #[serde(deserialize_with = "canonical::resource_id")]
         resource_id: ResourceId,
         #[serde(default)]
         after_version: u64,
@@ -80,7 +91,11 @@ pub enum ClientMessage {
     /// after that version from the log (resume), then live ones.
     Subscribe {
         req: RequestId,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "canonical::some_resource_id"
+        )]
         resource_id: Option<ResourceId>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         owner: Option<PlayerId>,
@@ -111,6 +126,86 @@ impl ClientMessage {
             | ClientMessage::Unsubscribe { req, .. }
             | ClientMessage::Ping { req } => *req,
         }
+    }
+}
+
+/// The one form of a UUID a client may send: a string of 36 characters, lower-case hex with
+/// hyphens (`01936f4e-8a1b-7c3d-9e2f-0123456789ab`). Upper case, no hyphens, braces, `urn:uuid:`
+/// and the 16-byte binary form are refused, so every id has one spelling on the wire (and in
+/// logs, history and command records).
+mod canonical {
+    use crate::domain::{CommandId, ResourceId};
+    use serde::de::{Deserializer, Error};
+    use uuid::Uuid;
+
+    pub fn parse(s: &str) -> Option<Uuid> {
+        let b = s.as_bytes();
+        let shaped = b.len() == 36
+            && b.iter().enumerate().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => *c == b'-',
+                _ => matches!(c, b'0'..=b'9' | b'a'..=b'f'),
+            });
+        if shaped {
+            Uuid::parse_str(s).ok()
+        } else {
+            None
+        }
+    }
+
+    /// Accepts a MessagePack string only (not binary, even if it holds text).
+    struct CanonicalUuid;
+
+    impl serde::de::Visitor<'_> for CanonicalUuid {
+        type Value = Uuid;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str(
+                "a UUID string in the canonical form (36 characters, lower-case hex, hyphenated)",
+            )
+        }
+
+        fn visit_str<E: Error>(self, s: &str) -> Result<Uuid, E> {
+            parse(s).ok_or_else(|| {
+                E::custom(format!(
+                    "{s:?} is not a UUID in the canonical form (36 characters, lower-case hex, hyphenated)"
+                ))
+            })
+        }
+    }
+
+    fn uuid<'de, D: Deserializer<'de>>(d: D) -> Result<Uuid, D::Error> {
+        d.deserialize_str(CanonicalUuid)
+    }
+
+    pub fn command_id<'de, D: Deserializer<'de>>(d: D) -> Result<CommandId, D::Error> {
+        uuid(d).map(CommandId)
+    }
+
+    pub fn resource_id<'de, D: Deserializer<'de>>(d: D) -> Result<ResourceId, D::Error> {
+        uuid(d).map(ResourceId)
+    }
+
+    /// An optional one (`nil` or absent is `None`).
+    pub fn some_resource_id<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<ResourceId>, D::Error> {
+        struct Maybe;
+        impl<'de> serde::de::Visitor<'de> for Maybe {
+            type Value = Option<ResourceId>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a UUID string or nil")
+            }
+            fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                resource_id(d).map(Some)
+            }
+        }
+        d.deserialize_option(Maybe)
     }
 }
 
@@ -197,8 +292,10 @@ pub enum ServerMessage {
     },
     /// One committed command on a subscribed resource: versions `base_version + 1 ..= version`,
     /// and the view after them. Per resource, updates arrive in version order with no gap
-    /// (`base_version` equals the previous update's `version`) and no repeat.
+    /// (`base_version` equals the previous update's `version`) and no repeat. `sub` names the
+    /// subscription it belongs to (kept first: the server writes it into a shared encoding).
     Update {
+        sub: u64,
         resource_id: ResourceId,
         base_version: u64,
         version: u64,

@@ -304,3 +304,163 @@ async fn another_player_replaying_a_command_id_learns_nothing() {
     assert_eq!(store.head(id).await.unwrap(), 2);
     node.shutdown().await;
 }
+
+/// Runs every request at once (all in the resource's mailbox together) and counts the outcomes:
+/// (applied first time, duplicates, conflicts, other errors).
+async fn all_at_once(registry: &Registry, requests: Vec<CommandRequest>) -> (u32, u32, u32, u32) {
+    count(&run_at_once(registry, requests).await)
+}
+
+/// Runs every request at once; the outcomes in request order.
+async fn run_at_once(
+    registry: &Registry,
+    requests: Vec<CommandRequest>,
+) -> Vec<Result<CommandReply, CommandError>> {
+    futures::future::join_all(requests.into_iter().map(|r| registry.execute(r))).await
+}
+
+/// (applied first time, duplicates, conflicts, other errors).
+fn count(outcomes: &[Result<CommandReply, CommandError>]) -> (u32, u32, u32, u32) {
+    let mut counts = (0, 0, 0, 0);
+    for outcome in outcomes {
+        match outcome {
+            Ok(reply) if reply.duplicate => counts.1 += 1,
+            Ok(_) => counts.0 += 1,
+            Err(CommandError::Contention) => counts.2 += 1,
+            Err(e) => {
+                eprintln!("{e}");
+                counts.3 += 1
+            }
+        }
+    }
+    counts
+}
+
+// Guards against: copies of one command sent while the first is still in flight (a client
+// resending on a timeout) getting `conflict` instead of the first outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_copies_in_flight_at_once_apply_once_and_all_get_that_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let node = start(&store);
+    let id = given(&node.registry, 1000).await;
+
+    let cid = CommandId::new();
+    let copies = (0..20)
+        .map(|_| CommandRequest {
+            command_id: cid,
+            principal: alice(),
+            command: allocate(id, 7),
+        })
+        .collect();
+    assert_eq!(all_at_once(&node.registry, copies).await, (1, 19, 0, 0));
+    assert_eq!(store.head(id).await.unwrap(), 2, "applied once");
+    let state = store.load(id).await.unwrap().state().unwrap();
+    assert_eq!(state.balance.amount, 993);
+    node.shutdown().await;
+}
+
+// Guards against: one resend inside a pipelined run breaking the store's chain, so every later
+// command of the run gets a conflict and the actor backs off as if the resource were contended
+// (after a crash, clients resending to a hot resource took seconds and got spurious conflicts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resends_of_committed_commands_mixed_with_new_ones_settle_without_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let node = start(&store);
+    let id = given(&node.registry, 1000).await;
+
+    // 200 commands committed, whose replies the clients never saw.
+    let committed: Vec<CommandRequest> = (0..200)
+        .map(|n| CommandRequest {
+            command_id: CommandId::new(),
+            principal: alice(),
+            command: if n % 2 == 0 {
+                add(id, 1)
+            } else {
+                allocate(id, 1)
+            },
+        })
+        .collect();
+    let first = run_at_once(&node.registry, committed.clone()).await;
+    assert_eq!(count(&first), (200, 0, 0, 0));
+    assert_eq!(store.head(id).await.unwrap(), 201);
+
+    // They resend all of them, interleaved with 200 new commands.
+    let mut mixed = Vec::new();
+    for (n, resend) in committed.into_iter().enumerate() {
+        mixed.push(resend);
+        mixed.push(CommandRequest {
+            command_id: CommandId::new(),
+            principal: alice(),
+            command: if n % 2 == 0 {
+                add(id, 2)
+            } else {
+                allocate(id, 2)
+            },
+        });
+    }
+    let outcomes = run_at_once(&node.registry, mixed).await;
+    assert_eq!(count(&outcomes), (200, 200, 0, 0));
+    assert_eq!(store.head(id).await.unwrap(), 401, "each new command once");
+    // Each resend got exactly its first outcome: version, state and events.
+    for (resend, original) in outcomes.iter().step_by(2).zip(&first) {
+        let (resend, original) = (resend.as_ref().unwrap(), original.as_ref().unwrap());
+        assert!(resend.duplicate);
+        assert_eq!(
+            (resend.version, &resend.resource, &resend.events),
+            (original.version, &original.resource, &original.events)
+        );
+    }
+    let state = store.load(id).await.unwrap().state().unwrap();
+    assert_eq!(state.balance.amount, 1000);
+    node.shutdown().await;
+}
+
+// Guards against: a client bug that reuses a command id for a different command (another
+// amount, reason or duration) silently getting the first command's outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_id_for_a_different_command_is_refused_as_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let node = start(&store);
+    let id = given(&node.registry, 1000).await;
+    let r = &node.registry;
+
+    let spend = CommandId::new();
+    execute(r, spend, allocate(id, 10)).await.unwrap();
+    let other_amount = execute(r, spend, allocate(id, 11)).await;
+    assert!(matches!(other_amount, Err(CommandError::CommandIdReused)));
+    let other_kind = execute(r, spend, add(id, 10)).await;
+    assert!(matches!(other_kind, Err(CommandError::CommandIdReused)));
+    let other_reason = execute(
+        r,
+        spend,
+        Command::Allocate(AllocateResource {
+            resource_id: id,
+            amount: 10,
+            reason: "another".into(),
+        }),
+    )
+    .await;
+    assert!(matches!(other_reason, Err(CommandError::CommandIdReused)));
+
+    let lock = CommandId::new();
+    let lock_for = |ms| {
+        Command::Lock(warden::domain::LockResource {
+            resource_id: id,
+            reason: "raid".into(),
+            duration_ms: ms,
+        })
+    };
+    execute(r, lock, lock_for(1_000)).await.unwrap();
+    assert!(matches!(
+        execute(r, lock, lock_for(2_000)).await,
+        Err(CommandError::CommandIdReused)
+    ));
+    // The exact resend is still a duplicate, and nothing was applied twice.
+    assert!(execute(r, lock, lock_for(1_000)).await.unwrap().duplicate);
+    assert!(execute(r, spend, allocate(id, 10)).await.unwrap().duplicate);
+    assert_eq!(store.head(id).await.unwrap(), 3);
+    node.shutdown().await;
+}

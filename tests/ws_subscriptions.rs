@@ -20,6 +20,7 @@ async fn follow(c: &mut Client, id: ResourceId, mut last: u64, head: u64) -> Vec
                 base_version,
                 version,
                 resource,
+                ..
             } => {
                 assert_eq!(resource_id, id);
                 assert_eq!(base_version, last, "no gap, no repeat");

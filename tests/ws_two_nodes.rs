@@ -102,6 +102,7 @@ async fn follow(client: &mut Client, id: ResourceId, from: u64, last: u64) -> Ve
             base_version,
             version,
             resource,
+            ..
         } = update
         else {
             unreachable!("next_update returns updates")

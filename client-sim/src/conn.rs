@@ -115,6 +115,34 @@ pub async fn connect(base: &str, token: &str) -> Result<(Ws, Welcome), ConnError
         .map_err(|_| ConnError::Timeout)?
 }
 
+/// [`connect`], tried again with a growing pause (100 ms doubling to 2 s, with jitter) until it
+/// succeeds or `window` has passed since the first try: long enough to ride out a server
+/// restart. `on_failure` is called for each failed try.
+pub async fn connect_patiently(
+    base: &str,
+    token: &str,
+    window: Duration,
+    mut on_failure: impl FnMut(&ConnError),
+) -> Result<(Ws, Welcome), ConnError> {
+    let give_up = tokio::time::Instant::now() + window;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match connect(base, token).await {
+            Ok(ok) => return Ok(ok),
+            Err(e) => {
+                on_failure(&e);
+                if tokio::time::Instant::now() + pause > give_up {
+                    return Err(e);
+                }
+                // Jitter spreads a thousand clients' retries instead of a stampede.
+                let jitter = rand::random_range(0..=pause.as_millis() as u64 / 2);
+                tokio::time::sleep(pause + Duration::from_millis(jitter)).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
 /// Sends one message as a binary frame.
 pub async fn send(ws: &mut Ws, msg: &ClientMessage) -> Result<(), ConnError> {
     ws.send(Message::Binary(protocol::encode(msg).into()))

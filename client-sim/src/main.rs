@@ -79,14 +79,18 @@ struct SwarmArgs {
     /// Least time between two sends of one closed-loop bot.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     think: Duration,
+    /// After a dropped connection, keep trying to reconnect this long (a server restart must
+    /// fit in it); bots then resend unanswered commands with the same ids, spectators resume.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    reconnect_for: Duration,
     /// Print one JSON object on stdout instead of the text report (and no progress bar).
     #[arg(long)]
     json: bool,
-    /// Where to write the SVG picture of the run.
-    #[arg(long, default_value = "client-sim-report.svg")]
-    plot: PathBuf,
-    /// Do not write the picture.
+    /// Write an SVG picture of the run to this file (none unless asked).
     #[arg(long)]
+    plot: Option<PathBuf>,
+    /// No picture (the default; kept so older command lines still parse).
+    #[arg(long, hide = true)]
     no_plot: bool,
 }
 
@@ -130,6 +134,7 @@ async fn swarm(url: String, keys: warden::auth::TokenKeys, args: SwarmArgs) -> a
         watch: args.watch,
         request_timeout: args.timeout,
         think: args.think,
+        reconnect_for: args.reconnect_for,
         ..Default::default()
     };
 
@@ -177,9 +182,9 @@ async fn swarm(url: String, keys: warden::auth::TokenKeys, args: SwarmArgs) -> a
     }
     let mut report = client_sim::swarm::run(config, keys, cancel, progress).await?;
     bar.finish_and_clear();
-    if !args.no_plot {
-        match client_sim::plot::write_svg(&report, &args.plot) {
-            Ok(()) => report.plot = Some(args.plot.display().to_string()),
+    if let Some(path) = args.plot.as_ref().filter(|_| !args.no_plot) {
+        match client_sim::plot::write_svg(&report, path) {
+            Ok(()) => report.plot = Some(path.display().to_string()),
             Err(e) => eprintln!("warning: {e}"),
         }
     }

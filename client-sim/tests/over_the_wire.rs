@@ -180,3 +180,103 @@ async fn a_short_open_loop_swarm_keeps_every_acknowledged_promise() {
     assert!(report.commands > 0);
     server.stop().await;
 }
+
+/// Runs the `client-sim` binary for a one-second swarm against `server`, in `dir`.
+async fn swarm_binary(server: &Server, dir: &std::path::Path, extra: &[&str]) {
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_client-sim"))
+        .current_dir(dir)
+        .args(["--url", &server.url, "--secret", "client-sim-test-secret"])
+        .args([
+            "swarm",
+            "--bots",
+            "2",
+            "--spectators",
+            "1",
+            "--duration",
+            "1s",
+        ])
+        .args([
+            "--ramp-up",
+            "100ms",
+            "--guild-resources",
+            "1",
+            "--watch",
+            "2",
+        ])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swarm_writes_a_picture_only_when_asked() {
+    // Guards against: littering the working directory with an SVG nobody asked for.
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    swarm_binary(&server, dir.path(), &[]).await;
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(files.is_empty(), "nothing written: {files:?}");
+    swarm_binary(&server, dir.path(), &["--plot", "run.svg"]).await;
+    let svg = std::fs::read_to_string(dir.path().join("run.svg")).unwrap();
+    assert!(svg.starts_with("<svg") || svg.contains("<svg"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swarm_rides_out_a_server_restart_and_its_check_still_passes() {
+    // Guards against: bots giving up (or double-applying) when the server goes away mid-run, and
+    // spectators stopping or missing versions instead of resuming with from_version.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let keys = TokenKeys::from_secret(b"client-sim-test-secret");
+    let node = Arc::new(Node::start(store.clone(), store, NodeConfig::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serve = {
+        let (node, keys) = (node.clone(), keys.clone());
+        move |listener, shutdown: CancellationToken| {
+            let (node, keys) = (node.clone(), keys.clone());
+            tokio::spawn(async move {
+                warden::net::serve(listener, node, keys, NetConfig::default(), shutdown)
+                    .await
+                    .expect("the server runs");
+            })
+        }
+    };
+    let first = CancellationToken::new();
+    let first_task = serve(listener, first.clone());
+
+    let config = SwarmConfig {
+        duration: Duration::from_secs(6),
+        spectators: 3,
+        ..short_swarm(&format!("ws://{addr}"))
+    };
+    // Mid-run the server goes away (every session closed), and comes back on the same address.
+    let restart = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        first.cancel();
+        first_task.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let second = CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        (second.clone(), serve(listener, second))
+    });
+    let report = run(config, keys.clone(), CancellationToken::new(), |_, _| {})
+        .await
+        .unwrap();
+    let (second, second_task) = restart.await.unwrap();
+    print!("{}", report.to_text());
+    assert!(report.ok(), "{:?}", report.violations);
+    assert!(
+        report.errors.get("disconnected").copied().unwrap_or(0) > 0
+            && report.errors.get("spectator_dropped").copied().unwrap_or(0) > 0,
+        "bots and spectators saw the restart: {:?}",
+        report.errors
+    );
+    assert!(report.subscriptions_checked >= 6 + 2);
+    second.cancel();
+    second_task.await.unwrap();
+}

@@ -9,6 +9,7 @@ use crate::domain::{
 };
 use crate::store::{AppendError, AppendRequest, CommitRecord, StoreError};
 use rand::RngExt;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -127,38 +128,57 @@ impl ResourceActor {
     /// - every command keeps its own command id record, events, change and reply;
     /// - a command's outcome (including a rejection or a no-op) is final only if every command
     ///   before it in the batch committed as decided, since it was decided on their state;
-    /// - from the first command that did not (a conflict, a duplicate, a store error), the rest
-    ///   are decided again on a reloaded state, with the usual attempt limit and back-off.
-    async fn execute_batch(&mut self, mut todo: Vec<Mail>) {
+    /// - from the first command that did not, the rest are decided again: after a conflict or a
+    ///   store error on a reloaded state, with the usual attempt limit and back-off; after a
+    ///   duplicate (a resend of a committed command) at once, the resends among them answered
+    ///   first (see [`attempt`](Self::attempt));
+    /// - copies of one command in the batch (same id, sender and command: a client's resends
+    ///   while the first is in flight) are decided once; the copies get its outcome, as a
+    ///   duplicate.
+    async fn execute_batch(&mut self, todo: Vec<Mail>) {
+        let (todo, copies) = InFlight::collapse(todo);
         let max_attempts = self.shared.config.max_attempts.max(1);
-        let mut attempt = 0;
+        // Rounds lost to contention (a conflict or a store error) so far.
+        let mut contended_rounds = 0;
+        let mut todo = todo;
         while !todo.is_empty() {
-            if attempt >= max_attempts {
+            if !self.fresh
+                && let Err(e) = self.reload().await
+            {
+                for mail in todo {
+                    let _ = mail.reply.send(Err(e.clone().into()));
+                }
+                break;
+            }
+            let contended;
+            (todo, contended) = self.attempt(todo).await;
+            if todo.is_empty() || !contended {
+                continue;
+            }
+            contended_rounds += 1;
+            if contended_rounds >= max_attempts {
                 for mail in todo {
                     let _ = mail.reply.send(Err(CommandError::Contention));
                 }
-                return;
+                break;
             }
-            if attempt > 0 {
-                let cap = self.shared.config.backoff.as_micros() as u64 * (1 << attempt.min(10));
-                let jitter = rand::rng().random_range(0..=cap.max(1));
-                tokio::time::sleep(Duration::from_micros(jitter)).await;
-            }
-            attempt += 1;
-            if !self.fresh {
-                if let Err(e) = self.reload().await {
-                    for mail in todo {
-                        let _ = mail.reply.send(Err(e.clone().into()));
-                    }
-                    return;
-                }
-            }
-            todo = self.attempt(todo).await;
+            let cap =
+                self.shared.config.backoff.as_micros() as u64 * (1 << contended_rounds.min(10));
+            let jitter = rand::rng().random_range(0..=cap.max(1));
+            tokio::time::sleep(Duration::from_micros(jitter)).await;
         }
+        copies.answer();
     }
 
-    /// One round of [`execute_batch`](Self::execute_batch): returns the commands to decide again.
-    async fn attempt(&mut self, todo: Vec<Mail>) -> Vec<Mail> {
+    /// One round of [`execute_batch`](Self::execute_batch): returns the commands to decide again,
+    /// and whether that is because of contention (a conflict or a store error: back off first).
+    ///
+    /// When the run broke on a duplicate instead, nothing was written from it on and
+    /// `self.state` is still the stored state; the commands after it are looked up at once
+    /// ([`find_commands`](crate::store::EventStore::find_commands)), those already committed
+    /// (more resends) are answered with their first outcome, and the rest go back to be decided
+    /// again without back-off. A batch of resends thus settles in one or two rounds.
+    async fn attempt(&mut self, todo: Vec<Mail>) -> (Vec<Mail>, bool) {
         let now = self.shared.clock.now();
         // Decide each command on the state the ones before it lead to.
         let mut speculative = self.state.clone();
@@ -210,6 +230,7 @@ impl ResourceActor {
         // decided, `stale` once the store may hold more than `self.state`.
         let mut intact = true;
         let mut stale = false;
+        let mut broke_on_duplicate = false;
         let mut again = Vec::new();
         for (mail, decided) in todo.into_iter().zip(decided) {
             let outcome = match decided {
@@ -236,14 +257,21 @@ impl ResourceActor {
                             })
                         }
                         Err(AppendError::Conflict { .. }) => {
+                            // Only the first refusal says something about the store; the ones
+                            // after it are the broken chain's.
+                            if intact {
+                                stale = true;
+                            }
                             intact = false;
-                            stale = true;
                             again.push(mail);
                             continue;
                         }
                         Err(AppendError::Duplicate(record)) => {
                             // Nothing was written: `self.state` is still the stored state, but
                             // the commands after this one were decided on top of it.
+                            if intact {
+                                broke_on_duplicate = true;
+                            }
                             intact = false;
                             self.original_outcome(&mail.request, record).await
                         }
@@ -272,8 +300,97 @@ impl ResourceActor {
         }
         if stale {
             self.fresh = false;
+            return (again, true);
         }
-        again
+        if broke_on_duplicate && !again.is_empty() {
+            again = self.answer_resends(again).await;
+        }
+        (again, false)
+    }
+
+    /// Answers the commands of `mails` whose id is already committed with their first outcome;
+    /// returns the others, in order.
+    async fn answer_resends(&self, mails: Vec<Mail>) -> Vec<Mail> {
+        let ids: Vec<CommandId> = mails.iter().map(|m| m.request.command_id).collect();
+        let records = match self.shared.store.find_commands(&ids).await {
+            Ok(records) => records,
+            // Decided again, they meet their duplicates in the store one by one.
+            Err(_) => return mails,
+        };
+        let mut rest = Vec::with_capacity(mails.len());
+        let mut here = Vec::new();
+        for (mail, record) in mails.into_iter().zip(records) {
+            match record {
+                Some(record)
+                    if record.resource_id == self.id
+                        && mail.request.command.resource_id() == Some(self.id) =>
+                {
+                    here.push((mail, record));
+                }
+                Some(record) => {
+                    let outcome = self.original_outcome(&mail.request, record).await;
+                    let _ = mail.reply.send(outcome);
+                }
+                None => rest.push(mail),
+            }
+        }
+        self.original_outcomes(here).await;
+        rest
+    }
+
+    /// Answers resends of this resource's committed commands with their first outcomes, from one
+    /// pass over the log (a page at a time) instead of one read of the log per resend.
+    async fn original_outcomes(&self, mut found: Vec<(Mail, CommitRecord)>) {
+        /// Events kept behind the replay: more than any one command produces.
+        const WINDOW: usize = 8;
+        const PAGE: u64 = 1_000;
+        found.sort_by_key(|(_, r)| r.last_version);
+        let upto = found.last().map_or(0, |(_, r)| r.last_version);
+        let mut found = found.into_iter().peekable();
+        let mut state: Option<ServerResource> = None;
+        let mut recent: VecDeque<EventEnvelope> = VecDeque::with_capacity(WINDOW + 1);
+        let mut after = 0;
+        while after < upto {
+            let page = match self
+                .shared
+                .store
+                .events(self.id, after, (upto - after).min(PAGE) as usize)
+                .await
+            {
+                Ok(page) if !page.is_empty() => page,
+                _ => break, // answered one by one below
+            };
+            for event in page {
+                after = event.version;
+                state = domain::apply(state, &event);
+                recent.push_back(event);
+                if recent.len() > WINDOW {
+                    recent.pop_front();
+                }
+                while let Some((_, record)) = found.peek()
+                    && record.last_version == after
+                {
+                    let (mail, record) = found.next().expect("peeked");
+                    let events: Vec<EventEnvelope> = recent
+                        .iter()
+                        .filter(|e| e.version >= record.first_version)
+                        .cloned()
+                        .collect();
+                    let complete = events.first().map(|e| e.version) == Some(record.first_version);
+                    let outcome = match &state {
+                        Some(resource) if complete => {
+                            settle(&mail.request, record, resource.clone(), events)
+                        }
+                        _ => self.original_outcome(&mail.request, record).await,
+                    };
+                    let _ = mail.reply.send(outcome);
+                }
+            }
+        }
+        for (mail, record) in found {
+            let outcome = self.original_outcome(&mail.request, record).await;
+            let _ = mail.reply.send(outcome);
+        }
     }
 
     /// A rejection, unless the command id already succeeded: a retry of a command that did must
@@ -311,21 +428,120 @@ impl ResourceActor {
             .await?;
         let resource = domain::replay(None, &history)
             .ok_or_else(|| StoreError::Corrupt(format!("no events for {}", record.resource_id)))?;
-        if !request.principal.is_trusted() && resource.owner != request.principal.player {
-            // Someone else's command id: answering would show them another player's resource.
-            return Err(CommandError::CommandIdReused);
-        }
-        let events = history
+        let events: Vec<EventEnvelope> = history
             .into_iter()
             .filter(|e| e.version >= record.first_version)
             .collect();
-        Ok(CommandReply {
-            resource_id: record.resource_id,
-            version: record.last_version,
-            events,
-            resource,
-            duplicate: true,
-        })
+        settle(request, record, resource, events)
+    }
+}
+
+/// The first outcome of a committed command, from the state right after it (`resource`) and its
+/// events, if `request` may have it: refused as reused when it comes from someone who may not
+/// see the resource, or is another command than the one recorded.
+fn settle(
+    request: &CommandRequest,
+    record: CommitRecord,
+    resource: ServerResource,
+    events: Vec<EventEnvelope>,
+) -> Result<CommandReply, CommandError> {
+    if !request.principal.is_trusted() && resource.owner != request.principal.player {
+        // Someone else's command id: answering would show them another player's resource.
+        return Err(CommandError::CommandIdReused);
+    }
+    if !domain::is_recorded_as(&request.command, &request.principal, &events) {
+        // The same id for a different command (another amount, reason …): a client bug
+        // that must not pass as a resend.
+        return Err(CommandError::CommandIdReused);
+    }
+    Ok(CommandReply {
+        resource_id: record.resource_id,
+        version: record.last_version,
+        events,
+        resource,
+        duplicate: true,
+    })
+}
+
+/// Copies of one command waiting in a batch for the first one's outcome.
+struct InFlight {
+    /// Per command with copies: the first's own reply channel, where its outcome is caught, and
+    /// the copies' channels.
+    waiting: Vec<Waiting>,
+}
+
+struct Waiting {
+    first: oneshot::Sender<Result<CommandReply, CommandError>>,
+    caught: oneshot::Receiver<Result<CommandReply, CommandError>>,
+    copies: Vec<oneshot::Sender<Result<CommandReply, CommandError>>>,
+}
+
+impl InFlight {
+    /// Keeps the first of each command id in `mails` and takes out its exact copies (same sender,
+    /// same command). A different command under the same id stays, to be refused as reused.
+    fn collapse(mails: Vec<Mail>) -> (Vec<Mail>, InFlight) {
+        let mut kept: Vec<Mail> = Vec::with_capacity(mails.len());
+        let mut waiting: Vec<Waiting> = Vec::new();
+        // Command id -> (position in `kept`, position in `waiting` once it has copies).
+        let mut seen: HashMap<CommandId, (usize, Option<usize>)> = HashMap::new();
+        for mail in mails {
+            let id = mail.request.command_id;
+            let Some((at, slot)) = seen.get_mut(&id) else {
+                seen.insert(id, (kept.len(), None));
+                kept.push(mail);
+                continue;
+            };
+            let first = &mut kept[*at];
+            if first.request.principal != mail.request.principal
+                || first.request.command != mail.request.command
+            {
+                kept.push(mail);
+                continue;
+            }
+            let w = *slot.get_or_insert_with(|| {
+                let (catch, caught) = oneshot::channel();
+                let first = std::mem::replace(&mut first.reply, catch);
+                waiting.push(Waiting {
+                    first,
+                    caught,
+                    copies: Vec::new(),
+                });
+                waiting.len() - 1
+            });
+            waiting[w].copies.push(mail.reply);
+        }
+        (kept, InFlight { waiting })
+    }
+
+    /// Passes each caught outcome on to the first command and its copies (once every command of
+    /// the batch has been answered).
+    fn answer(self) {
+        for mut w in self.waiting {
+            let outcome = w.caught.try_recv().unwrap_or_else(|_| {
+                Err(StoreError::Unavailable("the command was not answered".into()).into())
+            });
+            for copy in w.copies {
+                let _ = copy.send(match &outcome {
+                    Ok(reply) => Ok(CommandReply {
+                        duplicate: true,
+                        ..reply.clone()
+                    }),
+                    Err(e) => Err(copy_error(e)),
+                });
+            }
+            let _ = w.first.send(outcome);
+        }
+    }
+}
+
+/// The same error again, for a copy of the command that got it.
+fn copy_error(e: &CommandError) -> CommandError {
+    match e {
+        CommandError::Rejected(r) => CommandError::Rejected(r.clone()),
+        CommandError::CommandIdReused => CommandError::CommandIdReused,
+        CommandError::Contention => CommandError::Contention,
+        CommandError::Store(e) => CommandError::Store(e.clone()),
+        CommandError::ShuttingDown => CommandError::ShuttingDown,
     }
 }
 

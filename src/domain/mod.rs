@@ -10,6 +10,7 @@ mod event;
 mod ids;
 mod regen;
 mod rejection;
+mod resend;
 mod resource;
 
 pub use catalogue::{Catalogue, CatalogueError, ResourceParams};
@@ -22,4 +23,5 @@ pub use event::{Balance, EVENT_SCHEMA_VERSION, EventEnvelope, ResourceEvent};
 pub use ids::{CommandId, PlayerId, Principal, ResourceId, Role, Timestamp};
 pub use regen::{MAX_REGEN_MILLI, MICRO_PER_UNIT, accrue};
 pub use rejection::Rejection;
+pub use resend::is_recorded_as;
 pub use resource::{ClientResource, Lock, ServerResource, View};

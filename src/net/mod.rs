@@ -2,6 +2,7 @@
 //!
 //! - [`listener`]: binds nothing itself: [`serve`] takes a bound `TcpListener` (tests use port 0),
 //!   caps connections with a semaphore, authenticates the upgrade and spawns a session.
+//! - [`inbound`]: reading a client frame into a request (shape, envelope, decode), pure.
 //! - `session`: one task per connection; decodes requests, enforces the limits below, runs
 //!   commands and queries (pipelined up to [`NetConfig::max_in_flight`]), writes replies.
 //! - `requests`: what each request does, with its authorization, as plain async functions.
@@ -11,7 +12,7 @@
 //! `docs/protocol.md` is the reference for client authors; the constants here and that page
 //! change together.
 
-mod inbound;
+pub mod inbound;
 mod listener;
 mod requests;
 mod session;

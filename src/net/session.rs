@@ -11,7 +11,7 @@ use crate::domain::{
     AddResource, AllocateResource, Command, CreateResource, LockResource, Principal, Role,
     UnlockResource,
 };
-use crate::net::inbound::{Envelope, KNOWN_TYPES, MaybeReq, TokenBucket};
+use crate::net::inbound::{self, TokenBucket};
 use crate::net::listener::Ctx;
 use crate::net::subscriptions::{self, Outbound, Outbox, SubscribeError, Target};
 use crate::net::{
@@ -138,6 +138,8 @@ pub(crate) async fn run<S>(
                         if written.is_err() {
                             break End::Gone;
                         }
+                        // Room again: wake catch-ups waiting to queue updates from the log.
+                        session.outbox.drained();
                     }
                     _ = give_up => {
                         if overflow.is_cancelled() {
@@ -272,43 +274,9 @@ impl Session {
     }
 
     async fn on_message(&mut self, bytes: &[u8]) -> Next {
-        let envelope = match protocol::decode::<Envelope>(bytes) {
-            Ok(e) => e,
-            Err(e) => {
-                return self.bad_message(
-                    None,
-                    "bad_message",
-                    format!("not a MessagePack map with a type field: {e}"),
-                );
-            }
-        };
-        let req = match envelope.req {
-            Some(MaybeReq::Id(id)) => Some(id),
-            Some(MaybeReq::Other(_)) => {
-                return self.bad_message(
-                    None,
-                    "bad_message",
-                    "req must be an unsigned integer".into(),
-                );
-            }
-            None => None,
-        };
-        match envelope.kind.as_deref() {
-            None => {
-                return self.bad_message(req, "bad_message", "missing field `type`".into());
-            }
-            Some(kind) if !KNOWN_TYPES.contains(&kind) => {
-                return self.bad_message(
-                    req,
-                    "unknown_type",
-                    format!("unknown message type {kind:?}"),
-                );
-            }
-            Some(_) => {}
-        }
-        let msg = match protocol::decode::<ClientMessage>(bytes) {
+        let msg = match inbound::read_request(bytes) {
             Ok(msg) => msg,
-            Err(e) => return self.bad_message(req, "bad_message", e.to_string()),
+            Err(refusal) => return self.bad_message(refusal.req, refusal.code, refusal.message),
         };
         NetStats::bump(&self.ctx.stats.requests);
         self.dispatch(msg).await;

@@ -8,6 +8,14 @@
 //! per command, before anything newer. Subscribing takes the hub receiver *before* reading the
 //! current state, so a change committed in between is either in that state (and dropped as a
 //! repeat) or arrives after it.
+//!
+//! Reading from the log is flow-controlled: a page is read only when the previous one was sent,
+//! and each update of it is queued only while the session's outbound queue is at most half full
+//! (the other half stays free for replies and live updates). So a resume or a repair of any length
+//! goes at the client's reading speed and holds one page in memory; live changes that arrive
+//! meanwhile wait in the hub, and if it overflows they are read from the log too. Live updates
+//! themselves are queued without waiting: a client that cannot take them fills its queue and is
+//! closed with 4008.
 
 use crate::bus::Change;
 use crate::domain::{
@@ -22,11 +30,12 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::broadcast::{self, error::RecvError};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-/// Events read from the log per page while repairing a gap.
+/// Events read from the log per page while repairing a gap (the most a catching-up subscription
+/// holds at once).
 const FILL_PAGE: usize = 1_000;
 
 /// What waits in a session's outbound queue: 32 bytes a slot (a tungstenite `Message` is twice
@@ -54,11 +63,47 @@ pub(crate) struct Outbox {
     tx: mpsc::Sender<Outbound>,
     /// Cancelled when the queue is found full: the session then closes with 4008.
     overflow: CancellationToken,
+    /// Notified by the session each time it has written queued messages to the socket, so a
+    /// catch-up waiting for room ([`Outbox::room`]) looks again.
+    drained: Arc<Notify>,
 }
 
 impl Outbox {
     pub fn new(tx: mpsc::Sender<Outbound>, overflow: CancellationToken) -> Self {
-        Self { tx, overflow }
+        Self {
+            tx,
+            overflow,
+            drained: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Called by the session's writer after each written batch.
+    pub fn drained(&self) {
+        self.drained.notify_waiters();
+    }
+
+    /// Waits until the queue is at most half full; false if the session is gone meanwhile.
+    /// Catch-up traffic (updates read from the log) waits here, so it never fills the half of
+    /// the queue that replies and live updates need.
+    pub async fn room(&self) -> bool {
+        let free_needed = self.tx.max_capacity() / 2;
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a drain between the look and the wait is not missed.
+            notified.as_mut().enable();
+            if self.tx.is_closed() || self.overflow.is_cancelled() {
+                return false;
+            }
+            if self.tx.capacity() > free_needed {
+                return true;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = self.overflow.cancelled() => return false,
+                _ = self.tx.closed() => return false,
+            }
+        }
     }
 
     /// Queues an encoded message without waiting; false if the session is gone or could not
@@ -293,7 +338,7 @@ impl Live {
                 return Ok(());
             }
         }
-        let frame = shared_frame(&change, self.view);
+        let frame = shared_frame(&change, self.view, self.sub);
         self.send(frame)?;
         self.tracked.insert(
             id,
@@ -326,41 +371,57 @@ impl Live {
     }
 
     /// Sends every change of `id` after the last sent version, read from the log, one update per
-    /// command.
+    /// command, at the client's reading speed (see the module doc).
     async fn fill(&mut self, id: ResourceId) -> Result<(), Stop> {
         let store = self.node.store.clone();
         let tracked = self.tracked.entry(id).or_insert(Tracked {
             last: 0,
             known: None,
         });
+        let mut last = tracked.last;
         let mut state = match &tracked.known {
             Some(known) => Some(known.state().clone()),
-            None if tracked.last == 0 => None,
             None => {
-                let before = store
-                    .events(id, 0, tracked.last as usize)
-                    .await
-                    .map_err(store_failed)?;
-                domain::replay(None, &before)
+                // Replay up to `last` page by page (a resume may start far back).
+                let mut state = None;
+                let mut at = 0;
+                while at < last {
+                    let want = FILL_PAGE.min(usize::try_from(last - at).unwrap_or(FILL_PAGE));
+                    let page = store.events(id, at, want).await.map_err(store_failed)?;
+                    let Some(end) = page.last() else { break };
+                    at = end.version;
+                    state = domain::replay(state, &page);
+                }
+                state
             }
         };
-        let mut last = tracked.last;
         loop {
             let page = store
                 .events(id, last, FILL_PAGE)
                 .await
                 .map_err(store_failed)?;
-            if page.is_empty() {
-                break;
+            let full = page.len() == FILL_PAGE;
+            let mut runs: Vec<&[EventEnvelope]> =
+                page.chunk_by(|a, b| a.command_id == b.command_id).collect();
+            if full && runs.len() > 1 {
+                // The page may end inside a command: its run is read again with the next page.
+                runs.pop();
             }
-            for run in page.chunk_by(|a, b| a.command_id == b.command_id) {
+            for run in runs {
                 state = domain::replay(state, run);
                 let Some(now) = &state else { continue };
-                let update = update_for(run, now, self.view);
+                if !self.outbox.room().await {
+                    return Err(Stop::Session);
+                }
+                let update = update_for(run, now, self.view, self.sub);
                 self.send(update)?;
                 last = now.version;
+                // Recorded as it goes, so a stop half-way leaves an exact resume point.
+                if let Some(t) = self.tracked.get_mut(&id) {
+                    t.last = last;
+                }
             }
-            if page.len() < FILL_PAGE {
+            if !full {
                 break;
             }
         }
@@ -387,29 +448,50 @@ fn store_failed(e: StoreError) -> Stop {
     Stop::Store
 }
 
-/// The update frame of a live change for `view`, encoded by the first subscriber that needs it
-/// and shared by all others.
-fn shared_frame(change: &Change, view: View) -> Bytes {
+/// The update frame of a live change for `view` and subscription `sub`. The message is encoded
+/// once per view by the first subscriber that needs it (with `sub` 0) and shared; each
+/// subscriber's copy only has its `sub` written in.
+fn shared_frame(change: &Change, view: View, sub: u64) -> Bytes {
     let cell = match view {
         View::Owner => &change.owner_frame,
         View::Spectator => &change.spectator_frame,
     };
-    cell.get_or_init(|| {
+    let base = cell.get_or_init(|| {
         Bytes::from(protocol::encode(&ServerMessage::Update {
+            sub: 0,
             resource_id: change.resource_id,
             base_version: change.base_version(),
             version: change.version(),
             resource: change.view.redact(view),
         }))
-    })
-    .clone()
+    });
+    with_sub(base, sub)
+}
+
+/// How an update with `sub` 0 starts: a map of 6 fields, `type: "update"`, then `sub`, whose
+/// value (the single byte 0) follows.
+const UPDATE_HEAD: &[u8] = b"\x86\xa4type\xa6update\xa3sub";
+
+/// `frame` (an update encoded with `sub` 0) with `sub` written in.
+fn with_sub(frame: &Bytes, sub: u64) -> Bytes {
+    let at = UPDATE_HEAD.len();
+    debug_assert!(frame.starts_with(UPDATE_HEAD) && frame[at] == 0);
+    if sub == 0 || !frame.starts_with(UPDATE_HEAD) {
+        return frame.clone();
+    }
+    let mut out = Vec::with_capacity(frame.len() + 8);
+    out.extend_from_slice(&frame[..at]);
+    out.extend_from_slice(&protocol::encode(&sub));
+    out.extend_from_slice(&frame[at + 1..]);
+    Bytes::from(out)
 }
 
 /// The update frame of one command's events read from the log (`run`, non-empty), with the
 /// state they led to.
-fn update_for(run: &[EventEnvelope], state: &ServerResource, view: View) -> Bytes {
+fn update_for(run: &[EventEnvelope], state: &ServerResource, view: View, sub: u64) -> Bytes {
     let first = run.first().map_or(state.version, |e| e.version);
     Bytes::from(protocol::encode(&ServerMessage::Update {
+        sub,
         resource_id: state.id,
         base_version: first.saturating_sub(1),
         version: state.version,
@@ -460,33 +542,52 @@ mod tests {
         Change::new(vec![locked], state)
     }
 
-    // Guards against: encoding an update once per subscriber (10k subscribers, 10k encodings)
-    // or leaking the owner's view to spectators through the shared frame.
+    // Guards against: encoding an update once per subscriber (10k subscribers, 10k encodings),
+    // leaking the owner's view to spectators through the shared frame, or a subscriber getting
+    // another subscription's `sub`.
     #[test]
-    fn an_update_is_encoded_once_per_view_and_shared() {
+    fn an_update_is_encoded_once_per_view_and_carries_each_subscription_id() {
         let change = change();
-        let a = shared_frame(&change, View::Owner);
-        let b = shared_frame(&change, View::Owner);
-        assert_eq!(a.as_ptr(), b.as_ptr(), "the same bytes, not a copy");
-        let s1 = shared_frame(&change, View::Spectator);
-        let s2 = shared_frame(&change, View::Spectator);
-        assert_eq!(s1.as_ptr(), s2.as_ptr());
+        let a = shared_frame(&change, View::Owner, 1);
+        let _ = shared_frame(&change, View::Owner, 2);
+        let base = change.owner_frame.get().unwrap().as_ptr();
+        let _ = shared_frame(&change, View::Owner, 70_000);
+        assert_eq!(
+            change.owner_frame.get().unwrap().as_ptr(),
+            base,
+            "encoded once"
+        );
+        let s1 = shared_frame(&change, View::Spectator, 3);
+        let big = shared_frame(&change, View::Spectator, u64::MAX);
         let owner: ServerMessage = protocol::decode(&a).unwrap();
         let spectator: ServerMessage = protocol::decode(&s1).unwrap();
         match (owner, spectator) {
             (
                 ServerMessage::Update {
+                    sub: 1,
                     resource: o,
                     base_version: 1,
                     version: 2,
                     ..
                 },
-                ServerMessage::Update { resource: s, .. },
+                ServerMessage::Update {
+                    sub: 3,
+                    resource: s,
+                    ..
+                },
             ) => {
                 assert_eq!(o.lock_reason.as_deref(), Some("secret"));
                 assert_eq!((s.lock_reason, s.regen_milli, s.locked), (None, None, true));
             }
             other => panic!("{other:?}"),
         }
+        assert!(matches!(
+            protocol::decode::<ServerMessage>(&big).unwrap(),
+            ServerMessage::Update {
+                sub: u64::MAX,
+                version: 2,
+                ..
+            }
+        ));
     }
 }

@@ -177,6 +177,19 @@ pub trait EventStore: Send + Sync + 'static {
     async fn find_command(&self, command_id: CommandId)
     -> Result<Option<CommitRecord>, StoreError>;
 
+    /// [`find_command`](Self::find_command) for several ids, answered in the same order. A backend
+    /// may look them up in one read; the default asks one at a time.
+    async fn find_commands(
+        &self,
+        command_ids: &[CommandId],
+    ) -> Result<Vec<Option<CommitRecord>>, StoreError> {
+        let mut records = Vec::with_capacity(command_ids.len());
+        for id in command_ids {
+            records.push(self.find_command(*id).await?);
+        }
+        Ok(records)
+    }
+
     /// The latest version of a resource (0 if it has no events).
     async fn head(&self, id: ResourceId) -> Result<u64, StoreError>;
 

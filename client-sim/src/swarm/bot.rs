@@ -4,8 +4,10 @@
 //!
 //! A bot owns its socket in its own task: no helper task, no channel, no thread per bot.
 //! Requests that time out are resent with the same `req` and `command_id` (the server answers a
-//! repeat with the first outcome); after a dropped connection the bot reconnects and resends
-//! what was pending. Every command and what it was told goes into the bot's ledger entries.
+//! repeat with the first outcome); after a dropped connection (a server restart included) the
+//! bot reconnects, trying for up to `reconnect_for`, and resends what was pending with the same
+//! `req` and `command_id`: each command applies once, and the reply (often `duplicate: true`)
+//! settles it. Every command and what it was told goes into the bot's ledger entries.
 
 use crate::check::{Entry, Op, Outcome};
 use crate::conn::{self, ConnError, Ws};
@@ -25,8 +27,6 @@ use warden::protocol::{self, ClientMessage, RequestId, ServerMessage};
 const MAX_IN_FLIGHT: usize = 64;
 /// Sends of one request before its outcome is declared unknown.
 const MAX_ATTEMPTS: u32 = 3;
-/// Reconnection attempts after a dropped connection.
-const RECONNECTS: u32 = 3;
 /// Largest amount one allocate or add moves.
 const MAX_STEP: u64 = 50;
 
@@ -170,34 +170,33 @@ impl Bot {
         }
     }
 
+    /// Connects, trying again for up to `reconnect_for` (a server restart).
     async fn connect(&mut self) -> bool {
         let token = crate::tokens::mint(&self.shared.keys, self.player.as_str(), self.role);
-        for attempt in 0..RECONNECTS {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-            }
-            match conn::connect(&self.shared.config.url, &token).await {
-                Ok((ws, welcome)) => {
-                    let per_s = welcome.limits.commands_per_second;
-                    if per_s > 0 {
-                        self.pace = Duration::from_secs_f64(1.0 / f64::from(per_s));
-                    }
-                    self.pace = self.pace.max(self.shared.config.think);
-                    self.ws = Some(ws);
-                    self.shared.rec.counters.connection_opened();
-                    return true;
-                }
-                Err(e) => {
-                    self.shared.rec.error(connect_code(&e));
-                    self.shared
-                        .rec
-                        .counters
-                        .connect_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
+        let rec = self.shared.rec.clone();
+        let connected = conn::connect_patiently(
+            &self.shared.config.url,
+            &token,
+            self.shared.config.reconnect_for,
+            |e| {
+                rec.error(connect_code(e));
+                rec.counters
+                    .connect_failures
+                    .fetch_add(1, Ordering::Relaxed);
+            },
+        )
+        .await;
+        let Ok((ws, welcome)) = connected else {
+            return false;
+        };
+        let per_s = welcome.limits.commands_per_second;
+        if per_s > 0 {
+            self.pace = Duration::from_secs_f64(1.0 / f64::from(per_s));
         }
-        false
+        self.pace = self.pace.max(self.shared.config.think);
+        self.ws = Some(ws);
+        self.shared.rec.counters.connection_opened();
+        true
     }
 
     /// After a dropped connection: reconnect and resend everything pending. False when the

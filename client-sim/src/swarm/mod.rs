@@ -65,6 +65,9 @@ pub struct SwarmConfig {
     pub lock_ms: u64,
     /// Least time between two closed-loop sends of one bot (besides the server's rate limit).
     pub think: Duration,
+    /// After a dropped connection, how long a bot or spectator keeps trying to reconnect (a
+    /// server restart must fit in it).
+    pub reconnect_for: Duration,
 }
 
 impl Default for SwarmConfig {
@@ -83,6 +86,7 @@ impl Default for SwarmConfig {
             request_timeout: Duration::from_secs(10),
             lock_ms: 30_000,
             think: Duration::ZERO,
+            reconnect_for: Duration::from_secs(30),
         }
     }
 }

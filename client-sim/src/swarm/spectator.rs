@@ -17,9 +17,6 @@ use warden::protocol::{ClientMessage, ServerMessage};
 /// final versions. Locked only for a map update, never across `.await`.
 pub type SeenMap = Arc<Mutex<HashMap<ResourceId, Seen>>>;
 
-/// Reconnections of one spectator before it gives up.
-const MAX_RESUMES: u32 = 3;
-
 pub struct Spectator {
     pub name: String,
     pub seen: SeenMap,
@@ -33,9 +30,10 @@ impl Spectator {
         }
     }
 
-    /// Connects, subscribes to `owners`, and records updates until `stop`. If the server drops
-    /// the connection (e.g. closes a slow consumer), it reconnects and resumes each resource
-    /// with `from_version` = the last version it saw, as docs/protocol.md prescribes.
+    /// Connects, subscribes to `owners`, and records updates until `stop`. If the connection
+    /// drops (a slow consumer closed, a server restart), it reconnects (trying for up to
+    /// `reconnect_for` each time) and resumes each resource with `from_version` = the last
+    /// version it saw, as docs/protocol.md prescribes, as often as needed.
     pub async fn run(
         self: Arc<Self>,
         shared: Arc<Shared>,
@@ -45,17 +43,25 @@ impl Spectator {
         let token = crate::tokens::mint(&shared.keys, &self.name, Role::Spectator);
         let mut resumes = 0;
         loop {
-            let (mut ws, welcome) = match conn::connect(&shared.config.url, &token).await {
-                Ok(ok) => ok,
-                Err(_) => {
+            let connected = conn::connect_patiently(
+                &shared.config.url,
+                &token,
+                shared.config.reconnect_for,
+                |_| {
                     shared.rec.error("connect_failed");
                     shared
                         .rec
                         .counters
                         .connect_failures
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return;
-                }
+                },
+            );
+            let (mut ws, welcome) = tokio::select! {
+                _ = stop.cancelled() => return,
+                connected = connected => match connected {
+                    Ok(ok) => ok,
+                    Err(_) => return,
+                },
             };
             shared.rec.counters.connection_opened();
             let cap = welcome.limits.max_subscriptions.max(1) as usize;
@@ -108,7 +114,7 @@ impl Spectator {
             }
             shared.rec.error("spectator_dropped");
             resumes += 1;
-            if resumes > MAX_RESUMES || stop.is_cancelled() {
+            if stop.is_cancelled() {
                 return;
             }
         }
@@ -127,6 +133,7 @@ impl Spectator {
                 base_version,
                 version,
                 resource,
+                ..
             } => {
                 let lag_us = unix_us_now() - resource.updated_at.millis() * 1000;
                 shared
