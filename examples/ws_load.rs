@@ -6,7 +6,7 @@
 //! cargo run --release --example ws_load -- load --conns 64 --in-flight 8 --seconds 10
 //! # the cost of metrics: in-process servers with metrics on (admin listener, scraped every
 //! # second) and off (`--admin-listen off`), runs in the order off, on, on, off:
-//! cargo run --release --example ws_load -- load --conns 64 --in-flight 8 --admin both
+//! cargo run --release --example ws_load -- load --conns 64 --in-flight 8 --admin both --rounds 3
 //! # the protocol's ping as an echo baseline (same framing, no command):
 //! cargo run --release --example ws_load -- load --conns 64 --in-flight 8 --op ping
 //! # against a running server (tokens signed with that data directory's secret):
@@ -44,6 +44,8 @@ struct Args {
     subs: usize,
     /// In-process server: metrics and admin listener `on`, `off`, or `both` (compared).
     admin: String,
+    /// With `--admin both`: how many off/on/on/off rounds.
+    rounds: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -59,6 +61,7 @@ fn parse_args() -> anyhow::Result<Args> {
         server_pid: None,
         subs: 50,
         admin: "on".into(),
+        rounds: 1,
     };
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -72,6 +75,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--server-pid" => args.server_pid = Some(value.parse()?),
             "--subs" => args.subs = value.parse()?,
             "--admin" => args.admin = value,
+            "--rounds" => args.rounds = value.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -308,15 +312,34 @@ async fn load(args: Args) -> anyhow::Result<()> {
     // weighs on both sides alike.
     let mut on = Vec::new();
     let mut off = Vec::new();
-    for admin in [false, true, true, false] {
-        let rate = load_once(&args, admin).await?;
-        if admin { on.push(rate) } else { off.push(rate) }
+    for _ in 0..args.rounds.max(1) {
+        for admin in [false, true, true, false] {
+            let rate = load_once(&args, admin).await?;
+            if admin {
+                on.push(rate)
+            } else {
+                off.push(rate)
+            }
+        }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (on, off) = (mean(&on), mean(&off));
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    let runs = on.len();
+    let (on_mean, off_mean) = (mean(&on), mean(&off));
+    let (on_median, off_median) = (median(&mut on), median(&mut off));
     println!(
-        "metrics on: {on:.0} req/s, off: {off:.0} req/s (mean of two runs each): on is {:+.1} % of off",
-        100.0 * (on - off) / off
+        "metrics on: mean {on_mean:.0} req/s, median {on_median:.0}; off: mean {off_mean:.0} req/s, \
+         median {off_median:.0} ({runs} runs each): on is {:+.1} % (mean) / {:+.1} % (median) of off",
+        100.0 * (on_mean - off_mean) / off_mean,
+        100.0 * (on_median - off_median) / off_median,
     );
     Ok(())
 }
