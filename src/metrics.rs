@@ -129,6 +129,8 @@ struct Instruments {
     gap_fills: IntCounter,
     store_disk_bytes: IntGauge,
     relay_streaming: IntGauge,
+    /// CPU seconds of the process to the clock tick; brought up to date at each scrape.
+    cpu_seconds: prometheus::Counter,
 }
 
 /// What the scrape reads from the node at scrape time (gauges nobody updates on the hot path).
@@ -390,9 +392,31 @@ impl Instruments {
                 "warden_relay_streaming",
                 "On MongoDB: 1 while the relay follows a change stream, 0 while it polls.",
             ),
+            cpu_seconds: {
+                let c = prometheus::Counter::new(
+                    "warden_process_cpu_seconds_total",
+                    "CPU seconds (user + system) of the process, to the clock tick (process_cpu_seconds_total counts whole seconds).",
+                )
+                .expect("valid metric");
+                r.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
             registry: r,
         }
     }
+}
+
+/// CPU seconds (user + system) the process has used, to the clock tick; `None` where unknown.
+#[cfg(target_os = "linux")]
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = procfs::process::Process::myself().ok()?.stat().ok()?;
+    let ticks = procfs::ticks_per_second().max(1);
+    Some((stat.utime + stat.stime) as f64 / ticks as f64)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn process_cpu_seconds() -> Option<f64> {
+    None
 }
 
 /// Index of a command kind in [`COMMAND_KINDS`]; `None` for the internal lock expiry.
@@ -485,6 +509,13 @@ impl Metrics {
         );
         m.relay_streaming
             .set(i64::from(gauges.relay_streaming.unwrap_or(false)));
+        if let Some(cpu) = process_cpu_seconds() {
+            // A counter only goes up: add what was used since the last scrape.
+            let delta = cpu - m.cpu_seconds.get();
+            if delta > 0.0 {
+                m.cpu_seconds.inc_by(delta);
+            }
+        }
         TextEncoder::new()
             .encode_to_string(&m.registry.gather())
             .unwrap_or_else(|e| format!("# cannot encode metrics: {e}\n"))
