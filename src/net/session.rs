@@ -182,8 +182,14 @@ where
         }
     };
 
-    for (_, sub) in session.subs.drain() {
+    // Stop every subscription and wait for it (each stops at once when cancelled), so none
+    // outlives its session: when the server's `run` returns, nothing holds the node.
+    let subs: Vec<SubHandle> = session.subs.drain().map(|(_, sub)| sub).collect();
+    for sub in &subs {
         sub.cancel.cancel();
+    }
+    for sub in subs {
+        let _ = sub.task.await;
     }
     let stats = session.ctx.stats.clone();
     let metrics = session.ctx.node.metrics.clone();
