@@ -354,6 +354,7 @@ async fn durable_run(
             pipeline,
             ..ActorConfig::default()
         },
+        ..NodeConfig::default()
     };
     // Create the resources (and preload their logs) first, with actors that then stop, so the
     // measured actors start from what the store holds.

@@ -6,6 +6,7 @@ use crate::actor::{ActorConfig, Registry};
 use crate::bus::Hub;
 use crate::clock::{Clock, SystemClock};
 use crate::domain::Catalogue;
+use crate::metrics::Metrics;
 use crate::projection::QueryHandler;
 use crate::relay::{Relay, RelayConfig};
 use crate::store::{Backend, EventStore, ReadModelStore};
@@ -17,6 +18,8 @@ pub struct NodeConfig {
     pub catalogue: Arc<Catalogue>,
     pub clock: Arc<dyn Clock>,
     pub actors: ActorConfig,
+    /// Where every layer of the node records its metrics (`Metrics::off()` records nothing).
+    pub metrics: Metrics,
 }
 
 impl Default for NodeConfig {
@@ -25,6 +28,7 @@ impl Default for NodeConfig {
             catalogue: Arc::new(Catalogue::default()),
             clock: Arc::new(SystemClock),
             actors: ActorConfig::default(),
+            metrics: Metrics::new(),
         }
     }
 }
@@ -36,6 +40,8 @@ pub struct Node {
     pub hub: Arc<Hub>,
     pub store: Arc<dyn EventStore>,
     pub read: Arc<dyn ReadModelStore>,
+    /// The node's metrics, shared by its actors, sessions and subscriptions.
+    pub metrics: Metrics,
     /// Publishes other nodes' commits on `hub` when the store is shared (MongoDB).
     relay: Option<Relay>,
 }
@@ -80,6 +86,11 @@ impl Node {
         self.relay.as_ref().is_some_and(Relay::is_streaming)
     }
 
+    /// True when this node runs a relay (a shared MongoDB store).
+    pub fn has_relay(&self) -> bool {
+        self.relay.is_some()
+    }
+
     /// Starts a node publishing to `hub` (several registries may share one in tests).
     pub fn start_with_hub(
         store: Arc<dyn EventStore>,
@@ -87,12 +98,13 @@ impl Node {
         hub: Arc<Hub>,
         config: NodeConfig,
     ) -> Self {
-        let registry = Registry::new(
+        let registry = Registry::with_metrics(
             store.clone(),
             hub.clone(),
             config.catalogue,
             config.clock,
             config.actors,
+            config.metrics.clone(),
         );
         Self {
             registry,
@@ -100,6 +112,7 @@ impl Node {
             hub,
             store,
             read,
+            metrics: config.metrics,
             relay: None,
         }
     }

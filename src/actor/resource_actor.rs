@@ -62,7 +62,10 @@ impl ResourceActor {
                     None => break,
                 },
                 _ = sleep_or_forever(lock_timer) => self.expire_lock().await,
-                _ = tokio::time::sleep(idle_after), if lock_timer.is_none() => break,
+                _ = tokio::time::sleep(idle_after), if lock_timer.is_none() => {
+                    self.shared.metrics.passivated();
+                    break;
+                }
                 _ = shutdown.cancelled() => break,
             }
             if self.fresh && self.state.is_none() {
@@ -162,6 +165,7 @@ impl ResourceActor {
                 }
                 break;
             }
+            self.shared.metrics.retry();
             let cap =
                 self.shared.config.backoff.as_micros() as u64 * (1 << contended_rounds.min(10));
             let jitter = rand::rng().random_range(0..=cap.max(1));
@@ -222,7 +226,10 @@ impl ResourceActor {
         let mut outcomes = if appends.is_empty() {
             Vec::new()
         } else {
-            self.shared.store.append_many(appends).await
+            let started = std::time::Instant::now();
+            let outcomes = self.shared.store.append_many(appends).await;
+            self.shared.metrics.commit(started.elapsed());
+            outcomes
         }
         .into_iter();
 
@@ -261,6 +268,7 @@ impl ResourceActor {
                             // after it are the broken chain's.
                             if intact {
                                 stale = true;
+                                self.shared.metrics.conflict();
                             }
                             intact = false;
                             again.push(mail);

@@ -10,6 +10,7 @@ use crate::domain::{
     ClientResource, Command, CommandId, EventEnvelope, PlayerId, Principal, ResourceEvent,
     ResourceId, View,
 };
+use crate::metrics::Outcome;
 use crate::node::Node;
 use crate::protocol::{HistoryEvent, RequestId, ServerMessage};
 use crate::store::StoreError;
@@ -51,7 +52,9 @@ pub(crate) async fn command(
     req: RequestId,
     command_id: CommandId,
     command: Command,
+    received: std::time::Instant,
 ) -> ServerMessage {
+    let kind = crate::metrics::command_kind(&command);
     let outcome = node
         .registry
         .execute(CommandRequest {
@@ -60,6 +63,18 @@ pub(crate) async fn command(
             command,
         })
         .await;
+    let counted = match &outcome {
+        Ok(reply) if reply.duplicate => Outcome::Duplicate,
+        Ok(_) => Outcome::Applied,
+        Err(e) => Outcome::Refused(e.code()),
+    };
+    node.metrics.command(kind, counted, received);
+    tracing::debug!(
+        %command_id,
+        kind = kind.map_or("expire_lock", |k| crate::metrics::COMMAND_KINDS[k]),
+        outcome = ?counted,
+        "command answered"
+    );
     match outcome {
         Ok(reply) => ServerMessage::Applied {
             req,

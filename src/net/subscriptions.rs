@@ -301,6 +301,7 @@ impl Live {
                     self.sub
                 ),
             };
+            self.node.metrics.error_sent();
             self.outbox.send(Bytes::from(protocol::encode(&msg)));
         }
     }
@@ -373,6 +374,7 @@ impl Live {
     /// Sends every change of `id` after the last sent version, read from the log, one update per
     /// command, at the client's reading speed (see the module doc).
     async fn fill(&mut self, id: ResourceId) -> Result<(), Stop> {
+        self.node.metrics.gap_fill();
         let store = self.node.store.clone();
         let tracked = self.tracked.entry(id).or_insert(Tracked {
             last: 0,
@@ -435,6 +437,7 @@ impl Live {
     }
 
     fn send(&self, frame: Bytes) -> Result<(), Stop> {
+        self.node.metrics.update_sent();
         if self.outbox.send(frame) {
             Ok(())
         } else {

@@ -419,6 +419,7 @@ impl GroupCommit {
         let started = Instant::now();
         write.commit().map_err(unavailable)?;
         let took = started.elapsed();
+        crate::metrics::record_group_commit(outcomes.len(), took);
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
         let micros = took.as_micros() as u64;
         self.counters
