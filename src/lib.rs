@@ -8,7 +8,7 @@
 //! - [`auth`]: signed tokens (JWT) and the server secret.
 //! - [`actor`]: one tokio task per live resource; the [`actor::Registry`] routes commands to them.
 //! - [`bus`]: the node's hub that fans committed changes out to listeners.
-//! - [`projection`]: the read-model updater, rebuild from the log, and the query handler.
+//! - [`projection`]: the query handler, and repair and rebuild of the read model from the log.
 //! - [`clock`]: where actors get "now" (a manual clock in tests).
 //! - [`relay`]: brings other nodes' commits (shared MongoDB) to this node's hub.
 //! - [`node`]: wires the above together for one server node.
