@@ -25,7 +25,8 @@ pub struct ActorConfig {
     pub max_attempts: u32,
     /// Upper bound of the random back-off before the second attempt; it doubles per attempt.
     pub backoff: Duration,
-    /// A snapshot is written with the append whenever the version crosses a multiple of this.
+    /// Unused: every append now carries the resulting state and the store writes it as the
+    /// snapshot (issue 10 removes this field).
     pub snapshot_every: u64,
     /// Most commands an actor takes from its mailbox at once: it decides them one after another
     /// on the state each leads to and commits them in one `append_many` (one group commit), so a

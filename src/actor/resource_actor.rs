@@ -160,7 +160,6 @@ impl ResourceActor {
     /// One round of [`execute_batch`](Self::execute_batch): returns the commands to decide again.
     async fn attempt(&mut self, todo: Vec<Mail>) -> Vec<Mail> {
         let now = self.shared.clock.now();
-        let every = self.shared.config.snapshot_every.max(1);
         // Decide each command on the state the ones before it lead to.
         let mut speculative = self.state.clone();
         let mut decided = Vec::with_capacity(todo.len());
@@ -187,13 +186,12 @@ impl ResourceActor {
                     let events = domain::stamp(self.id, base, request.command_id, now, events);
                     let next = domain::replay(speculative.take(), &events)
                         .expect("decided events always lead to a state");
-                    let snapshot = (next.version / every > base / every).then(|| next.clone());
                     appends.push(AppendRequest {
                         resource_id: self.id,
                         expected_version: base,
                         command_id: request.command_id,
                         events: events.clone(),
-                        snapshot,
+                        state: next.clone(),
                     });
                     speculative = Some(next.clone());
                     Decided::Append { events, next }

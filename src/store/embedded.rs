@@ -335,7 +335,7 @@ fn append_one(
     commands
         .insert(cmd, (id, head + 1, version))
         .map_err(unavailable)?;
-    if let Some(snapshot) = &req.snapshot {
+    if let Some(snapshot) = Some(&req.state) {
         snapshots
             .insert(id, encode(snapshot)?.as_slice())
             .map_err(unavailable)?;

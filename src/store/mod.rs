@@ -31,8 +31,9 @@ pub struct AppendRequest {
     pub command_id: CommandId,
     /// Versions `expected_version + 1 ..`, in order. Never empty.
     pub events: Vec<EventEnvelope>,
-    /// The state after these events, to store as the resource's snapshot (optional).
-    pub snapshot: Option<ServerResource>,
+    /// The resource's state after these events (always present): every backend stores it as the
+    /// resource's snapshot and its client-schema view, in the commit path, before acknowledging.
+    pub state: ServerResource,
 }
 
 impl AppendRequest {
