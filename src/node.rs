@@ -68,12 +68,7 @@ impl Node {
     ) -> Self {
         let mut node = Self::start(backend.events.clone(), backend.read.clone(), config);
         if let Some(mongo) = &backend.mongo {
-            node.relay = Some(Relay::start(
-                mongo.clone(),
-                backend.read.clone(),
-                node.hub.clone(),
-                relay_config,
-            ));
+            node.relay = Some(Relay::start(mongo.clone(), node.hub.clone(), relay_config));
         }
         node
     }
