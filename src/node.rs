@@ -6,6 +6,7 @@ use crate::bus::Hub;
 use crate::clock::{Clock, SystemClock};
 use crate::domain::Catalogue;
 use crate::projection::{QueryHandler, run_updater};
+#[cfg(feature = "mongodb")]
 use crate::relay::{Relay, RelayConfig};
 use crate::store::{Backend, EventStore, ReadModelStore};
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub struct Node {
     stop_updater: CancellationToken,
     updater: JoinHandle<()>,
     /// Publishes other nodes' commits on `hub` when the store is shared (MongoDB).
+    #[cfg(feature = "mongodb")]
     relay: Option<Relay>,
 }
 
@@ -56,11 +58,19 @@ impl Node {
 
     /// Starts a node on the stores `backend` names; on MongoDB also starts the relay that brings
     /// other nodes' changes to this node's subscribers.
+    #[cfg(feature = "mongodb")]
     pub fn start_on(backend: &Backend, config: NodeConfig) -> Self {
         Self::start_on_with_relay(backend, config, RelayConfig::default())
     }
 
+    /// Starts a node on the stores `backend` names.
+    #[cfg(not(feature = "mongodb"))]
+    pub fn start_on(backend: &Backend, config: NodeConfig) -> Self {
+        Self::start(backend.events.clone(), backend.read.clone(), config)
+    }
+
     /// [`start_on`](Self::start_on) with relay tunables (tests poll faster or slower).
+    #[cfg(feature = "mongodb")]
     pub fn start_on_with_relay(
         backend: &Backend,
         config: NodeConfig,
@@ -75,6 +85,7 @@ impl Node {
 
     /// True while this node's relay follows a change stream (false when it polls or there is
     /// no relay).
+    #[cfg(feature = "mongodb")]
     pub fn relay_streaming(&self) -> bool {
         self.relay.as_ref().is_some_and(Relay::is_streaming)
     }
@@ -108,6 +119,7 @@ impl Node {
             read,
             stop_updater,
             updater,
+            #[cfg(feature = "mongodb")]
             relay: None,
         }
     }
@@ -115,6 +127,7 @@ impl Node {
     /// Stops the relay, finishes in-flight commands, stops the actors, then lets the updater write what was
     /// published and stops it.
     pub async fn shutdown(self) {
+        #[cfg(feature = "mongodb")]
         if let Some(relay) = self.relay {
             relay.stop().await;
         }

@@ -290,12 +290,12 @@ impl Trackers {
                 }
                 latest = Some(commit);
             }
-            if let (Some(state), Some(commit)) = (&state, latest) {
-                if commit.last_version == state.version {
-                    self.shared
-                        .hub
-                        .publish(Arc::new(Change::new(commit.events, state.clone())));
-                }
+            if let (Some(state), Some(commit)) = (&state, latest)
+                && commit.last_version == state.version
+            {
+                self.shared
+                    .hub
+                    .publish(Arc::new(Change::new(commit.events, state.clone())));
             }
             self.trackers.insert(*id, state);
         }

@@ -3,6 +3,7 @@
 //! blamed on (or hidden from) another command, against the rest of an actor's chain committing
 //! after a link failed (a lost update or a gap), and against a relay whose queries grow with the
 //! number of resources it watches.
+#![cfg(feature = "mongodb")]
 
 mod mongo_support;
 

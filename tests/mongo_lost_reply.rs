@@ -5,6 +5,7 @@
 //!
 //! A small TCP proxy sits between the node and the test MongoDB; once armed, it forwards the next
 //! `insert` command to the server and then swallows the server's reply and cuts the connection.
+#![cfg(feature = "mongodb")]
 
 mod mongo_support;
 

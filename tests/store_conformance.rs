@@ -11,10 +11,12 @@ async fn embedded_store_passes_the_conformance_suite() {
     conformance::run_all(&store).await;
 }
 
+#[cfg(feature = "mongodb")]
 mod mongo_support;
 
 /// The same suite on MongoDB (the test server named by `WARDEN_TEST_MONGODB_URI`), each run on a
 /// database of its own.
+#[cfg(feature = "mongodb")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongo_store_passes_the_conformance_suite() {
     let (store, _db) = mongo_support::fresh_store("conformance").await;

@@ -2,6 +2,7 @@
 //! subscriber on one node missing, repeating or reordering changes committed through the other,
 //! and against lost or doubled writes when clients of both nodes write one resource. Also guards
 //! against `warden serve` starting (or hanging) when its MongoDB is unreachable.
+#![cfg(feature = "mongodb")]
 
 mod common;
 mod mongo_support;

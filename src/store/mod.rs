@@ -7,11 +7,12 @@
 //!   forward (a view never replaces a newer one).
 //!
 //! Backends: [`embedded::EmbeddedStore`] (redb files under a data directory) and
-//! [`mongo::MongoStore`] (one MongoDB database, shared by several nodes). [`open_from_config`]
-//! picks one from the server's configuration.
+//! `mongo::MongoStore` (one MongoDB database, shared by several nodes; built with the `mongodb`
+//! feature, on by default). [`open_from_config`] picks one from the server's configuration.
 
 pub mod conformance;
 pub mod embedded;
+#[cfg(feature = "mongodb")]
 pub mod mongo;
 
 use crate::domain::{
@@ -190,18 +191,19 @@ pub struct Backend {
     pub events: Arc<dyn EventStore>,
     pub read: Arc<dyn ReadModelStore>,
     /// Set on MongoDB: other nodes may commit to the same log, so the node needs a relay
-    /// (see [`crate::relay`]) to notice their changes.
+    /// (see `crate::relay`) to notice their changes.
+    #[cfg(feature = "mongodb")]
     pub mongo: Option<Arc<mongo::MongoStore>>,
 }
 
 impl Backend {
     /// A short name for logs: `embedded` or `mongodb`.
     pub fn kind(&self) -> &'static str {
+        #[cfg(feature = "mongodb")]
         if self.mongo.is_some() {
-            "mongodb"
-        } else {
-            "embedded"
+            return "mongodb";
         }
+        "embedded"
     }
 }
 
@@ -212,6 +214,11 @@ pub async fn open_from_config(
     mongodb_uri: Option<&str>,
 ) -> Result<Backend, StoreError> {
     match mongodb_uri {
+        #[cfg(not(feature = "mongodb"))]
+        Some(_) => Err(StoreError::Unavailable(
+            "this build has no MongoDB support (built without the `mongodb` feature)".into(),
+        )),
+        #[cfg(feature = "mongodb")]
         Some(uri) => {
             let store =
                 Arc::new(mongo::MongoStore::connect(uri, mongo::MongoConfig::default()).await?);
@@ -226,6 +233,7 @@ pub async fn open_from_config(
             Ok(Backend {
                 events: store.clone(),
                 read: store,
+                #[cfg(feature = "mongodb")]
                 mongo: None,
             })
         }

@@ -416,11 +416,11 @@ async fn insert_many(conn: &Conn, docs: Vec<Document>, ordered: bool) -> Vec<Ins
             };
         }
     }
-    if ordered {
-        if let Some(stop) = errors.iter().map(|w| w.index).min() {
-            for slot in out.iter_mut().skip(stop + 1) {
-                *slot = Inserted::No;
-            }
+    if let Some(stop) = errors.iter().map(|w| w.index).min()
+        && ordered
+    {
+        for slot in out.iter_mut().skip(stop + 1) {
+            *slot = Inserted::No;
         }
     }
     out
