@@ -10,7 +10,8 @@
 //! - [`bus`]: the node's hub that fans committed changes out to listeners.
 //! - [`projection`]: the query handler, and repair and rebuild of the read model from the log.
 //! - [`clock`]: where actors get "now" (a manual clock in tests).
-//! - [`relay`]: brings other nodes' commits (shared MongoDB) to this node's hub.
+//! - `relay`: brings other nodes' commits (shared MongoDB) to this node's hub (with the
+//!   `mongodb` feature, on by default).
 //! - [`node`]: wires the above together for one server node.
 //! - [`net`]: the WebSocket front end: accept loop, sessions, gap-free subscriptions.
 //! - [`demo`]: the seed scenario.
@@ -30,5 +31,6 @@ pub mod net;
 pub mod node;
 pub mod projection;
 pub mod protocol;
+#[cfg(feature = "mongodb")]
 pub mod relay;
 pub mod store;

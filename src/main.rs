@@ -327,7 +327,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stop_admin = CancellationToken::new();
     let admin_task = admin_listener.map(|l| {
         let mut state = warden::admin::AdminState::new(node.clone(), shutdown.clone());
-        if backend.mongo.is_none() {
+        if backend.kind() == "embedded" {
             state = state.with_data_dir(&args.data_dir);
         }
         tokio::spawn(warden::admin::run(l, state, stop_admin.clone()))

@@ -8,6 +8,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::domain::Catalogue;
 use crate::metrics::Metrics;
 use crate::projection::QueryHandler;
+#[cfg(feature = "mongodb")]
 use crate::relay::{Relay, RelayConfig};
 use crate::store::{Backend, EventStore, ReadModelStore};
 use std::sync::Arc;
@@ -43,7 +44,11 @@ pub struct Node {
     /// The node's metrics, shared by its actors, sessions and subscriptions.
     pub metrics: Metrics,
     /// Publishes other nodes' commits on `hub` when the store is shared (MongoDB).
+    #[cfg(feature = "mongodb")]
     relay: Option<Relay>,
+    /// Repairs, once at start, read-model views a crash left behind on MongoDB.
+    #[cfg(feature = "mongodb")]
+    repair: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Node {
@@ -58,11 +63,19 @@ impl Node {
 
     /// Starts a node on the stores `backend` names; on MongoDB also starts the relay that brings
     /// other nodes' changes to this node's subscribers.
+    #[cfg(feature = "mongodb")]
     pub fn start_on(backend: &Backend, config: NodeConfig) -> Self {
         Self::start_on_with_relay(backend, config, RelayConfig::default())
     }
 
+    /// Starts a node on the stores `backend` names.
+    #[cfg(not(feature = "mongodb"))]
+    pub fn start_on(backend: &Backend, config: NodeConfig) -> Self {
+        Self::start(backend.events.clone(), backend.read.clone(), config)
+    }
+
     /// [`start_on`](Self::start_on) with relay tunables (tests poll faster or slower).
+    #[cfg(feature = "mongodb")]
     pub fn start_on_with_relay(
         backend: &Backend,
         config: NodeConfig,
@@ -70,25 +83,40 @@ impl Node {
     ) -> Self {
         let mut node = Self::start(backend.events.clone(), backend.read.clone(), config);
         if let Some(mongo) = &backend.mongo {
-            node.relay = Some(Relay::start(
-                mongo.clone(),
-                backend.read.clone(),
-                node.hub.clone(),
-                relay_config,
-            ));
+            node.relay = Some(Relay::start(mongo.clone(), node.hub.clone(), relay_config));
+            // MongoDB writes views right after the commit documents, not atomically with them:
+            // repair, in the background, any view a crash between the two left behind.
+            let (events, read) = (backend.events.clone(), backend.read.clone());
+            node.repair = Some(tokio::spawn(async move {
+                match crate::projection::catch_up(events.as_ref(), read.as_ref()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(views = n, "read model: views behind the log repaired"),
+                    Err(e) => tracing::warn!(error = %e, "read-model repair at start failed"),
+                }
+            }));
         }
         node
     }
 
     /// True while this node's relay follows a change stream (false when it polls or there is
     /// no relay).
+    #[cfg(feature = "mongodb")]
     pub fn relay_streaming(&self) -> bool {
         self.relay.as_ref().is_some_and(Relay::is_streaming)
     }
 
+    /// True while this node's relay follows a change stream: never without MongoDB.
+    #[cfg(not(feature = "mongodb"))]
+    pub fn relay_streaming(&self) -> bool {
+        false
+    }
+
     /// True when this node runs a relay (a shared MongoDB store).
     pub fn has_relay(&self) -> bool {
-        self.relay.is_some()
+        #[cfg(feature = "mongodb")]
+        return self.relay.is_some();
+        #[cfg(not(feature = "mongodb"))]
+        false
     }
 
     /// Starts a node publishing to `hub` (several registries may share one in tests).
@@ -113,12 +141,20 @@ impl Node {
             store,
             read,
             metrics: config.metrics,
+            #[cfg(feature = "mongodb")]
             relay: None,
+            #[cfg(feature = "mongodb")]
+            repair: None,
         }
     }
 
     /// Stops the relay, then finishes in-flight commands and stops the actors.
     pub async fn shutdown(self) {
+        #[cfg(feature = "mongodb")]
+        if let Some(repair) = self.repair {
+            repair.abort();
+        }
+        #[cfg(feature = "mongodb")]
         if let Some(relay) = self.relay {
             relay.stop().await;
         }

@@ -12,31 +12,35 @@
 //! between a subscriber reading the current view and the relay starting to watch.
 //!
 //! **How it notices.**
-//! - *Change streams* (real MongoDB, a replica set): a task watches inserts into `commits` by other
-//!   nodes and marks their resources dirty; the relay then reads those resources' logs after the
-//!   tracked versions. After an interruption it reopens the stream from the last resume token
-//!   (from scratch if the token is no longer usable) and re-reads every tracked resource once.
-//!   A slow safety poll ([`RelayConfig::safety_poll`]) re-reads everything in case a stream dies
-//!   silently.
-//! - *Polling* (fallback when `watch()` fails, e.g. on nx-27017 or a standalone mongod): every
-//!   [`RelayConfig::poll_interval`] it reads, in one query per
-//!   [`RelayConfig::resources_per_query`] tracked resources, the commits after each tracked
-//!   version. Cost: one query per tick per that many watched resources, plus one read-model query
-//!   per subscribed owner.
+//! - *Change streams*: a task watches inserts into `commits` by other nodes and marks their
+//!   resources dirty; the relay then reads those resources' logs after the tracked versions. After
+//!   an interruption it reopens the stream from the last resume token (from scratch if the token is
+//!   no longer usable) and re-reads every tracked resource once. A slow safety poll
+//!   ([`RelayConfig::safety_poll`]) re-reads everything in case a stream dies silently. Change
+//!   streams need a replica set or a sharded cluster (a single-node replica set will do, as in
+//!   `docker-compose.yml`; MongoDB Atlas always is one); a standalone `mongod` and nx-27017 have
+//!   none.
+//! - *Polling* (fallback when `watch()` fails): every [`RelayConfig::poll_interval`] it reads the
+//!   commits after each tracked version in batched queries of up to
+//!   [`RelayConfig::resources_per_query`] resources each (one `$or` clause per resource, with the
+//!   version it has seen), and the resources of every subscribed owner the same way (one read-model
+//!   query per that many owners). Resources it starts tracking are loaded in batches too (their
+//!   snapshots, then the commits after them). So a tick costs `ceil(resources / 1000) +
+//!   ceil(owners / 1000)` queries with the defaults: 5 for 5,000 watched resources, not 5,000.
 //!
 //! Commits this node made itself are folded into the trackers but not published: the actor that
-//! made them already did. The read model needs no relay: each node projects its own commits into
-//! the shared `read_model` collection, and `catch_up` at start repairs what a crash left behind.
+//! made them already did. The read model needs no relay: each node writes the views of its own
+//! commits into the shared `read_model` collection in its commit path (see `store::mongo`).
 
 use crate::bus::{Change, Hub};
 use crate::domain::{self, PlayerId, ResourceId, ServerResource};
+use crate::store::StoreError;
 use crate::store::mongo::{CommitDoc, MongoStore};
-use crate::store::{EventStore, ReadModelStore, StoreError};
 use futures::StreamExt;
 use mongodb::bson::doc;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -53,7 +57,7 @@ pub struct RelayConfig {
     pub stream_retry: Duration,
     /// With a change stream open, every tracked resource is still re-read this often.
     pub safety_poll: Duration,
-    /// Tracked resources per log query (one `$or` clause each).
+    /// Tracked resources (or subscribed owners) per query (one `$or` clause each); at most 1,000.
     pub resources_per_query: usize,
     /// Most commits one log query returns; the rest come at the next round.
     pub commits_per_query: usize,
@@ -69,7 +73,7 @@ impl Default for RelayConfig {
             change_streams: true,
             stream_retry: Duration::from_secs(5),
             safety_poll: Duration::from_secs(5),
-            resources_per_query: 200,
+            resources_per_query: 1000,
             commits_per_query: 1000,
             notice_queue: 4096,
         }
@@ -82,35 +86,33 @@ pub struct Relay {
     tasks: Vec<JoinHandle<()>>,
     /// True while a change stream is open (otherwise the relay polls).
     streaming: Arc<AtomicBool>,
+    /// Ticks of the relay's loop so far (to relate queries to ticks).
+    ticks: Arc<AtomicU64>,
 }
 
 /// What the relay's loop and the change-stream task share.
 struct Shared {
     store: Arc<MongoStore>,
-    read: Arc<dyn ReadModelStore>,
     hub: Arc<Hub>,
     config: RelayConfig,
     streaming: Arc<AtomicBool>,
+    ticks: Arc<AtomicU64>,
     /// Set when notices were dropped or a stream (re)opened: re-read every tracked resource.
     resync: AtomicBool,
 }
 
 impl Relay {
     /// Starts relaying other nodes' commits on `store` into `hub`. Needs a tokio runtime.
-    pub fn start(
-        store: Arc<MongoStore>,
-        read: Arc<dyn ReadModelStore>,
-        hub: Arc<Hub>,
-        config: RelayConfig,
-    ) -> Self {
+    pub fn start(store: Arc<MongoStore>, hub: Arc<Hub>, config: RelayConfig) -> Self {
         let stop = CancellationToken::new();
         let streaming = Arc::new(AtomicBool::new(false));
+        let ticks = Arc::new(AtomicU64::new(0));
         let (notices_tx, notices_rx) = mpsc::channel(config.notice_queue.max(1));
         let shared = Arc::new(Shared {
             store,
-            read,
             hub,
             streaming: streaming.clone(),
+            ticks: ticks.clone(),
             resync: AtomicBool::new(false),
             config,
         });
@@ -126,7 +128,14 @@ impl Relay {
             stop,
             tasks,
             streaming,
+            ticks,
         }
+    }
+
+    /// Ticks of the relay's loop so far (each refreshes what is watched and, when polling, reads
+    /// the log once).
+    pub fn ticks(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
     }
 
     /// True while a change stream feeds the relay (false: it polls the log).
@@ -166,6 +175,7 @@ async fn run(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
                 relay.refresh_watched().await;
+                shared.ticks.fetch_add(1, Ordering::Relaxed);
                 let streaming = shared.streaming.load(Ordering::Relaxed);
                 full = !streaming || last_full.elapsed() >= shared.config.safety_poll;
             }
@@ -217,52 +227,79 @@ struct Trackers {
 impl Trackers {
     /// Starts tracking newly subscribed resources and forgets those nobody listens to any more.
     async fn refresh_watched(&mut self) {
+        let per_query = self.per_query();
         let hub = &self.shared.hub;
         let mut watched: HashSet<ResourceId> = hub.subscribed_resources().into_iter().collect();
         let owners = hub.subscribed_owners();
         self.owners.retain(|o, _| owners.contains(o));
-        for owner in owners {
-            match self.shared.read.list_by_owner(&owner).await {
-                Ok(views) => {
-                    self.owners
-                        .insert(owner, views.into_iter().map(|v| v.id).collect());
-                }
-                // Keep the last list; the next tick tries again.
-                Err(e) => tracing::debug!(error = %e, "relay cannot list an owner's resources"),
+        for chunk in owners.chunks(per_query) {
+            match self.shared.store.resources_of_owners(chunk).await {
+                Ok(listed) => self.owners.extend(listed),
+                // Keep the last lists; the next tick tries again.
+                Err(e) => tracing::debug!(error = %e, "relay cannot list owners' resources"),
             }
         }
         watched.extend(self.owners.values().flatten().copied());
         self.trackers.retain(|id, _| watched.contains(id));
-        for id in watched {
-            if !self.trackers.contains_key(&id) {
-                match self.start_tracking(id).await {
-                    Ok(state) => {
-                        self.trackers.insert(id, state);
-                    }
-                    Err(e) => tracing::debug!(resource = %id, error = %e, "relay cannot load"),
-                }
+        let new: Vec<ResourceId> = watched
+            .into_iter()
+            .filter(|id| !self.trackers.contains_key(id))
+            .collect();
+        for chunk in new.chunks(per_query) {
+            if let Err(e) = self.start_tracking(chunk).await {
+                // Not tracked yet; the next tick tries again.
+                tracing::debug!(error = %e, "relay cannot load resources to track");
             }
         }
     }
 
-    /// Loads the resource and announces its latest commit once (see the module doc).
-    async fn start_tracking(&self, id: ResourceId) -> Result<Option<ServerResource>, StoreError> {
-        let state = self.shared.store.load(id).await?.state();
-        if let Some(state) = &state {
-            let latest = self
-                .shared
-                .store
-                .commits_after(id, state.version - 1, 1)
-                .await?;
-            if let Some(commit) = latest.into_iter().next() {
-                if commit.last_version == state.version {
-                    self.shared
-                        .hub
-                        .publish(Arc::new(Change::new(commit.events, state.clone())));
-                }
-            }
+    fn per_query(&self) -> usize {
+        self.shared.config.resources_per_query.clamp(1, 1000)
+    }
+
+    /// Loads resources (their snapshots, then the commits from the snapshot's own on, in two
+    /// queries) and announces each one's latest commit once (see the module doc).
+    async fn start_tracking(&mut self, ids: &[ResourceId]) -> Result<(), StoreError> {
+        let store = &self.shared.store;
+        let mut snapshots = store.snapshots(ids).await?;
+        // From the commit that ends at the snapshot's version, so it can be announced.
+        let after: Vec<(ResourceId, u64)> = ids
+            .iter()
+            .map(|id| (*id, snapshots.get(id).map_or(0, |s| s.version - 1)))
+            .collect();
+        let commits = store
+            .commits_after_many(&after, self.shared.config.commits_per_query)
+            .await?;
+        let mut by_resource: HashMap<ResourceId, Vec<CommitDoc>> = HashMap::new();
+        for commit in commits {
+            by_resource
+                .entry(commit.resource_id)
+                .or_default()
+                .push(commit);
         }
-        Ok(state)
+        for id in ids {
+            let mut state = snapshots.remove(id);
+            let mut latest = None;
+            for commit in by_resource.remove(id).unwrap_or_default() {
+                let at = state.as_ref().map_or(0, |s| s.version);
+                if commit.last_version > at {
+                    if commit.first_version != at + 1 {
+                        break;
+                    }
+                    state = domain::replay(state, &commit.events);
+                }
+                latest = Some(commit);
+            }
+            if let (Some(state), Some(commit)) = (&state, latest)
+                && commit.last_version == state.version
+            {
+                self.shared
+                    .hub
+                    .publish(Arc::new(Change::new(commit.events, state.clone())));
+            }
+            self.trackers.insert(*id, state);
+        }
+        Ok(())
     }
 
     /// Reads the log after each tracked version (all of them, or only `only`) and publishes the
@@ -274,7 +311,7 @@ impl Trackers {
             .filter(|(id, _)| only.is_none_or(|o| o.contains(id)))
             .map(|(id, state)| (*id, state.as_ref().map_or(0, |s| s.version)))
             .collect();
-        for chunk in known.chunks(self.shared.config.resources_per_query.max(1)) {
+        for chunk in known.chunks(self.per_query()) {
             let commits = self
                 .shared
                 .store

@@ -1,6 +1,7 @@
 //! Two Warden nodes on one MongoDB. Guards against the scale-out failures: two nodes both
 //! committing version N+1 (a lost update), a retried command applied twice, and a subscriber on
 //! one node never hearing of what was committed through the other.
+#![cfg(feature = "mongodb")]
 
 mod mongo_support;
 

@@ -5,6 +5,7 @@
 //! The test runs its own nx-27017 on its own port with `--data-dir`, so the data survives killing
 //! it; it finds the executable through `WARDEN_TEST_NX27017` (set by `scripts/test`) or in
 //! `.mongo-venv/bin/`.
+#![cfg(feature = "mongodb")]
 
 mod mongo_support;
 

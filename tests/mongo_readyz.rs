@@ -5,6 +5,7 @@
 //! `WARDEN_TEST_NX27017` (set by `scripts/test`) or in `.mongo-venv/bin/`. The small process
 //! helper repeats the one in `mongo_outage.rs` on purpose: that file is being reworked on
 //! another branch; the two should move into `mongo_support` together afterwards.
+#![cfg(feature = "mongodb")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};

@@ -5,6 +5,7 @@
 //! store whose read model disagrees with its log, and an import that, run twice after an
 //! interruption, writes twice.
 
+#[cfg(feature = "mongodb")]
 mod mongo_support;
 
 use std::sync::Arc;
@@ -231,6 +232,7 @@ async fn a_malformed_line_is_refused_with_its_number() {
     }
 }
 
+#[cfg(feature = "mongodb")]
 #[tokio::test]
 async fn an_embedded_log_moves_to_mongodb_and_back_unchanged() {
     let dir = tempfile::tempdir().unwrap();

@@ -35,6 +35,9 @@ fn added(amount: u64, total: u64) -> ResourceEvent {
     }
 }
 
+/// An append of `events` on top of version `after`. Every resource of this suite is created by
+/// [`created`] for alice, and every later event states the balance it leads to, so the state
+/// after the events follows from a stand-in for the state at `after`.
 fn request(id: ResourceId, after: u64, events: Vec<ResourceEvent>) -> AppendRequest {
     let command_id = CommandId::new();
     let events = stamp(id, after, command_id, Timestamp(1_000), events);

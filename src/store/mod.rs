@@ -7,11 +7,12 @@
 //!   forward (a view never replaces a newer one).
 //!
 //! Backends: [`embedded::EmbeddedStore`] (a fjall database under a data directory) and
-//! [`mongo::MongoStore`] (one MongoDB database, shared by several nodes). [`open_from_config`]
-//! picks one from the server's configuration.
+//! `mongo::MongoStore` (one MongoDB database, shared by several nodes; built with the `mongodb`
+//! feature, on by default). [`open_from_config`] picks one from the server's configuration.
 
 pub mod conformance;
 pub mod embedded;
+#[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod transfer;
 
@@ -32,10 +33,10 @@ pub struct AppendRequest {
     pub command_id: CommandId,
     /// Versions `expected_version + 1 ..`, in order. Never empty.
     pub events: Vec<EventEnvelope>,
-    /// The resource's state after these events. The store keeps it as the resource's snapshot
-    /// (server schema) and derives the client-schema view from it, in the same commit where the
-    /// backend can (embedded) or right after it (MongoDB), so the read model follows the log
-    /// without a separate updater.
+    /// The resource's state after these events. Every backend stores its client-schema view in
+    /// the commit path before acknowledging (the embedded store in the same atomic batch,
+    /// MongoDB right after the commit documents), and keeps it as the snapshot when one is due, so
+    /// the read model follows the log without a separate updater.
     pub state: ServerResource,
 }
 
@@ -213,18 +214,19 @@ pub struct Backend {
     pub events: Arc<dyn EventStore>,
     pub read: Arc<dyn ReadModelStore>,
     /// Set on MongoDB: other nodes may commit to the same log, so the node needs a relay
-    /// (see [`crate::relay`]) to notice their changes.
+    /// (see `crate::relay`) to notice their changes.
+    #[cfg(feature = "mongodb")]
     pub mongo: Option<Arc<mongo::MongoStore>>,
 }
 
 impl Backend {
     /// A short name for logs: `embedded` or `mongodb`.
     pub fn kind(&self) -> &'static str {
+        #[cfg(feature = "mongodb")]
         if self.mongo.is_some() {
-            "mongodb"
-        } else {
-            "embedded"
+            return "mongodb";
         }
+        "embedded"
     }
 }
 
@@ -236,6 +238,11 @@ pub async fn open_from_config(
     embedded: embedded::EmbeddedOptions,
 ) -> Result<Backend, StoreError> {
     match mongodb_uri {
+        #[cfg(not(feature = "mongodb"))]
+        Some(_) => Err(StoreError::Unavailable(
+            "this build has no MongoDB support (built without the `mongodb` feature)".into(),
+        )),
+        #[cfg(feature = "mongodb")]
         Some(uri) => {
             let store =
                 Arc::new(mongo::MongoStore::connect(uri, mongo::MongoConfig::default()).await?);
@@ -250,6 +257,7 @@ pub async fn open_from_config(
             Ok(Backend {
                 events: store.clone(),
                 read: store,
+                #[cfg(feature = "mongodb")]
                 mongo: None,
             })
         }

@@ -9,13 +9,19 @@
 //! - `read_model`: one client-schema view per resource, replaced only by a newer version.
 //!
 //! **Why the log stays gapless and unique.** An append that expects version `e` is inserted only
-//! after a read saw the stored head equal to `e` (so a commit ending at `e` exists, or `e = 0`),
-//! and it claims `first_version = e + 1`. Commits are never deleted, so that predecessor exists for
-//! good. Two commits with the same predecessor claim the same `first_version`, and the unique index
-//! lets only one of them in. So every commit has exactly one predecessor and at most one
-//! successor: starting from version 0 the commits form a single chain whose version ranges are
-//! contiguous and disjoint — every (resource id, version) appears once, with no gap. The read and
-//! the insert need no transaction between them: whatever happens in between, the index decides.
+//! once `e` is known to be a *boundary*: `0`, or the last version of a stored commit (read from
+//! MongoDB, or remembered from an earlier read or commit of this store: commits are never deleted,
+//! so a boundary stays one for good). It claims `first_version = e + 1`. Two commits with the same
+//! predecessor claim the same `first_version`, and the unique index lets only one of them in. So
+//! every commit has exactly one predecessor and at most one successor: starting from version 0 the
+//! commits form a single chain whose version ranges are contiguous and disjoint — every
+//! (resource id, version) appears once, with no gap. The check and the insert need no transaction
+//! between them: whatever happens in between, the index decides.
+//!
+//! **Group commit.** Appends go through one writer task ([`writer`]), which takes every append
+//! waiting (up to [`MongoConfig::max_batch`]) and commits them in a few round trips, whatever
+//! their number; see that module for how an actor's chain of appends stays safe in one batch.
+//! Snapshots and views are written in the same commit path, before anyone is answered.
 //!
 //! **Types.** Versions, amounts and timestamps are BSON Int64 (timestamps as milliseconds, not
 //! BSON dates, because whole-number milliseconds are what the domain uses). UUIDs are stored as
@@ -28,6 +34,17 @@
 //! within seconds, and the driver reconnects by itself when it returns. An insert whose reply is
 //! lost is an error to the caller (never a success); its retry with the same command id finds the
 //! first commit by `_id` and is answered as a duplicate.
+//!
+//! **Round trips.** Every operation sent to MongoDB is counted by kind ([`MongoStore::round_trips`]),
+//! so what a command costs in network round trips can be measured (`examples/store_bench.rs`).
+
+mod conn;
+mod round_trips;
+mod writer;
+
+use conn::{Conn, Known, create_indexes};
+pub use round_trips::RoundTrips;
+use round_trips::{Counters, Op};
 
 use crate::domain::{
     ClientResource, CommandId, EventEnvelope, PlayerId, ResourceId, ServerResource,
@@ -36,24 +53,27 @@ use crate::store::{
     AppendError, AppendRequest, CommitRecord, EventStore, Loaded, ReadModelStore, StoreError,
 };
 use async_trait::async_trait;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
-use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::{ClientOptions, IndexOptions, WriteConcern};
-use mongodb::{Client, Collection, Database, IndexModel};
+use mongodb::options::{ClientOptions, WriteConcern};
+use mongodb::{Client, Collection, Database};
 use serde::{Deserialize, Serialize};
-use std::future::IntoFuture;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
 /// MongoDB's error code for a unique-index violation.
 const DUPLICATE_KEY: i32 = 11000;
 /// The database used when the URI names none.
 pub const DEFAULT_DATABASE: &str = "warden";
-/// Read-model writes of one `upsert` call in flight at once.
-const UPSERT_CONCURRENCY: usize = 16;
-
-/// A snapshot is written when an append takes a resource's version across a multiple of this.
-const SNAPSHOT_EVERY: u64 = 64;
+/// The wire version of MongoDB 8.0, the first with the `bulkWrite` command.
+const WIRE_VERSION_8_0: i32 = 25;
+/// Resources whose last known head (and written view) the store remembers; past this it forgets
+/// them all and starts again (a forgotten head costs one query at the next append, nothing else).
+const KNOWN_CAP: usize = 1 << 20;
+/// Appends (one per caller) that may wait for the writer; further callers wait for room.
+pub const WRITER_QUEUE: usize = 16 * 1024;
 
 /// Connection tunables, with defaults chosen so a lost MongoDB fails commands fast.
 #[derive(Clone, Debug)]
@@ -64,6 +84,15 @@ pub struct MongoConfig {
     pub connect_timeout: Duration,
     /// Upper bound of any single store operation, including retries inside the driver.
     pub op_timeout: Duration,
+    /// When a write counts as done, unless the URI says otherwise (`?w=…&journal=…` win).
+    /// Default `w: majority, j: true`: acknowledged means journaled on a majority of a replica
+    /// set, so it survives a failover. `None`: the server's default.
+    pub write_concern: Option<WriteConcern>,
+    /// Most appends one group commit takes (a caller's chain is never split, so one may go over).
+    pub max_batch: usize,
+    /// Write snapshots and views with one `bulkWrite` when the server has it (MongoDB 8.0+);
+    /// `false` always uses one `update` command per collection, as on older servers.
+    pub bulk_write: bool,
 }
 
 impl Default for MongoConfig {
@@ -72,6 +101,14 @@ impl Default for MongoConfig {
             server_selection_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
             op_timeout: Duration::from_secs(5),
+            write_concern: Some(
+                WriteConcern::builder()
+                    .w(mongodb::options::Acknowledgment::Majority)
+                    .journal(true)
+                    .build(),
+            ),
+            max_batch: 1024,
+            bulk_write: true,
         }
     }
 }
@@ -125,14 +162,10 @@ struct ViewDoc {
 
 /// The event store and read-model store on one MongoDB database.
 pub struct MongoStore {
-    /// Kept for `drop_database` in tests and for change streams.
-    db: Database,
-    commits: Collection<Document>,
-    resources: Collection<Document>,
-    views: Collection<Document>,
-    /// This node's id, written into every commit it makes.
-    node_id: String,
-    config: MongoConfig,
+    conn: Conn,
+    /// The group-commit writer's queue ([`WRITER_QUEUE`] jobs; senders wait when it is full).
+    /// Dropping the store closes it, which stops the writer.
+    writer: mpsc::Sender<writer::Job>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -158,27 +191,58 @@ fn int64(v: u64) -> Result<Bson, StoreError> {
         .map_err(|_| corrupt(format!("{v} does not fit a BSON Int64")))
 }
 
+/// A version as stored (small Int64 values may come back from some servers as Int32).
+fn version_of(d: &Document, field: &str) -> Result<u64, StoreError> {
+    match d.get(field) {
+        Some(Bson::Int64(v)) => u64::try_from(*v).map_err(corrupt),
+        Some(Bson::Int32(v)) => u64::try_from(*v).map_err(corrupt),
+        other => Err(corrupt(format!("document without a {field}: {other:?}"))),
+    }
+}
+
+/// A filter matching, for each `(resource, version)` pair, the commits of that resource whose
+/// `last_version` compares to the version as `op` says (`"$gt"`, `"$eq"`). Resources that share a
+/// version share one `$in` clause, so the filter has one clause per distinct version, not per
+/// resource: cheap for a server that runs each `$or` clause as a scan (nx-27017 does), and each
+/// clause is one index range on a real MongoDB.
+fn versions_filter(pairs: &[(ResourceId, u64)], op: &str) -> Result<Document, StoreError> {
+    let mut by_version: std::collections::BTreeMap<u64, Vec<Bson>> = Default::default();
+    for (id, v) in pairs {
+        by_version.entry(*v).or_default().push(id_str(id));
+    }
+    let mut clauses = by_version
+        .into_iter()
+        .map(|(v, ids)| {
+            let version = if op == "$eq" {
+                int64(v)?
+            } else {
+                let mut cmp = Document::new();
+                cmp.insert(op, int64(v)?);
+                Bson::Document(cmp)
+            };
+            Ok(doc! { "resource_id": { "$in": ids }, "last_version": version })
+        })
+        .collect::<Result<Vec<Document>, StoreError>>()?;
+    Ok(if clauses.len() == 1 {
+        clauses.remove(0)
+    } else {
+        doc! { "$or": clauses }
+    })
+}
+
 fn id_str(id: impl std::fmt::Display) -> Bson {
     Bson::String(id.to_string())
 }
 
-/// True for a unique-index violation, however the driver wraps it.
-fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
-    match e.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
-        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
-        ErrorKind::InsertMany(m) => m
-            .write_errors
-            .as_ref()
-            .is_some_and(|es| es.iter().any(|w| w.code == DUPLICATE_KEY)),
-        _ => false,
-    }
+fn parse_id(d: &Document, field: &str) -> Result<ResourceId, StoreError> {
+    let text = d.get_str(field).map_err(corrupt)?;
+    text.parse().map(ResourceId).map_err(corrupt)
 }
 
 impl MongoStore {
     /// Connects to `uri` (database: the one the URI names, else [`DEFAULT_DATABASE`]), checks the
     /// server answers, and creates the indexes. Fails within about `server_selection_timeout` if
-    /// MongoDB is unreachable.
+    /// MongoDB is unreachable. Starts the group-commit writer, so it needs a tokio runtime.
     pub async fn connect(uri: &str, config: MongoConfig) -> Result<Self, StoreError> {
         Self::connect_to(uri, None, config).await
     }
@@ -195,101 +259,65 @@ impl MongoStore {
         options.app_name = Some("warden".into());
         options.server_selection_timeout = Some(config.server_selection_timeout);
         options.connect_timeout = Some(config.connect_timeout);
-        // Acknowledged means durable: a commit is acknowledged once a majority has journaled it.
-        options.write_concern = Some(
-            WriteConcern::builder()
-                .w(mongodb::options::Acknowledgment::Majority)
-                .journal(true)
-                .build(),
-        );
+        // The URI's `w` / `journal` win; else acknowledged means what the config says.
+        if options.write_concern.is_none() {
+            options.write_concern = config.write_concern.clone();
+        }
+        let write_concern = options.write_concern.clone();
         let name = database
             .map(str::to_owned)
             .or_else(|| options.default_database.clone())
             .unwrap_or_else(|| DEFAULT_DATABASE.into());
         let client = Client::with_options(options).map_err(unavailable)?;
         let db = client.database(&name);
-        let store = Self {
+        let mut conn = Conn {
             commits: db.collection("commits"),
             resources: db.collection("resources"),
             views: db.collection("read_model"),
+            client,
             db,
             node_id: uuid::Uuid::now_v7().to_string(),
+            write_concern,
+            bulk_write: false,
+            counters: Arc::new(Counters::default()),
+            known: Arc::new(Mutex::new(Known::default())),
             config,
         };
-        store
-            .bounded(store.db.run_command(doc! { "ping": 1 }))
+        let hello = conn
+            .bounded(Op::Command, conn.db.run_command(doc! { "hello": 1 }))
             .await
             .map_err(|e| unavailable(format!("MongoDB at {uri} is unreachable: {e}")))?;
-        store.create_indexes().await?;
-        Ok(store)
-    }
-
-    async fn create_indexes(&self) -> Result<(), StoreError> {
-        let unique = |name: &str| {
-            IndexOptions::builder()
-                .unique(true)
-                .name(name.to_owned())
-                .build()
-        };
-        let commit_indexes = [
-            // The concurrency gate: one commit per (resource, first version).
-            IndexModel::builder()
-                .keys(doc! { "resource_id": 1, "first_version": 1 })
-                .options(unique("resource_first_version"))
-                .build(),
-            // Head lookups and log reads by version; unique as a consequence of the gate.
-            IndexModel::builder()
-                .keys(doc! { "resource_id": 1, "last_version": 1 })
-                .options(unique("resource_last_version"))
-                .build(),
-        ];
-        for index in commit_indexes {
-            self.bounded(self.commits.create_index(index)).await?;
-        }
-        let by_owner = IndexModel::builder()
-            .keys(doc! { "owner": 1 })
-            .options(IndexOptions::builder().name("owner".to_owned()).build())
-            .build();
-        self.bounded(self.views.create_index(by_owner)).await?;
-        Ok(())
+        let wire = hello.get_i32("maxWireVersion").unwrap_or(0);
+        conn.bulk_write = conn.config.bulk_write && wire >= WIRE_VERSION_8_0;
+        create_indexes(&conn).await?;
+        let (writer, jobs) = mpsc::channel(WRITER_QUEUE);
+        tokio::spawn(writer::run(conn.clone(), jobs));
+        Ok(Self { conn, writer })
     }
 
     /// This node's id as written into its commits.
     pub fn node_id(&self) -> &str {
-        &self.node_id
+        &self.conn.node_id
     }
 
     /// The database (for change streams and tests).
     pub fn database(&self) -> &Database {
-        &self.db
+        &self.conn.db
     }
 
     /// The `commits` collection (for change streams).
     pub fn commits_collection(&self) -> &Collection<Document> {
-        &self.commits
+        &self.conn.commits
     }
 
-    /// Runs a driver operation with the store's time bound; every failure is `Unavailable`.
-    async fn bounded<T>(
-        &self,
-        op: impl IntoFuture<Output = mongodb::error::Result<T>>,
-    ) -> Result<T, StoreError> {
-        self.bounded_raw(op).await?.map_err(unavailable)
+    /// Operations sent to MongoDB so far, by kind.
+    pub fn round_trips(&self) -> RoundTrips {
+        self.conn.counters.snapshot()
     }
 
-    /// Like [`bounded`](Self::bounded) but hands the driver's error back for inspection.
-    async fn bounded_raw<T>(
-        &self,
-        op: impl IntoFuture<Output = mongodb::error::Result<T>>,
-    ) -> Result<mongodb::error::Result<T>, StoreError> {
-        tokio::time::timeout(self.config.op_timeout, op.into_future())
-            .await
-            .map_err(|_| {
-                unavailable(format!(
-                    "MongoDB did not answer within {:?}",
-                    self.config.op_timeout
-                ))
-            })
+    /// True when snapshots and views are written with one `bulkWrite` (MongoDB 8.0+).
+    pub fn uses_bulk_write(&self) -> bool {
+        self.conn.bulk_write
     }
 
     /// Commits of `id` whose last version is after `after`, in version order, at most `limit`.
@@ -300,7 +328,7 @@ impl MongoStore {
         limit: usize,
     ) -> Result<Vec<CommitDoc>, StoreError> {
         let filter = doc! { "resource_id": id_str(id), "last_version": { "$gt": int64(after)? } };
-        self.find_commits(filter, limit).await
+        self.conn.find_commits(filter, limit).await
     }
 
     /// Commits after a known version for each of several resources, in one query: ordered by
@@ -313,51 +341,90 @@ impl MongoStore {
         if known.is_empty() {
             return Ok(Vec::new());
         }
-        let clauses = known
-            .iter()
-            .map(|(id, after)| {
-                Ok(Bson::Document(doc! {
-                    "resource_id": id_str(id),
-                    "last_version": { "$gt": int64(*after)? },
-                }))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let mut commits = self.find_commits(doc! { "$or": clauses }, limit).await?;
+        let mut commits = self
+            .conn
+            .find_commits(versions_filter(known, "$gt")?, limit)
+            .await?;
         commits.sort_by_key(|c| (c.resource_id, c.last_version));
         Ok(commits)
     }
 
-    /// The latest commit of `id`, if any.
-    pub async fn last_commit(&self, id: ResourceId) -> Result<Option<CommitDoc>, StoreError> {
-        let found = self
-            .bounded(
-                self.commits
-                    .find_one(doc! { "resource_id": id_str(id) })
-                    .sort(doc! { "last_version": -1 }),
-            )
-            .await?;
-        found.map(from_doc).transpose()
-    }
-
-    async fn find_commits(
+    /// The stored snapshots of several resources, in one query (a resource without one is
+    /// absent).
+    pub async fn snapshots(
         &self,
-        filter: Document,
-        limit: usize,
-    ) -> Result<Vec<CommitDoc>, StoreError> {
-        // Each commit holds at least one event, so `limit` commits are always enough.
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        ids: &[ResourceId],
+    ) -> Result<HashMap<ResourceId, ServerResource>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<Bson> = ids.iter().map(id_str).collect();
         let docs: Vec<Document> = self
-            .bounded(async {
-                self.commits
-                    .find(filter)
-                    .sort(doc! { "resource_id": 1, "last_version": 1 })
-                    .limit(limit)
+            .conn
+            .bounded(Op::Find, async {
+                self.conn
+                    .resources
+                    .find(doc! { "_id": { "$in": ids } })
                     .await?
                     .try_collect()
                     .await
             })
             .await?;
-        docs.into_iter().map(from_doc).collect()
+        docs.into_iter()
+            .map(|d| {
+                let s = from_doc::<SnapshotDoc>(d)?;
+                Ok((s.id, s.state))
+            })
+            .collect()
+    }
+
+    /// The resources of each of several owners, as listed by the read model, in one query.
+    pub async fn resources_of_owners(
+        &self,
+        owners: &[PlayerId],
+    ) -> Result<HashMap<PlayerId, Vec<ResourceId>>, StoreError> {
+        if owners.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let names: Vec<Bson> = owners
+            .iter()
+            .map(|o| Bson::String(o.as_str().into()))
+            .collect();
+        let docs: Vec<Document> = self
+            .conn
+            .bounded(Op::Find, async {
+                self.conn
+                    .views
+                    .find(doc! { "owner": { "$in": names } })
+                    .projection(doc! { "_id": 1, "owner": 1 })
+                    .await?
+                    .try_collect()
+                    .await
+            })
+            .await?;
+        let mut listed: HashMap<PlayerId, Vec<ResourceId>> =
+            owners.iter().map(|o| (o.clone(), Vec::new())).collect();
+        for d in docs {
+            let id = parse_id(&d, "_id")?;
+            let owner = PlayerId::new(d.get_str("owner").map_err(corrupt)?);
+            listed.entry(owner).or_default().push(id);
+        }
+        Ok(listed)
+    }
+
+    /// The latest commit of `id`, if any.
+    pub async fn last_commit(&self, id: ResourceId) -> Result<Option<CommitDoc>, StoreError> {
+        let found = self
+            .conn
+            .bounded(
+                Op::Find,
+                self.conn
+                    .commits
+                    .find_one(doc! { "resource_id": id_str(id) })
+                    .sort(doc! { "last_version": -1 }),
+            )
+            .await?;
+        found.map(from_doc).transpose()
     }
 
     async fn read_events(
@@ -379,132 +446,67 @@ impl MongoStore {
         }
         Ok(out)
     }
-
-    /// Writes the snapshot unless the stored one is as new or newer.
-    async fn put_snapshot(&self, state: &ServerResource) -> Result<(), StoreError> {
-        let doc = to_doc(&SnapshotDoc {
-            id: state.id,
-            version: state.version,
-            state: state.clone(),
-        })?;
-        self.put_newer(&self.resources, doc, state.version).await
-    }
-
-    /// Stores `doc` (which has `_id` and `version`) unless a document with the same `_id` and
-    /// the same or a higher version is there. Two steps instead of one upserting replace: replace
-    /// an older one; if there was none, insert; if the insert meets a document that appeared in
-    /// between, try the replace once more (documents are only ever replaced by newer ones, so if
-    /// it still matches nothing, what is there is as new or newer). This way the outcome never
-    /// depends on how a server reports an upsert that collides with an existing `_id`.
-    async fn put_newer(
-        &self,
-        collection: &Collection<Document>,
-        doc: Document,
-        version: u64,
-    ) -> Result<(), StoreError> {
-        let id = doc
-            .get("_id")
-            .cloned()
-            .ok_or_else(|| corrupt("document without _id"))?;
-        let filter = doc! { "_id": id, "version": { "$lt": int64(version)? } };
-        let mut replacement = doc.clone();
-        replacement.remove("_id");
-        let replaced = self
-            .bounded(collection.replace_one(filter.clone(), replacement.clone()))
-            .await?;
-        if replaced.matched_count > 0 {
-            return Ok(());
-        }
-        match self.bounded_raw(collection.insert_one(&doc)).await? {
-            Ok(_) => Ok(()),
-            Err(e) if is_duplicate_key(&e) => {
-                self.bounded(collection.replace_one(filter, replacement))
-                    .await?;
-                Ok(())
-            }
-            Err(e) => Err(unavailable(e)),
-        }
-    }
 }
 
 #[async_trait]
 impl EventStore for MongoStore {
     async fn append(&self, req: AppendRequest) -> Result<CommitRecord, AppendError> {
-        req.validate()?;
-        let Some(last) = req.events.last() else {
-            return Err(StoreError::Corrupt("empty append".into()).into());
+        self.append_many(vec![req])
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| {
+                Err(StoreError::Unavailable("the writer gave no answer".into()).into())
+            })
+    }
+
+    /// One job for the group-commit writer: its appends are committed in order, each with its
+    /// own check, and after the first that fails none of the rest is written.
+    async fn append_many(
+        &self,
+        reqs: Vec<AppendRequest>,
+    ) -> Vec<Result<CommitRecord, AppendError>> {
+        let n = reqs.len();
+        let stopped = || {
+            (0..n)
+                .map(|_| {
+                    Err(StoreError::Unavailable("the MongoDB writer has stopped".into()).into())
+                })
+                .collect()
         };
-        let record = CommitRecord {
-            resource_id: req.resource_id,
-            command_id: req.command_id,
-            first_version: req.expected_version + 1,
-            last_version: last.version,
-        };
-        // The head check: a commit ending at the expected version must exist (see the module
-        // doc). A command already committed is a duplicate whatever the head.
-        let head = self.head(req.resource_id).await?;
-        if head != req.expected_version {
-            if let Some(original) = self.find_command(req.command_id).await? {
-                return Err(AppendError::Duplicate(original));
-            }
-            return Err(AppendError::Conflict {
-                expected: req.expected_version,
-                actual: head,
-            });
+        if n == 0 {
+            return Vec::new();
         }
-        let commit = CommitDoc {
-            command_id: req.command_id,
-            resource_id: req.resource_id,
-            first_version: record.first_version,
-            last_version: record.last_version,
-            node: self.node_id.clone(),
-            committed_at: crate::clock::Clock::now(&crate::clock::SystemClock).millis(),
-            events: req.events,
-        };
-        match self
-            .bounded_raw(self.commits.insert_one(to_doc(&commit)?))
-            .await?
+        let (reply, answer) = oneshot::channel();
+        if self
+            .writer
+            .send(writer::Job {
+                appends: reqs,
+                reply,
+            })
+            .await
+            .is_err()
         {
-            Ok(_) => {}
-            Err(e) if is_duplicate_key(&e) => {
-                // Either this command id is taken (a repeat) or another writer claimed the version.
-                if let Some(original) = self.find_command(req.command_id).await? {
-                    return Err(AppendError::Duplicate(original));
-                }
-                return Err(AppendError::Conflict {
-                    expected: req.expected_version,
-                    actual: self.head(req.resource_id).await?,
-                });
-            }
-            // Includes a lost reply: the insert may or may not have happened, so it is an error,
-            // and a retry with the same command id will find it.
-            Err(e) => return Err(unavailable(e).into()),
+            return stopped();
         }
-        // The commit is durable; the snapshot (a shortcut for loading, written when the version
-        // crosses a multiple of SNAPSHOT_EVERY) and the view follow it. Failing to write them
-        // must not turn a success into an error: loading reads the log past the snapshot, and
-        // the relay's catch-up at start repairs a view that a crash left behind.
-        let state = &req.state;
-        if state.version / SNAPSHOT_EVERY > req.expected_version / SNAPSHOT_EVERY {
-            if let Err(e) = self.put_snapshot(state).await {
-                tracing::warn!(resource = %req.resource_id, error = %e, "snapshot not written");
-            }
-        }
-        if let Err(e) = self.upsert(vec![ClientResource::from_server(state)]).await {
-            tracing::warn!(resource = %req.resource_id, error = %e, "view not written");
-        }
-        Ok(record)
+        answer.await.unwrap_or_else(|_| stopped())
     }
 
     async fn load(&self, id: ResourceId) -> Result<Loaded, StoreError> {
         let snapshot = self
-            .bounded(self.resources.find_one(doc! { "_id": id_str(id) }))
+            .conn
+            .bounded(
+                Op::Find,
+                self.conn.resources.find_one(doc! { "_id": id_str(id) }),
+            )
             .await?
             .map(from_doc::<SnapshotDoc>)
             .transpose()?
             .map(|s| s.state);
         let after = snapshot.as_ref().map_or(0, |s| s.version);
         let events = self.read_events(id, after, usize::MAX).await?;
+        let head = events.last().map_or(after, |e| e.version);
+        self.conn.known().note_head(id, head);
         Ok(Loaded { snapshot, events })
     }
 
@@ -521,103 +523,98 @@ impl EventStore for MongoStore {
         &self,
         command_id: CommandId,
     ) -> Result<Option<CommitRecord>, StoreError> {
-        let found = self
-            .bounded(
-                self.commits
-                    .find_one(doc! { "_id": id_str(command_id) })
-                    .projection(doc! { "events": 0 }),
-            )
-            .await?;
-        match found {
-            Some(mut d) => {
-                d.insert("events", Bson::Array(Vec::new()));
-                Ok(Some(from_doc::<CommitDoc>(d)?.record()))
-            }
-            None => Ok(None),
-        }
+        Ok(self
+            .conn
+            .find_commands(&[command_id])
+            .await?
+            .remove(&command_id))
     }
 
     async fn head(&self, id: ResourceId) -> Result<u64, StoreError> {
         let found = self
+            .conn
             .bounded(
-                self.commits
+                Op::Find,
+                self.conn
+                    .commits
                     .find_one(doc! { "resource_id": id_str(id) })
                     .sort(doc! { "last_version": -1 })
                     .projection(doc! { "last_version": 1 }),
             )
             .await?;
-        match found {
-            None => Ok(0),
-            Some(d) => match d.get("last_version") {
-                Some(Bson::Int64(v)) => u64::try_from(*v).map_err(corrupt),
-                Some(Bson::Int32(v)) => u64::try_from(*v).map_err(corrupt),
-                other => Err(corrupt(format!("commit without a last_version: {other:?}"))),
-            },
-        }
+        let head = match found {
+            None => 0,
+            Some(d) => version_of(&d, "last_version")?,
+        };
+        self.conn.known().note_head(id, head);
+        Ok(head)
     }
 
     async fn resource_ids(&self) -> Result<Vec<ResourceId>, StoreError> {
         let groups: Vec<Document> = self
-            .bounded(async {
-                self.commits
+            .conn
+            .bounded(Op::Aggregate, async {
+                self.conn
+                    .commits
                     .aggregate([doc! { "$group": { "_id": "$resource_id" } }])
                     .await?
                     .try_collect()
                     .await
             })
             .await?;
-        groups
-            .into_iter()
-            .map(|g| {
-                let id = g.get_str("_id").map_err(corrupt)?;
-                id.parse().map(ResourceId).map_err(corrupt)
-            })
-            .collect()
+        groups.iter().map(|g| parse_id(g, "_id")).collect()
     }
 }
 
 #[async_trait]
 impl ReadModelStore for MongoStore {
     async fn upsert(&self, views: Vec<ClientResource>) -> Result<(), StoreError> {
-        // Only the newest view of each resource in the batch needs writing.
-        let mut newest: std::collections::HashMap<ResourceId, ClientResource> =
-            std::collections::HashMap::new();
-        for view in views {
-            match newest.get(&view.id) {
-                Some(kept) if kept.version >= view.version => {}
-                _ => {
-                    newest.insert(view.id, view);
+        // Only the newest view of each resource in the batch needs writing, and none that this
+        // store has already written (the commit path writes every view it commits).
+        let mut newest: HashMap<ResourceId, ClientResource> = HashMap::new();
+        {
+            let known = self.conn.known();
+            for view in views {
+                if known.view_written(view.id, view.version) {
+                    continue;
+                }
+                match newest.get(&view.id) {
+                    Some(kept) if kept.version >= view.version => {}
+                    _ => {
+                        newest.insert(view.id, view);
+                    }
                 }
             }
         }
-        let writes = newest.into_values().map(|view| async move {
-            let version = view.version;
-            let doc = to_doc(&ViewDoc {
-                id: view.id,
-                owner: view.owner.clone(),
-                version,
-                view,
-            })?;
-            self.put_newer(&self.views, doc, version).await
-        });
-        futures::stream::iter(writes)
-            .buffer_unordered(UPSERT_CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
+        if newest.is_empty() {
+            return Ok(());
+        }
+        let views: Vec<ClientResource> = newest.into_values().collect();
+        self.conn.write_newer(&[], &views).await?;
+        let mut known = self.conn.known();
+        for view in &views {
+            known.note_view(view.id, view.version);
+        }
         Ok(())
     }
 
     async fn get(&self, id: ResourceId) -> Result<Option<ClientResource>, StoreError> {
         let found = self
-            .bounded(self.views.find_one(doc! { "_id": id_str(id) }))
+            .conn
+            .bounded(
+                Op::Find,
+                self.conn.views.find_one(doc! { "_id": id_str(id) }),
+            )
             .await?;
         Ok(found.map(from_doc::<ViewDoc>).transpose()?.map(|d| d.view))
     }
 
     async fn list_by_owner(&self, owner: &PlayerId) -> Result<Vec<ClientResource>, StoreError> {
         let docs: Vec<Document> = self
-            .bounded(async {
-                self.views
+            .conn
+            .bounded(Op::Find, async {
+                self.conn
+                    .views
                     .find(doc! { "owner": owner.as_str() })
                     .sort(doc! { "_id": 1 })
                     .await?
@@ -631,7 +628,11 @@ impl ReadModelStore for MongoStore {
     }
 
     async fn clear(&self) -> Result<(), StoreError> {
-        self.bounded(self.views.delete_many(doc! {})).await?;
+        self.conn.known().views.clear();
+        self.conn
+            .bounded(Op::Delete, self.conn.views.delete_many(doc! {}))
+            .await?;
+        self.conn.known().views.clear();
         Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! Shared by the MongoDB tests: where the test server is, and a fresh database per test.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::sync::Arc;
 use warden::store::mongo::{MongoConfig, MongoStore};
 
@@ -46,4 +48,18 @@ pub async fn another_node(db: &str) -> Arc<MongoStore> {
             .await
             .expect("the test MongoDB is reachable"),
     )
+}
+
+/// A store (one more node) on the database `db`, reaching the test server through `proxy`.
+pub async fn node_behind(proxy: &proxy::Proxy, db: &str) -> Arc<MongoStore> {
+    Arc::new(
+        MongoStore::connect_to(&proxy.uri(&test_uri()), Some(db), MongoConfig::default())
+            .await
+            .expect("the test MongoDB is reachable through the proxy"),
+    )
+}
+
+/// A latency proxy in front of the test server.
+pub async fn proxy_with_rtt(rtt: std::time::Duration) -> proxy::Proxy {
+    proxy::Proxy::start(proxy::upstream_of(&test_uri()), rtt).await
 }
