@@ -1,8 +1,11 @@
 //! The read side: the updater that keeps the client-schema read model in step with committed
-//! changes, and the query handler that answers from it (and from the log, for history).
+//! changes, and the query handler that answers from it (and from the log, for history and for a
+//! resource's state at a past version or instant: [`time_travel`]).
 //!
 //! The read model is a projection: idempotent by version (an older or repeated view never
 //! replaces a newer one) and rebuildable from the event log at any time with [`rebuild`].
+
+pub mod time_travel;
 
 use crate::bus::Hub;
 use crate::domain::{ClientResource, EventEnvelope, PlayerId, ResourceId};
@@ -153,6 +156,15 @@ impl QueryHandler {
         limit: usize,
     ) -> Result<Vec<EventEnvelope>, StoreError> {
         self.store.events(id, after_version, limit).await
+    }
+
+    /// `id`'s state at a past version or instant, rebuilt from its log.
+    pub async fn state_at(
+        &self,
+        id: ResourceId,
+        point: time_travel::StatePoint,
+    ) -> Result<crate::domain::ServerResource, time_travel::StateAtError> {
+        time_travel::state_at(self.store.as_ref(), id, point).await
     }
 
     /// Waits (up to `timeout`) until the read model shows `id` at `version` or later.
