@@ -67,7 +67,7 @@ export interface CommandOptions {
 }
 
 export class WardenError extends Error {
-  /** A code of docs/protocol.md §5, or `timeout`, `closed`. */
+  /** A code of docs/protocol.md §5 (or §1 for a refused connection: `unauthorized` …), or `timeout`, `closed`. */
   code: string;
   req?: number;
   commandId?: string;

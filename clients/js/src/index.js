@@ -55,14 +55,20 @@ async function defaultWebSocket() {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Connects and waits for the server's `welcome`.
+ * Connects and waits for the server's `welcome`; rejects with code `closed` if the first attempt
+ * fails (a refused token, the server down). Later drops are reconnected by the client.
  * @param {string} url e.g. `ws://127.0.0.1:7350/v1`
  * @param {string} token
  * @param {import("./index.d.ts").ClientOptions} [options]
  */
 export async function connect(url, token, options = {}) {
   const client = new WardenClient(url, token, options);
-  await client.ready();
+  try {
+    await client.ready();
+  } catch (e) {
+    client.close(); // no retrying in the background for a caller that got an error
+    throw e;
+  }
   return client;
 }
 
@@ -123,8 +129,13 @@ export class WardenClient {
     ws.binaryType = "arraybuffer";
     this._ws = ws;
     this._welcomed = false;
+    this._refusedWith = undefined;
     ws.onmessage = (ev) => this._onFrame(ws, ev.data);
-    ws.onerror = () => {};
+    ws.onerror = (ev) => {
+      // Under Node (ws) a refused upgrade names its HTTP status; a browser never says (1006).
+      const status = /Unexpected server response: (\d+)/.exec(ev?.message ?? "")?.[1];
+      if (status) this._refusedWith = Number(status);
+    };
     ws.onclose = (ev) => this._onClose(ws, ev.code, ev.reason);
   }
 
@@ -137,7 +148,10 @@ export class WardenClient {
     if (this.connections === 0 && !wasWelcomed) {
       // The first attempt failed: tell whoever waits in `ready()` (a browser shows 1006 for a
       // refused token; see docs/protocol.md §1), and keep trying in the background.
-      const err = new WardenError("closed", `connection closed before welcome (${code} ${reason ?? ""})`.trim());
+      const refused = { 401: "unauthorized", 404: "not_found", 400: "unsupported_protocol" }[this._refusedWith];
+      const err = refused
+        ? new WardenError(refused, `the server refused the connection (HTTP ${this._refusedWith})`)
+        : new WardenError("closed", `connection closed before welcome (${code} ${reason ?? ""})`.trim());
       this._firstError = err;
       for (const w of this._readyWaiters.splice(0)) w.reject(err);
     }

@@ -143,3 +143,13 @@ test("a subscription survives a server restart with every version once, in order
     assert.equal(seen[i].baseVersion, seen[i - 1].version, `no gap before version ${seen[i].version}`);
   }
 });
+
+test("a refused token fails connect() with a WardenError", async (t) => {
+  const server = await startServer();
+  t.after(() => server.stop());
+  // Under Node the HTTP status is known (a browser only sees a close with 1006: code `closed`).
+  await assert.rejects(connect(server.url, "not-a-token"), (e) => e instanceof WardenError && e.code === "unauthorized");
+  const forged = token("alice").slice(0, -4) + "AAAA";
+  await assert.rejects(connect(server.url, forged), { code: "unauthorized" });
+  await assert.rejects(connect(server.url.replace("/v1", "/v9"), token("alice")), { code: "not_found" });
+});
