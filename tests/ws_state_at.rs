@@ -166,3 +166,19 @@ async fn bad_points_get_clear_error_codes() {
     assert_eq!(version, 1);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_longer_than_one_page_is_folded_across_pages() {
+    let server = TestServer::start().await;
+    let mut alice = server.connect("alice", Role::Player).await;
+    // wood starts at 0 and does not regenerate: after n adds of 1 (version n + 1) it holds n.
+    let id = alice.create_id("wood").await;
+    for _ in 0..1_200 {
+        alice.add(id, 1).await;
+    }
+    for v in [1_000, 1_001, 1_150, 1_201] {
+        let (version, r) = state(state_at(&mut alice, id, Some(v), None).await);
+        assert_eq!((version, r.amount), (v, v - 1), "version {v}");
+    }
+    server.stop().await;
+}
