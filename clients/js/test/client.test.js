@@ -59,6 +59,10 @@ test("the seed scenario runs through the client as the seed says", async (t) => 
   assert.equal(at3.version, 3);
   assert.equal(at3.resource.amount, 1300);
   assert.equal(at3.resource.locked, false);
+  const now = await player.stateAt(id, { at: Date.now() + 1000 });
+  assert.equal(now.version, 6);
+  assert.equal(now.resource.amount, 1200);
+  await assert.rejects(player.stateAt(id, { at: created.resource.updated_at - 1 }), { code: "before_creation" });
 
   // Errors carry the protocol's codes.
   const spectator = await connect(server.url, token("viewer", "spectator"));
