@@ -14,14 +14,18 @@
 //! - [`node`]: wires the above together for one server node.
 //! - [`net`]: the WebSocket front end: accept loop, sessions, gap-free subscriptions.
 //! - [`demo`]: the seed scenario.
+//! - [`metrics`]: the node's Prometheus instruments, registered once, recorded by every layer.
+//! - [`admin`]: the admin HTTP listener: `/metrics`, `/healthz`, `/readyz`.
 //! - [`protocol`]: the wire types, shared with `client-sim`.
 
 pub mod actor;
+pub mod admin;
 pub mod auth;
 pub mod bus;
 pub mod clock;
 pub mod demo;
 pub mod domain;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod projection;

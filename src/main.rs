@@ -51,6 +51,35 @@ struct ServeArgs {
     /// Open connections at most.
     #[arg(long, env = "WARDEN_MAX_CONNECTIONS", default_value_t = NetConfig::default().max_connections)]
     max_connections: usize,
+    /// Address of the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`), apart from the
+    /// game port; `off` disables it and the metrics with it.
+    #[arg(long, env = "WARDEN_ADMIN_LISTEN", default_value = warden::admin::DEFAULT_ADMIN_LISTEN, value_parser = parse_admin_listen)]
+    admin_listen: AdminListen,
+    /// Log lines as human text or as one JSON object per line.
+    #[arg(long, env = "WARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// Where the admin listener listens, if anywhere.
+#[derive(Clone, Copy, Debug)]
+enum AdminListen {
+    Off,
+    On(SocketAddr),
+}
+
+fn parse_admin_listen(text: &str) -> Result<AdminListen, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(AdminListen::Off);
+    }
+    text.parse()
+        .map(AdminListen::On)
+        .map_err(|_| format!("{text:?} is neither an address like 127.0.0.1:7351 nor `off`"))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -81,16 +110,28 @@ enum Cmd {
     },
 }
 
+/// Logs to stderr in `format`, filtered by `RUST_LOG` (default: `warden=info`; per-command lines
+/// are at debug).
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "warden=info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warden=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logs(match &cli.command {
+        Some(Cmd::Serve(args)) => args.log_format,
+        None => cli.serve.log_format,
+        Some(_) => LogFormat::Text,
+    });
     match cli.command {
         Some(Cmd::Demo { data_dir }) => demo(data_dir).await,
         Some(Cmd::Serve(args)) => serve(args).await,
@@ -164,25 +205,68 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         ..NetConfig::default()
     };
+    let admin_listener = match args.admin_listen {
+        AdminListen::Off => None,
+        AdminListen::On(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?,
+        ),
+    };
     let types: Vec<&str> = catalogue.types.keys().map(String::as_str).collect();
+    let game = format!("ws://{}/v1", listener.local_addr()?);
+    let admin = match &admin_listener {
+        Some(l) => format!("http://{}/metrics", l.local_addr()?),
+        None => "off".to_string(),
+    };
+    // The MongoDB URI may hold credentials: only the store's kind is logged.
+    let data = match backend.kind() {
+        "embedded" => args.data_dir.display().to_string(),
+        other => other.to_string(),
+    };
     tracing::info!(
-        listen = %listener.local_addr()?,
+        game = %game,
+        admin = %admin,
+        data = %data,
         data_dir = %args.data_dir.display(),
         store = backend.kind(),
         types = ?types,
-        "warden serving (protocol v1 at ws://{}/v1)",
-        listener.local_addr()?
+        "warden serving: game {game}, admin {admin}, data {data}"
     );
+    let metrics = if admin_listener.is_some() {
+        warden::metrics::Metrics::new()
+    } else {
+        warden::metrics::Metrics::off()
+    };
     let node = Arc::new(Node::start_on(
         &backend,
         NodeConfig {
             catalogue: Arc::new(catalogue),
+            metrics,
             ..NodeConfig::default()
         },
     ));
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
+    // The admin listener outlives the game sessions: `/readyz` answers 503 from the moment
+    // shutdown begins, while sessions finish, and it stops before the node does.
+    let stop_admin = CancellationToken::new();
+    let admin_task = admin_listener.map(|l| {
+        let mut state = warden::admin::AdminState::new(node.clone(), shutdown.clone());
+        if backend.mongo.is_none() {
+            state = state.with_data_dir(&args.data_dir);
+        }
+        tokio::spawn(warden::admin::run(l, state, stop_admin.clone()))
+    });
     warden::net::serve(listener, node.clone(), keys, config, shutdown).await?;
+    stop_admin.cancel();
+    if let Some(task) = admin_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "admin listener failed"),
+            Err(e) => tracing::warn!(error = %e, "admin listener panicked"),
+        }
+    }
     tracing::info!("sessions closed; stopping the node");
     match Arc::into_inner(node) {
         Some(node) => node.shutdown().await,

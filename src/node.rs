@@ -5,6 +5,7 @@ use crate::actor::{ActorConfig, Registry};
 use crate::bus::Hub;
 use crate::clock::{Clock, SystemClock};
 use crate::domain::Catalogue;
+use crate::metrics::Metrics;
 use crate::projection::{QueryHandler, run_updater};
 use crate::relay::{Relay, RelayConfig};
 use crate::store::{Backend, EventStore, ReadModelStore};
@@ -18,6 +19,8 @@ pub struct NodeConfig {
     pub catalogue: Arc<Catalogue>,
     pub clock: Arc<dyn Clock>,
     pub actors: ActorConfig,
+    /// Where every layer of the node records its metrics (`Metrics::off()` records nothing).
+    pub metrics: Metrics,
 }
 
 impl Default for NodeConfig {
@@ -26,6 +29,7 @@ impl Default for NodeConfig {
             catalogue: Arc::new(Catalogue::default()),
             clock: Arc::new(SystemClock),
             actors: ActorConfig::default(),
+            metrics: Metrics::new(),
         }
     }
 }
@@ -37,6 +41,8 @@ pub struct Node {
     pub hub: Arc<Hub>,
     pub store: Arc<dyn EventStore>,
     pub read: Arc<dyn ReadModelStore>,
+    /// The node's metrics, shared by its actors, sessions and subscriptions.
+    pub metrics: Metrics,
     /// Stops the read-model updater.
     stop_updater: CancellationToken,
     updater: JoinHandle<()>,
@@ -84,6 +90,11 @@ impl Node {
         self.relay.as_ref().is_some_and(Relay::is_streaming)
     }
 
+    /// True when this node runs a relay (a shared MongoDB store).
+    pub fn has_relay(&self) -> bool {
+        self.relay.is_some()
+    }
+
     /// Starts a node publishing to `hub` (several registries may share one in tests).
     pub fn start_with_hub(
         store: Arc<dyn EventStore>,
@@ -91,12 +102,13 @@ impl Node {
         hub: Arc<Hub>,
         config: NodeConfig,
     ) -> Self {
-        let registry = Registry::new(
+        let registry = Registry::with_metrics(
             store.clone(),
             hub.clone(),
             config.catalogue,
             config.clock,
             config.actors,
+            config.metrics.clone(),
         );
         let stop_updater = CancellationToken::new();
         let updater = tokio::spawn(run_updater(
@@ -111,6 +123,7 @@ impl Node {
             hub,
             store,
             read,
+            metrics: config.metrics,
             stop_updater,
             updater,
             relay: None,

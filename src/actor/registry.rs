@@ -5,6 +5,7 @@ use crate::actor::{CommandError, CommandReply, CommandRequest};
 use crate::bus::Hub;
 use crate::clock::Clock;
 use crate::domain::{Catalogue, Command, ResourceId};
+use crate::metrics::Metrics;
 use crate::store::EventStore;
 use dashmap::DashMap;
 use std::sync::Arc;
@@ -60,6 +61,7 @@ pub(crate) struct Shared {
     pub clock: Arc<dyn Clock>,
     pub config: ActorConfig,
     pub shutdown: CancellationToken,
+    pub metrics: Metrics,
     actors: DashMap<ResourceId, Slot>,
     tasks: TaskTracker,
     generations: AtomicU64,
@@ -80,12 +82,25 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A registry that records no metrics.
     pub fn new(
         store: Arc<dyn EventStore>,
         hub: Arc<Hub>,
         catalogue: Arc<Catalogue>,
         clock: Arc<dyn Clock>,
         config: ActorConfig,
+    ) -> Self {
+        Self::with_metrics(store, hub, catalogue, clock, config, Metrics::off())
+    }
+
+    /// A registry whose actors record into `metrics`.
+    pub fn with_metrics(
+        store: Arc<dyn EventStore>,
+        hub: Arc<Hub>,
+        catalogue: Arc<Catalogue>,
+        clock: Arc<dyn Clock>,
+        config: ActorConfig,
+        metrics: Metrics,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -95,6 +110,7 @@ impl Registry {
                 clock,
                 config,
                 shutdown: CancellationToken::new(),
+                metrics,
                 actors: DashMap::new(),
                 tasks: TaskTracker::new(),
                 generations: AtomicU64::new(0),
@@ -135,7 +151,16 @@ impl Registry {
             let (mailbox, generation) =
                 self.mailbox(id, matches!(request.command, Command::Create(_)));
             let (reply, answer) = oneshot::channel();
-            match mailbox.send(Mail { request, reply }).await {
+            let sent = match mailbox.try_send(Mail { request, reply }) {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(mail)) => {
+                    // Back-pressure: wait for room, and count the wait.
+                    self.shared.metrics.mailbox_full();
+                    mailbox.send(mail).await
+                }
+                Err(mpsc::error::TrySendError::Closed(mail)) => Err(mpsc::error::SendError(mail)),
+            };
+            match sent {
                 Ok(()) => return answer.await.map_err(|_| CommandError::ShuttingDown)?,
                 Err(mpsc::error::SendError(mail)) => {
                     // The actor stopped between lookup and send: forget it and start another.

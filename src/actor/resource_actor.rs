@@ -61,7 +61,10 @@ impl ResourceActor {
                     None => break,
                 },
                 _ = sleep_or_forever(lock_timer) => self.expire_lock().await,
-                _ = tokio::time::sleep(idle_after), if lock_timer.is_none() => break,
+                _ = tokio::time::sleep(idle_after), if lock_timer.is_none() => {
+                    self.shared.metrics.passivated();
+                    break;
+                }
                 _ = shutdown.cancelled() => break,
             }
             if self.fresh && self.state.is_none() {
@@ -140,6 +143,7 @@ impl ResourceActor {
                 return;
             }
             if attempt > 0 {
+                self.shared.metrics.retry();
                 let cap = self.shared.config.backoff.as_micros() as u64 * (1 << attempt.min(10));
                 let jitter = rand::rng().random_range(0..=cap.max(1));
                 tokio::time::sleep(Duration::from_micros(jitter)).await;
@@ -204,7 +208,10 @@ impl ResourceActor {
         let mut outcomes = if appends.is_empty() {
             Vec::new()
         } else {
-            self.shared.store.append_many(appends).await
+            let started = std::time::Instant::now();
+            let outcomes = self.shared.store.append_many(appends).await;
+            self.shared.metrics.commit(started.elapsed());
+            outcomes
         }
         .into_iter();
 
@@ -238,6 +245,10 @@ impl ResourceActor {
                             })
                         }
                         Err(AppendError::Conflict { .. }) => {
+                            if intact {
+                                // The first conflict of the chain (the rest follow from it).
+                                self.shared.metrics.conflict();
+                            }
                             intact = false;
                             stale = true;
                             again.push(mail);

@@ -147,11 +147,13 @@ async fn connection(
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             NetStats::bump(&ctx.stats.refused);
+            ctx.node.metrics.connection_refused();
             tracing::debug!(%peer, error = %e, "upgrade refused");
             return;
         }
         Err(_) => {
             NetStats::bump(&ctx.stats.refused);
+            ctx.node.metrics.connection_refused();
             tracing::debug!(%peer, "upgrade timed out");
             return;
         }
@@ -159,9 +161,23 @@ async fn connection(
     let Some(principal) = principal else {
         return; // unreachable: the callback ran and accepted
     };
-    tracing::debug!(%peer, player = %principal.player, role = principal.role.as_str(), "session open");
-    session::run(ws, principal, ctx, shutdown).await;
-    tracing::debug!(%peer, "session closed");
+    // One line when a session opens and one when it closes (never the token).
+    let player = principal.player.clone();
+    let role = principal.role.as_str();
+    tracing::info!(%peer, %player, role, "connection opened");
+    let opened = std::time::Instant::now();
+    let closed = session::run(ws, principal, ctx, shutdown).await;
+    tracing::info!(
+        %peer,
+        %player,
+        role,
+        duration_ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX),
+        close_code = closed.code.map_or_else(|| "client".to_string(), |c| c.to_string()),
+        close_reason = closed.reason,
+        messages_in = closed.messages_in,
+        messages_out = closed.messages_out,
+        "connection closed"
+    );
 }
 
 /// Checks the upgrade request: path `/` or `/v1`, subprotocol `warden.v1` if any is offered, and

@@ -11,6 +11,7 @@ use crate::domain::{
     ClientResource, Command, CommandId, EventEnvelope, PlayerId, Principal, ResourceEvent,
     ResourceId, Timestamp, View,
 };
+use crate::metrics::Outcome;
 use crate::node::Node;
 use crate::projection::time_travel::{StateAtError, StatePoint};
 use crate::protocol::{HistoryEvent, RequestId, ServerMessage};
@@ -53,7 +54,9 @@ pub(crate) async fn command(
     req: RequestId,
     command_id: CommandId,
     command: Command,
+    received: std::time::Instant,
 ) -> ServerMessage {
+    let kind = crate::metrics::command_kind(&command);
     let outcome = node
         .registry
         .execute(CommandRequest {
@@ -62,6 +65,18 @@ pub(crate) async fn command(
             command,
         })
         .await;
+    let counted = match &outcome {
+        Ok(reply) if reply.duplicate => Outcome::Duplicate,
+        Ok(_) => Outcome::Applied,
+        Err(e) => Outcome::Refused(e.code()),
+    };
+    node.metrics.command(kind, counted, received);
+    tracing::debug!(
+        %command_id,
+        kind = kind.map_or("expire_lock", |k| crate::metrics::COMMAND_KINDS[k]),
+        outcome = ?counted,
+        "command answered"
+    );
     match outcome {
         Ok(reply) => ServerMessage::Applied {
             req,

@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +51,17 @@ enum End {
     Close(u16, &'static str),
 }
 
+/// How a session ended, for the log line and the metrics.
+pub(crate) struct Closed {
+    /// The close code the server sent; `None` when the client closed or the connection broke.
+    pub code: Option<u16>,
+    pub reason: &'static str,
+    /// Messages received from the client (well-formed or not).
+    pub messages_in: u64,
+    /// Messages written to the client (replies, updates, errors; not pings).
+    pub messages_out: u64,
+}
+
 /// What handling one message decided about the session.
 enum Next {
     Continue,
@@ -66,6 +77,8 @@ struct Session {
     next_sub: u64,
     commands: TokenBucket,
     bad: TokenBucket,
+    /// Messages received, for the close log line.
+    messages_in: u64,
 }
 
 /// Runs a session on an upgraded connection until the client leaves, it breaks a rule that ends
@@ -75,10 +88,13 @@ pub(crate) async fn run<S>(
     principal: Principal,
     ctx: Arc<Ctx>,
     shutdown: CancellationToken,
-) where
+) -> Closed
+where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send,
 {
     NetStats::bump(&ctx.stats.open);
+    ctx.node.metrics.connection_opened();
+    let mut messages_out = 0u64;
     let config = ctx.config.clone();
     // Capacity: `outbound_queue` messages; full means this client cannot keep up, so whoever
     // finds it full closes the session (4008) instead of waiting.
@@ -92,6 +108,7 @@ pub(crate) async fn run<S>(
         next_sub: 1,
         commands: TokenBucket::new(config.commands_per_second, config.commands_burst),
         bad: TokenBucket::new(1, config.bad_message_burst),
+        messages_in: 0,
         ctx,
     };
     session.send(&ServerMessage::Welcome {
@@ -134,11 +151,10 @@ pub(crate) async fn run<S>(
                     }
                 };
                 tokio::select! {
-                    written = write_batch(&mut ws, first, &mut rx) => {
-                        if written.is_err() {
-                            break End::Gone;
-                        }
-                    }
+                    written = write_batch(&mut ws, first, &mut rx) => match written {
+                        Ok(frames) => messages_out += frames,
+                        Err(_) => break End::Gone,
+                    },
                     _ = give_up => {
                         if overflow.is_cancelled() {
                             continue; // the first branch closes with 4008
@@ -170,9 +186,18 @@ pub(crate) async fn run<S>(
         sub.cancel.cancel();
     }
     let stats = session.ctx.stats.clone();
+    let metrics = session.ctx.node.metrics.clone();
+    let mut closed = Closed {
+        code: None,
+        reason: "",
+        messages_in: session.messages_in,
+        messages_out,
+    };
     match end {
         End::Gone => {}
         End::Close(code, reason) => {
+            closed.code = Some(code);
+            closed.reason = reason;
             if code == CLOSE_SLOW_CONSUMER {
                 NetStats::bump(&stats.slow_consumers);
             }
@@ -191,6 +216,9 @@ pub(crate) async fn run<S>(
                     // Queued replies first (a shutdown's last answers); a slow consumer's queue
                     // is exactly what it could not take, so it is dropped.
                     while let Ok(msg) = rx.try_recv() {
+                        if matches!(msg, Outbound::Frame(_)) {
+                            closed.messages_out += 1;
+                        }
                         if ws.feed(msg.into_message()).await.is_err() {
                             return;
                         }
@@ -207,30 +235,39 @@ pub(crate) async fn run<S>(
     stats
         .open
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    metrics.connection_closed(closed.code);
+    closed
 }
 
-/// Writes `first` and whatever else is queued (up to a batch), then flushes.
+/// Writes `first` and whatever else is queued (up to a batch), then flushes. Returns how many
+/// messages (not pings) it wrote.
 async fn write_batch<S>(
     ws: &mut S,
     first: Outbound,
     rx: &mut mpsc::Receiver<Outbound>,
-) -> Result<(), WsError>
+) -> Result<u64, WsError>
 where
     S: Sink<Message, Error = WsError> + Unpin,
 {
+    let mut frames = u64::from(matches!(first, Outbound::Frame(_)));
     ws.feed(first.into_message()).await?;
     for _ in 1..WRITE_BATCH {
         match rx.try_recv() {
-            Ok(msg) => ws.feed(msg.into_message()).await?,
+            Ok(msg) => {
+                frames += u64::from(matches!(msg, Outbound::Frame(_)));
+                ws.feed(msg.into_message()).await?;
+            }
             Err(_) => break,
         }
     }
-    ws.flush().await
+    ws.flush().await?;
+    Ok(frames)
 }
 
 impl Session {
     /// Queues a message for the client (closing the session if the queue is full).
     fn send(&self, msg: &ServerMessage) {
+        self.ctx.node.metrics.sent(msg);
         self.outbox.send(Bytes::from(protocol::encode(msg)));
     }
 
@@ -241,7 +278,10 @@ impl Session {
     async fn on_frame(&mut self, frame: Option<Result<Message, WsError>>) -> Next {
         match frame {
             None => Next::End(End::Gone),
-            Some(Ok(Message::Binary(bytes))) => self.on_message(&bytes).await,
+            Some(Ok(Message::Binary(bytes))) => {
+                self.messages_in += 1;
+                self.on_message(&bytes).await
+            }
             Some(Ok(Message::Text(_))) => Next::End(End::Close(
                 CLOSE_UNSUPPORTED_DATA,
                 "text frames are not part of the protocol: send binary MessagePack",
@@ -253,6 +293,10 @@ impl Session {
             Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => Next::End(
                 End::Close(CLOSE_TOO_BIG, "message larger than max_frame_bytes"),
             ),
+            // The client went away without a closing handshake: nobody to send a close frame to.
+            Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
+                Next::End(End::Gone)
+            }
             Some(Err(WsError::Protocol(e))) => {
                 tracing::debug!(error = %e, "WebSocket protocol error");
                 Next::End(End::Close(1002, "WebSocket protocol error"))
@@ -263,6 +307,7 @@ impl Session {
 
     /// Counts an undecodable message; too many in a burst ends the session.
     fn bad_message(&mut self, req: Option<RequestId>, code: &str, message: String) -> Next {
+        self.ctx.node.metrics.malformed();
         self.error(req, code, message);
         if self.bad.take() {
             Next::Continue
@@ -311,6 +356,7 @@ impl Session {
             Err(e) => return self.bad_message(req, "bad_message", e.to_string()),
         };
         NetStats::bump(&self.ctx.stats.requests);
+        self.ctx.node.metrics.received(&msg);
         self.dispatch(msg).await;
         Next::Continue
     }
@@ -454,10 +500,19 @@ impl Session {
     }
 
     fn command(&mut self, req: RequestId, command_id: crate::domain::CommandId, command: Command) {
+        let kind = crate::metrics::command_kind(&command);
         if self.principal.role == Role::Spectator {
+            self.ctx
+                .node
+                .metrics
+                .command_refused_early(kind, "forbidden");
             return self.error(Some(req), "forbidden", "spectators cannot send commands");
         }
         if !self.commands.take() {
+            self.ctx
+                .node
+                .metrics
+                .command_refused_early(kind, "rate_limited");
             return self.error(
                 Some(req),
                 "rate_limited",
@@ -473,6 +528,7 @@ impl Session {
             req,
             command_id,
             command,
+            std::time::Instant::now(),
         )));
     }
 
@@ -535,7 +591,11 @@ impl Session {
                     sub,
                     resources,
                 });
-                let task = tokio::spawn(task);
+                let open = self.ctx.node.metrics.subscription_opened();
+                let task = tokio::spawn(async move {
+                    let _open = open;
+                    task.await
+                });
                 self.subs.insert(sub, SubHandle { cancel, task });
             }
             Err(SubscribeError::Rejected(code, message)) => self.error(Some(req), code, message),

@@ -256,6 +256,7 @@ impl Live {
                     self.sub
                 ),
             };
+            self.node.metrics.error_sent();
             self.outbox.send(Bytes::from(protocol::encode(&msg)));
         }
     }
@@ -328,6 +329,7 @@ impl Live {
     /// Sends every change of `id` after the last sent version, read from the log, one update per
     /// command.
     async fn fill(&mut self, id: ResourceId) -> Result<(), Stop> {
+        self.node.metrics.gap_fill();
         let store = self.node.store.clone();
         let tracked = self.tracked.entry(id).or_insert(Tracked {
             last: 0,
@@ -374,6 +376,7 @@ impl Live {
     }
 
     fn send(&self, frame: Bytes) -> Result<(), Stop> {
+        self.node.metrics.update_sent();
         if self.outbox.send(frame) {
             Ok(())
         } else {

@@ -214,7 +214,7 @@ fn group_commit_loop(
                 Err(_) => break,
             }
         }
-        match commit_batch(db, &batch) {
+        match crate::metrics::timed_group_commit(appends, || commit_batch(db, &batch)) {
             Ok(outcomes) => {
                 counters.commits.fetch_add(1, Ordering::Relaxed);
                 counters

@@ -95,6 +95,11 @@ impl TestServer {
         }
     }
 
+    /// The token whose cancellation starts this server's graceful shutdown (as [`stop`] does).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
     pub fn token(&self, player: &str, role: Role) -> String {
         self.keys.mint(player, role, 3600)
     }

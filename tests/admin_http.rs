@@ -1,0 +1,451 @@
+//! The admin listener as an operator and a load balancer use it: `/metrics` parsed as Prometheus
+//! text with a real HTTP client, `/healthz`, `/readyz` through a graceful shutdown, and the JSON
+//! logs of the real `warden` binary.
+
+mod common;
+
+use common::{PATIENCE, TestServer, applied, error_code};
+use prometheus_parse::{Sample, Scrape, Value};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use warden::admin::AdminState;
+use warden::domain::{CommandId, Role};
+use warden::protocol::{ClientMessage, ServerMessage};
+
+/// An admin listener on port 0 over a test server's node.
+struct Admin {
+    base: String,
+    stop: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Admin {
+    async fn start(server: &TestServer) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = AdminState::new(server.node.clone(), server.shutdown_token())
+            .with_data_dir(&server.dir);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(warden::admin::run(listener, state, stop.clone()));
+        Self { base, stop, task }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let response = tokio::time::timeout(PATIENCE, reqwest::get(format!("{}{path}", self.base)))
+            .await
+            .expect("the admin listener answered in time")
+            .expect("HTTP request");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+
+    async fn scrape(&self) -> Scrape {
+        let (status, body) = self.get("/metrics").await;
+        assert_eq!(status, 200);
+        Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text")
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().expect("admin listener ran");
+    }
+}
+
+/// The value of the counter or gauge `name` whose labels include `labels`.
+fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found: Vec<&Sample> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .collect();
+    assert_eq!(found.len(), 1, "one sample of {name} {labels:?}");
+    match found[0].value {
+        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+        ref other => panic!("{name} is not a number: {other:?}"),
+    }
+}
+
+/// The observation count (the `+Inf` bucket) of histogram `name` with these labels.
+fn histogram_count(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found: Vec<&Sample> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .collect();
+    assert_eq!(found.len(), 1, "one histogram {name} {labels:?}");
+    match &found[0].value {
+        Value::Histogram(buckets) => {
+            buckets
+                .iter()
+                .find(|b| b.less_than.is_infinite())
+                .expect("a +Inf bucket")
+                .count
+        }
+        other => panic!("{name} is not a histogram: {other:?}"),
+    }
+}
+
+// Guards against: counters that miss or double-count commands, outcomes filed under the wrong
+// label, and latency histograms that do not see every answered command.
+#[tokio::test]
+async fn metrics_count_exactly_the_commands_sent_by_kind_and_outcome() {
+    let server = TestServer::start().await;
+    let admin = Admin::start(&server).await;
+    let mut alice = server.connect("alice", Role::Player).await;
+
+    // Given 3 applied commands (create, add, lock), 1 refused `locked`, 1 duplicate add.
+    let id = alice.create_id("wood").await;
+    let add_id = CommandId::new();
+    let add = |req| ClientMessage::Add {
+        req,
+        command_id: add_id,
+        resource_id: id,
+        amount: 5,
+        reason: "quest".into(),
+    };
+    applied(&alice.request(add).await);
+    applied(&alice.lock(id, "trade", 60_000).await);
+    assert_eq!(error_code(&alice.allocate(id, 1).await), "locked");
+    match alice.request(add).await {
+        ServerMessage::Applied { duplicate, .. } => assert!(duplicate, "a repeat is a duplicate"),
+        other => panic!("expected applied, got {other:?}"),
+    }
+
+    // Then /metrics shows exactly those.
+    let scrape = admin.scrape().await;
+    let commands: Vec<(String, String, f64)> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "warden_commands_total")
+        .map(|s| {
+            let v = match s.value {
+                Value::Counter(v) => v,
+                ref other => panic!("a counter, got {other:?}"),
+            };
+            (
+                s.labels.get("kind").unwrap().to_owned(),
+                s.labels.get("outcome").unwrap().to_owned(),
+                v,
+            )
+        })
+        .filter(|(_, _, v)| *v != 0.0)
+        .collect();
+    let mut commands = commands;
+    commands.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let expected = [
+        ("add", "applied", 1.0),
+        ("add", "duplicate", 1.0),
+        ("allocate", "locked", 1.0),
+        ("create", "applied", 1.0),
+        ("lock", "applied", 1.0),
+    ];
+    let expected: Vec<(String, String, f64)> = expected
+        .iter()
+        .map(|(k, o, v)| (k.to_string(), o.to_string(), *v))
+        .collect();
+    assert_eq!(commands, expected);
+
+    // And the latency histogram counted each answered command under its kind.
+    for (kind, n) in [
+        ("create", 1.0),
+        ("add", 2.0),
+        ("lock", 1.0),
+        ("allocate", 1.0),
+        ("unlock", 0.0),
+    ] {
+        assert_eq!(
+            histogram_count(
+                &scrape,
+                "warden_command_duration_seconds",
+                &[("kind", kind)]
+            ),
+            n,
+            "{kind} commands timed"
+        );
+    }
+    assert!(
+        histogram_count(&scrape, "warden_commit_duration_seconds", &[]) >= 3.0,
+        "the three applied commands were committed, each timed"
+    );
+    assert!(value(&scrape, "warden_store_group_commits_total", &[]) >= 3.0);
+    for (kind, n) in [
+        ("create", 1.0),
+        ("add", 2.0),
+        ("lock", 1.0),
+        ("allocate", 1.0),
+    ] {
+        assert_eq!(
+            value(&scrape, "warden_messages_received_total", &[("type", kind)]),
+            n
+        );
+    }
+    assert_eq!(
+        value(
+            &scrape,
+            "warden_messages_sent_total",
+            &[("type", "applied")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        value(&scrape, "warden_messages_sent_total", &[("type", "error")]),
+        1.0
+    );
+    assert_eq!(value(&scrape, "warden_connections_open", &[]), 1.0);
+    assert_eq!(value(&scrape, "warden_connections_opened_total", &[]), 1.0);
+    assert_eq!(value(&scrape, "warden_actors_live", &[]), 1.0);
+    assert!(value(&scrape, "warden_store_disk_bytes", &[]) > 0.0);
+    assert!(value(&scrape, "process_resident_memory_bytes", &[]) > 0.0);
+    assert!(value(&scrape, "process_open_fds", &[]) > 0.0);
+    // Every metric of ours carries a help line.
+    for sample in scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric.starts_with("warden_"))
+    {
+        let base = sample
+            .metric
+            .trim_end_matches("_count")
+            .trim_end_matches("_sum");
+        assert!(
+            scrape.docs.contains_key(base) || scrape.docs.contains_key(&sample.metric),
+            "{} has a help line",
+            sample.metric
+        );
+    }
+
+    // When the client leaves, the session is counted as closed by the client.
+    drop(alice);
+    let mut closed = 0.0;
+    for _ in 0..300 {
+        let scrape = admin.scrape().await;
+        closed = value(
+            &scrape,
+            "warden_connections_closed_total",
+            &[("code", "client")],
+        );
+        if closed == 1.0 {
+            assert_eq!(value(&scrape, "warden_connections_open", &[]), 0.0);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(closed, 1.0, "the closed session is counted");
+    admin.stop().await;
+    server.stop().await;
+}
+
+// Guards against: a rate limit, malformed input or a subscription that the metrics do not show.
+#[tokio::test]
+async fn metrics_show_rate_limits_malformed_messages_and_subscriptions() {
+    let server = TestServer::start_with(warden::net::NetConfig {
+        commands_per_second: 1,
+        commands_burst: 2,
+        ..warden::net::NetConfig::default()
+    })
+    .await;
+    let admin = Admin::start(&server).await;
+    let mut bob = server.connect("bob", Role::Player).await;
+    let id = bob.create_id("wood").await;
+    applied(&bob.add(id, 1).await);
+    assert_eq!(error_code(&bob.add(id, 1).await), "rate_limited");
+    bob.send_raw(vec![0xc1]).await; // never valid MessagePack
+    assert_eq!(error_code(&bob.recv().await.unwrap()), "bad_message");
+    match bob.subscribe(id, None).await {
+        ServerMessage::Subscribed { .. } => {}
+        other => panic!("expected subscribed, got {other:?}"),
+    }
+
+    let scrape = admin.scrape().await;
+    assert_eq!(value(&scrape, "warden_rate_limited_total", &[]), 1.0);
+    assert_eq!(
+        value(
+            &scrape,
+            "warden_commands_total",
+            &[("kind", "add"), ("outcome", "rate_limited")]
+        ),
+        1.0
+    );
+    assert_eq!(value(&scrape, "warden_malformed_messages_total", &[]), 1.0);
+    assert_eq!(value(&scrape, "warden_subscriptions_open", &[]), 1.0);
+    admin.stop().await;
+    server.stop().await;
+}
+
+// Guards against: a balancer that keeps sending players to a node that is draining.
+#[tokio::test]
+async fn readyz_turns_503_when_shutdown_begins_before_sessions_close() {
+    let server = TestServer::start().await;
+    let admin = Admin::start(&server).await;
+    let (status, body) = admin.get("/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = admin.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+
+    // Given a session with commands in flight…
+    let mut carol = server.connect("carol", Role::Player).await;
+    let id = carol.create_id("wood").await;
+    for _ in 0..200 {
+        let req = carol.next_req();
+        carol
+            .send(&ClientMessage::Add {
+                req,
+                command_id: CommandId::new(),
+                resource_id: id,
+                amount: 1,
+                reason: String::new(),
+            })
+            .await;
+    }
+    // …when graceful shutdown begins,
+    server.shutdown_token().cancel();
+    // then /readyz is 503 with a reason while /healthz still answers 200.
+    let (status, body) = admin.get("/readyz").await;
+    assert_eq!(status, 503);
+    let reason: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+    assert_eq!(reason["reason"], "shutting_down");
+    let (status, _) = admin.get("/healthz").await;
+    assert_eq!(status, 200);
+
+    // And the session, still open until its in-flight commands are answered, closes with 1001.
+    let close = loop {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        match tokio::time::timeout(PATIENCE, carol.ws.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("connection ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.expect("a close frame").code), 1001);
+    admin.stop().await;
+    server.stop().await;
+}
+
+/// Reads the child's stderr lines on a thread, forwarding them.
+fn lines_of(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+// Guards against: log lines a log shipper cannot parse, a missing connection line, and a token
+// written to the logs.
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_connection_lines_and_no_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warden=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start warden");
+    let lines = lines_of(child.stderr.take().unwrap());
+    let mut seen: Vec<serde_json::Value> = Vec::new();
+    let next = |seen: &mut Vec<serde_json::Value>| {
+        let line = lines
+            .recv_timeout(PATIENCE)
+            .expect("warden logs a line in time");
+        let value: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not a JSON object ({e}): {line}"));
+        assert!(value.is_object(), "one object per line: {line}");
+        seen.push(value.clone());
+        (line, value)
+    };
+    // The start line says where the game port, the admin port and the data are.
+    let start = loop {
+        let (_, v) = next(&mut seen);
+        if v.get("game").is_some() {
+            break v;
+        }
+    };
+    let game: SocketAddr = start["game"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("ws://")
+        .trim_end_matches("/v1")
+        .parse()
+        .unwrap();
+    assert!(
+        start["admin"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    assert_eq!(
+        start["data"].as_str().unwrap(),
+        dir.path().display().to_string()
+    );
+    let admin = start["admin"].as_str().unwrap().to_owned();
+    let (status, _) = (reqwest::get(&admin).await.unwrap().status().as_u16(), ());
+    assert_eq!(status, 200, "the logged admin address serves /metrics");
+
+    // A session that sends a command, then leaves.
+    let keys = warden::auth::TokenKeys::load(dir.path()).unwrap();
+    let token = keys.mint("dave", Role::Player, 3600);
+    let mut dave = common::Client::connect(&format!("ws://{game}/v1?token={token}"))
+        .await
+        .unwrap();
+    dave.create_id("wood").await;
+    dave.ws.close(None).await.unwrap();
+    drop(dave);
+    let closed = loop {
+        let (line, v) = next(&mut seen);
+        assert!(!line.contains(&token), "a token was logged: {line}");
+        if v["message"] == "connection closed" {
+            break v;
+        }
+    };
+    assert_eq!(closed["player"], "dave");
+    assert_eq!(closed["role"], "player");
+    assert_eq!(closed["close_code"], "client");
+    assert_eq!(closed["messages_in"], 1);
+    assert!(
+        closed["messages_out"].as_u64().unwrap() >= 2,
+        "welcome and applied"
+    );
+    assert!(closed["duration_ms"].is_u64());
+    assert!(
+        seen.iter()
+            .any(|v| v["message"] == "connection opened" && v["player"] == "dave"),
+        "the opening was logged"
+    );
+    assert!(
+        seen.iter().any(|v| v["message"] == "command answered"),
+        "per-command lines at debug"
+    );
+
+    // A graceful stop logs JSON to the end.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    while let Ok(line) = lines.recv_timeout(std::time::Duration::from_secs(5)) {
+        assert!(!line.contains(&token), "a token was logged: {line}");
+        let value: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not a JSON object ({e}): {line}"));
+        assert!(value.is_object());
+    }
+    assert!(status.success(), "warden stopped cleanly: {status}");
+}
