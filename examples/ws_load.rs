@@ -4,6 +4,9 @@
 //! ```sh
 //! # in-process server on a temporary store (rate limit off), 64 connections × 8 in flight:
 //! cargo run --release --example ws_load -- load --conns 64 --in-flight 8 --seconds 10
+//! # the cost of metrics: in-process servers with metrics on (admin listener, scraped every
+//! # second) and off (`--admin-listen off`), runs in the order off, on, on, off:
+//! cargo run --release --example ws_load -- load --conns 64 --in-flight 8 --admin both --rounds 3
 //! # the protocol's ping as an echo baseline (same framing, no command):
 //! cargo run --release --example ws_load -- load --conns 64 --in-flight 8 --op ping
 //! # against a running server (tokens signed with that data directory's secret):
@@ -39,6 +42,10 @@ struct Args {
     data_dir: Option<PathBuf>,
     server_pid: Option<u32>,
     subs: usize,
+    /// In-process server: metrics and admin listener `on`, `off`, or `both` (compared).
+    admin: String,
+    /// With `--admin both`: how many off/on/on/off rounds.
+    rounds: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -53,6 +60,8 @@ fn parse_args() -> anyhow::Result<Args> {
         data_dir: None,
         server_pid: None,
         subs: 50,
+        admin: "on".into(),
+        rounds: 1,
     };
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -65,6 +74,8 @@ fn parse_args() -> anyhow::Result<Args> {
             "--data-dir" => args.data_dir = Some(value.into()),
             "--server-pid" => args.server_pid = Some(value.parse()?),
             "--subs" => args.subs = value.parse()?,
+            "--admin" => args.admin = value,
+            "--rounds" => args.rounds = value.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -195,17 +206,36 @@ struct LocalServer {
     node: Arc<Node>,
     shutdown: tokio_util::sync::CancellationToken,
     task: tokio::task::JoinHandle<Result<(), warden::net::NetError>>,
+    /// With metrics on: the admin listener and a scraper reading `/metrics` every second.
+    admin: Option<(
+        tokio_util::sync::CancellationToken,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    )>,
     _dir: tempfile::TempDir,
 }
 
 impl LocalServer {
     async fn start(config: NetConfig) -> anyhow::Result<Self> {
+        Self::start_with_admin(config, true).await
+    }
+
+    /// With `admin`: metrics on, an admin listener, and `/metrics` scraped every second (a
+    /// busy Prometheus); without: metrics off, as `--admin-listen off` runs.
+    async fn start_with_admin(config: NetConfig, admin: bool) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let store = Arc::new(EmbeddedStore::open(dir.path())?);
+        let metrics = if admin {
+            warden::metrics::Metrics::new()
+        } else {
+            warden::metrics::Metrics::off()
+        };
         let node = Arc::new(Node::start(
             store.clone(),
             store.clone(),
-            NodeConfig::default(),
+            NodeConfig {
+                metrics,
+                ..NodeConfig::default()
+            },
         ));
         let keys = TokenKeys::from_secret(b"load");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -218,12 +248,38 @@ impl LocalServer {
             config,
             shutdown.clone(),
         ));
+        let admin = if admin {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let url = format!("http://{}/metrics", listener.local_addr()?);
+            let stop = tokio_util::sync::CancellationToken::new();
+            let state = warden::admin::AdminState::new(node.clone(), shutdown.clone())
+                .with_data_dir(dir.path());
+            let task = tokio::spawn(warden::admin::run(listener, state, stop.clone()));
+            let scraping = stop.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = scraping.cancelled() => break,
+                        _ = every.tick() => {
+                            if let Ok(r) = reqwest::get(&url).await {
+                                let _ = r.text().await;
+                            }
+                        }
+                    }
+                }
+            });
+            Some((stop, task))
+        } else {
+            None
+        };
         Ok(Self {
             addr,
             keys,
             node,
             shutdown,
             task,
+            admin,
             _dir: dir,
         })
     }
@@ -231,6 +287,10 @@ impl LocalServer {
     async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         self.task.await??;
+        if let Some((stop, task)) = self.admin {
+            stop.cancel();
+            task.await??;
+        }
         if let Some(node) = Arc::into_inner(self.node) {
             node.shutdown().await;
         }
@@ -239,6 +299,53 @@ impl LocalServer {
 }
 
 async fn load(args: Args) -> anyhow::Result<()> {
+    if args.addr.is_some() || args.admin != "both" {
+        let admin = match args.admin.as_str() {
+            "on" => true,
+            "off" => false,
+            other => bail!("--admin takes on, off or both, not {other}"),
+        };
+        load_once(&args, admin).await?;
+        return Ok(());
+    }
+    // Off, on, on, off: a drift over the four runs (the machine warming up or getting busy)
+    // weighs on both sides alike.
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    for _ in 0..args.rounds.max(1) {
+        for admin in [false, true, true, false] {
+            let rate = load_once(&args, admin).await?;
+            if admin {
+                on.push(rate)
+            } else {
+                off.push(rate)
+            }
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    let runs = on.len();
+    let (on_mean, off_mean) = (mean(&on), mean(&off));
+    let (on_median, off_median) = (median(&mut on), median(&mut off));
+    println!(
+        "metrics on: mean {on_mean:.0} req/s, median {on_median:.0}; off: mean {off_mean:.0} req/s, \
+         median {off_median:.0} ({runs} runs each): on is {:+.1} % (mean) / {:+.1} % (median) of off",
+        100.0 * (on_mean - off_mean) / off_mean,
+        100.0 * (on_median - off_median) / off_median,
+    );
+    Ok(())
+}
+
+/// One load run; returns requests per second.
+async fn load_once(args: &Args, admin: bool) -> anyhow::Result<f64> {
     let (addr, keys, server) = match args.addr {
         Some(addr) => {
             let dir = args
@@ -248,10 +355,13 @@ async fn load(args: Args) -> anyhow::Result<()> {
             (addr, TokenKeys::load(&dir)?, None)
         }
         None => {
-            let server = LocalServer::start(NetConfig {
-                commands_per_second: 0,
-                ..NetConfig::default()
-            })
+            let server = LocalServer::start_with_admin(
+                NetConfig {
+                    commands_per_second: 0,
+                    ..NetConfig::default()
+                },
+                admin,
+            )
             .await?;
             (server.addr, server.keys.clone(), Some(server))
         }
@@ -277,14 +387,22 @@ async fn load(args: Args) -> anyhow::Result<()> {
             .copied()
             .unwrap_or(0)
     };
+    let rate = all.len() as f64 / args.seconds as f64;
     println!(
-        "op={} conns={} in_flight={} seconds={}: {} requests, {:.0} req/s, p50 {} µs, p99 {} µs, p99.9 {} µs",
+        "op={} conns={} in_flight={} seconds={} metrics={}: {} requests, {:.0} req/s, p50 {} µs, p99 {} µs, p99.9 {} µs",
         args.op,
         args.conns,
         args.in_flight,
         args.seconds,
+        if server.is_none() {
+            "server's"
+        } else if admin {
+            "on"
+        } else {
+            "off"
+        },
         all.len(),
-        all.len() as f64 / args.seconds as f64,
+        rate,
         pct(0.50),
         pct(0.99),
         pct(0.999),
@@ -292,7 +410,7 @@ async fn load(args: Args) -> anyhow::Result<()> {
     if let Some(server) = server {
         server.stop().await?;
     }
-    Ok(())
+    Ok(rate)
 }
 
 async fn idle(args: Args) -> anyhow::Result<()> {

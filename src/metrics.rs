@@ -98,7 +98,7 @@ const BATCH_BUCKETS: [f64; 12] = [
 ];
 
 /// The node's metrics, or nothing when off. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Metrics(Option<Arc<Instruments>>);
 
 /// Every instrument, registered once.
@@ -623,6 +623,13 @@ impl Metrics {
         if let Some(m) = &self.0 {
             m.gap_fills.inc();
         }
+    }
+}
+
+impl Default for Metrics {
+    /// On, as [`Metrics::new`].
+    fn default() -> Self {
+        Self::new()
     }
 }
 

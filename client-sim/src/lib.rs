@@ -11,6 +11,7 @@
 //!   what subscribers saw, and the server's final state.
 //! - [`metrics`]: latency histograms, counters, delivery lag.
 //! - [`report`]: the report as text and JSON; [`plot`]: as an SVG picture.
+//! - [`server`]: the server's own figures, from its `/metrics` before and after (`--admin-url`).
 
 pub mod check;
 pub mod conn;
@@ -18,5 +19,6 @@ pub mod metrics;
 pub mod plot;
 pub mod report;
 pub mod scenario;
+pub mod server;
 pub mod swarm;
 pub mod tokens;

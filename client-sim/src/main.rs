@@ -88,6 +88,11 @@ struct SwarmArgs {
     /// Do not write the picture.
     #[arg(long)]
     no_plot: bool,
+    /// The server's admin listener (e.g. http://127.0.0.1:7351): its `/metrics` is read before
+    /// and after the run, and the server's CPU seconds, RSS, commits and appends per commit
+    /// join the report.
+    #[arg(long, env = "WARDEN_ADMIN_URL")]
+    admin_url: Option<String>,
 }
 
 #[tokio::main]
@@ -175,7 +180,24 @@ async fn swarm(url: String, keys: warden::auth::TokenKeys, args: SwarmArgs) -> a
             }
         });
     }
+    let before = match &args.admin_url {
+        Some(url) => Some(client_sim::server::sample(url).await?),
+        None => None,
+    };
+    let started = std::time::Instant::now();
     let mut report = client_sim::swarm::run(config, keys, cancel, progress).await?;
+    if let (Some(url), Some(before)) = (&args.admin_url, before) {
+        match client_sim::server::sample(url).await {
+            Ok(after) => {
+                report.server = Some(client_sim::server::figures(
+                    before,
+                    after,
+                    started.elapsed(),
+                ))
+            }
+            Err(e) => eprintln!("warning: {e:#}"),
+        }
+    }
     bar.finish_and_clear();
     if !args.no_plot {
         match client_sim::plot::write_svg(&report, &args.plot) {

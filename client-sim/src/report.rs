@@ -60,6 +60,8 @@ pub struct SwarmReport {
     pub timeline: Vec<SecondStats>,
     /// Where the picture was written.
     pub plot: Option<String>,
+    /// The server's own figures over the run, from its `/metrics` (with `--admin-url`).
+    pub server: Option<crate::server::ServerFigures>,
     #[serde(skip)]
     pub latency_histogram: Option<hdrhistogram::Histogram<u64>>,
 }
@@ -123,6 +125,7 @@ impl SwarmReport {
                 .collect(),
             timeline: snap.timeline,
             plot: None,
+            server: None,
             latency_histogram: Some(snap.commands),
         }
     }
@@ -222,6 +225,21 @@ impl SwarmReport {
             self.unknown_outcomes_applied,
             self.unknown_outcomes_not_applied
         );
+        if let Some(f) = &self.server {
+            let per_commit = f
+                .appends_per_commit
+                .map_or_else(|| "-".to_string(), |a| format!("{a:.1}"));
+            let _ = writeln!(
+                s,
+                "server: {:.1} CPU s ({:.0}% of a core), RSS {:.1} MiB, {} commands counted, \
+                 {} group commits, {per_commit} appends per commit",
+                f.cpu_seconds,
+                f.cpu_percent_of_core,
+                f.rss_bytes as f64 / (1024.0 * 1024.0),
+                f.commands,
+                f.group_commits,
+            );
+        }
         if self.ok() {
             let _ = writeln!(s, "invariant check: PASSED");
         } else {

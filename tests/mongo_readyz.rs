@@ -1,0 +1,145 @@
+//! `/readyz` follows MongoDB: 503 while it is unreachable, 200 again when it returns, with the
+//! same node. Guards against a balancer sending players to a node whose store is gone.
+//!
+//! Runs its own nx-27017 on its own port (killed and restarted on the same data), found through
+//! `WARDEN_TEST_NX27017` (set by `scripts/test`) or in `.mongo-venv/bin/`. The small process
+//! helper repeats the one in `mongo_outage.rs` on purpose: that file is being reworked on
+//! another branch; the two should move into `mongo_support` together afterwards.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use warden::admin::AdminState;
+use warden::node::{Node, NodeConfig};
+use warden::store::Backend;
+use warden::store::mongo::{MongoConfig, MongoStore};
+
+/// Longest the test waits for a change it expects; only a failure waits this long.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn nx_27017() -> PathBuf {
+    if let Ok(path) = std::env::var("WARDEN_TEST_NX27017") {
+        return path.into();
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".mongo-venv/bin/nx-27017");
+    assert!(
+        local.exists(),
+        "nx-27017 not found: run `scripts/test`, or set WARDEN_TEST_NX27017 to its path"
+    );
+    local
+}
+
+/// An nx-27017 process we own; killed when dropped.
+struct Mongo(Child);
+
+impl Mongo {
+    fn start(port: u16, data_dir: &Path) -> Self {
+        let child = Process::new(nx_27017())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--host", "127.0.0.1", "-p", &port.to_string(), "--pid-file"])
+            .arg(data_dir.join("nx.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nx-27017 starts");
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nx-27017 never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self(child)
+    }
+}
+
+impl Drop for Mongo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// GET `/readyz`: the status and the body's `reason` (if any).
+async fn readyz(base: &str) -> (u16, Option<String>) {
+    let response = reqwest::get(format!("{base}/readyz")).await.expect("HTTP");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("a body");
+    let body: serde_json::Value = serde_json::from_str(&text).expect("a JSON body");
+    (status, body["reason"].as_str().map(str::to_owned))
+}
+
+/// Polls `/readyz` until it answers `status`.
+async fn until_status(base: &str, status: u16) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (now, reason) = readyz(base).await;
+        if now == status {
+            return reason;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never answered {status} (last {now}, {reason:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_while_mongodb_is_unreachable_and_200_when_it_returns() {
+    // Given a node on our own MongoDB, with its admin listener,
+    let data = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mongo = Mongo::start(port, data.path());
+    let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
+    let store = Arc::new(
+        MongoStore::connect_to(&uri, Some("readyz"), MongoConfig::default())
+            .await
+            .unwrap(),
+    );
+    let backend = Backend {
+        events: store.clone(),
+        read: store.clone(),
+        mongo: Some(store.clone()),
+    };
+    let node = Arc::new(Node::start_on(&backend, NodeConfig::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = AdminState::new(node.clone(), CancellationToken::new())
+        .with_ready_timeout(Duration::from_secs(1));
+    let stop = CancellationToken::new();
+    let admin = tokio::spawn(warden::admin::run(listener, state, stop.clone()));
+    assert_eq!(readyz(&base).await, (200, None));
+
+    // When MongoDB dies, /readyz answers 503 with a store reason (and /healthz still 200),
+    drop(mongo);
+    let reason = until_status(&base, 503).await;
+    assert!(
+        matches!(
+            reason.as_deref(),
+            Some("store_unavailable" | "store_timeout")
+        ),
+        "a store reason, got {reason:?}"
+    );
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+
+    // and when it returns on the same port and data, 200 again without a restart.
+    let _mongo = Mongo::start(port, data.path());
+    until_status(&base, 200).await;
+
+    stop.cancel();
+    admin.await.unwrap().unwrap();
+    Arc::into_inner(node)
+        .expect("the admin listener let go of the node")
+        .shutdown()
+        .await;
+}
