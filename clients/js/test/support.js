@@ -38,12 +38,13 @@ export function token(player, role = "player", ttlSecs = 3600) {
 }
 
 /**
- * Starts `warden serve` and waits until it says where it listens.
+ * Starts `warden serve` and waits until it says where it listens. The admin listener is off
+ * unless `admin` is an address (e.g. 127.0.0.1:0).
  * @returns {Promise<{url: string, addr: string, admin: string|null, dataDir: string, stop: () => Promise<void>, log: () => string}>}
  */
-export async function startServer({ dataDir = tempDir(), listen = "127.0.0.1:0", admin = null, extraArgs = [] } = {}) {
+export async function startServer({ dataDir = tempDir(), listen = "127.0.0.1:0", admin = "off", extraArgs = [] } = {}) {
   const args = ["serve", "--data-dir", dataDir, "--listen", listen, ...extraArgs];
-  if (admin !== null) args.push("--admin-listen", admin);
+  args.push("--admin-listen", admin);
   const child = spawn(wardenBin(), args, {
     env: { ...process.env, WARDEN_SECRET: SECRET, RUST_LOG: "warden=info" },
     stdio: ["ignore", "pipe", "pipe"],
@@ -60,8 +61,8 @@ export async function startServer({ dataDir = tempDir(), listen = "127.0.0.1:0",
   let adminAddr = null;
   while (Date.now() < deadline) {
     addr ??= log.match(/ws:\/\/([0-9.]+:[0-9]+)\/v1/)?.[1] ?? null;
-    adminAddr ??= log.match(/admin listener on http:\/\/([0-9.]+:[0-9]+)/)?.[1] ?? null;
-    if (addr && (admin === null || adminAddr)) break;
+    adminAddr ??= log.match(/admin http:\/\/([0-9.]+:[0-9]+)\//)?.[1] ?? null;
+    if (addr && (admin === "off" || adminAddr)) break;
     if (child.exitCode !== null) throw new Error(`warden exited early:\n${log}`);
     await new Promise((r) => setTimeout(r, 25));
   }
