@@ -1,8 +1,8 @@
 // The console and the spectator page in headless Chromium, driven over WebDriver, against a real
 // `warden serve`: sign in; a resource created by another client appears; its amount changes live;
 // the time slider shows the state at version 2; the spectator page never shows a lock's reason or
-// the regeneration rate. Screenshots go to the test's temp dir (and to $WARDEN_CONSOLE_SCREENSHOT
-// when set, which is how docs/img/console.png is made).
+// the regeneration rate. Screenshots go to the test's temp dir (kept with WARDEN_KEEP_TEMP=1), and
+// to $WARDEN_CONSOLE_SCREENSHOT when set, which is how docs/img/console.png is made.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";

@@ -3,7 +3,7 @@
 
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { mkdtempSync, existsSync } from "node:fs";
+import { mkdtempSync, existsSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -24,8 +24,17 @@ export function wardenBin() {
   return bin;
 }
 
+const tempDirs = [];
+process.on("exit", () => {
+  // Kept when WARDEN_KEEP_TEMP is set, e.g. to look at the screenshots.
+  if (!process.env.WARDEN_KEEP_TEMP) for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** A temporary directory, removed when the test process ends (unless WARDEN_KEEP_TEMP is set). */
 export function tempDir(prefix = "warden-js-") {
-  return mkdtempSync(path.join(tmpdir(), prefix));
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
 }
 
 /** An HS256 JWT as the server mints them (claims sub, role, iat, exp). */
