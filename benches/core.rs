@@ -305,6 +305,7 @@ async fn durable_run(
             pipeline,
             ..ActorConfig::default()
         },
+        ..NodeConfig::default()
     };
     let node = Node::start(store.clone(), store.clone(), config);
     let registry = node.registry.clone();

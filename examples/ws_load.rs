@@ -315,11 +315,7 @@ async fn load(args: Args) -> anyhow::Result<()> {
     for _ in 0..args.rounds.max(1) {
         for admin in [false, true, true, false] {
             let rate = load_once(&args, admin).await?;
-            if admin {
-                on.push(rate)
-            } else {
-                off.push(rate)
-            }
+            if admin { on.push(rate) } else { off.push(rate) }
         }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;

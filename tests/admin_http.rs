@@ -200,6 +200,8 @@ async fn metrics_count_exactly_the_commands_sent_by_kind_and_outcome() {
     assert!(value(&scrape, "warden_store_disk_bytes", &[]) > 0.0);
     assert!(value(&scrape, "process_resident_memory_bytes", &[]) > 0.0);
     assert!(value(&scrape, "process_open_fds", &[]) > 0.0);
+    // Present (a young test process may not have used one clock tick yet).
+    assert!(value(&scrape, "warden_process_cpu_seconds_total", &[]) >= 0.0);
     // Every metric of ours carries a help line.
     for sample in scrape
         .samples

@@ -71,8 +71,14 @@ fn parse(scrape: &Scrape) -> ServerSample {
             })
             .sum()
     };
+    // Warden's own CPU counter is to the clock tick; the process collector's counts whole seconds.
+    let precise = sum("warden_process_cpu_seconds_total");
     ServerSample {
-        cpu_seconds: sum("process_cpu_seconds_total"),
+        cpu_seconds: if precise > 0.0 {
+            precise
+        } else {
+            sum("process_cpu_seconds_total")
+        },
         rss_bytes: sum("process_resident_memory_bytes"),
         group_commits: sum("warden_store_group_commits_total"),
         appends: sum("warden_store_appends_per_commit_sum"),

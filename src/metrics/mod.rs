@@ -8,13 +8,21 @@
 //!
 //! The embedded store's group commit is process-wide, below any node: it records through
 //! [`timed_group_commit`] into statics that every node's registry also exposes.
+//!
+//! - this file: the labels, and [`Metrics`], whose methods are named after what happened;
+//! - `instruments`: creating and registering every instrument of a node;
+//! - `store`: the process-wide group-commit instruments.
+
+mod instruments;
+mod store;
+
+pub use store::{record_group_commit, timed_group_commit};
 
 use crate::domain::Command;
 use crate::protocol::{ClientMessage, ServerMessage};
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
-use std::sync::{Arc, LazyLock};
+use instruments::{Instruments, process_cpu_seconds};
+use prometheus::TextEncoder;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Command kinds a client can send, in the order of the `commands` table.
@@ -103,36 +111,6 @@ const BATCH_BUCKETS: [f64; 12] = [
 #[derive(Clone)]
 pub struct Metrics(Option<Arc<Instruments>>);
 
-/// Every instrument, registered once.
-struct Instruments {
-    registry: Registry,
-    connections_open: IntGauge,
-    connections_opened: IntCounter,
-    connections_refused: IntCounter,
-    /// By close code, in the order of [`CLOSE_CODES`], then `other`.
-    connections_closed: Vec<IntCounter>,
-    /// By client message type, in the order of [`RECEIVED_TYPES`].
-    received: Vec<IntCounter>,
-    /// By server message type, in the order of [`SENT_TYPES`].
-    sent: Vec<IntCounter>,
-    malformed: IntCounter,
-    rate_limited: IntCounter,
-    /// `[kind][outcome]`, in the order of [`COMMAND_KINDS`] × [`COMMAND_OUTCOMES`].
-    commands: Vec<Vec<IntCounter>>,
-    /// Receive → reply, by kind.
-    command_seconds: Vec<Histogram>,
-    commit_seconds: Histogram,
-    actors_live: IntGauge,
-    passivations: IntCounter,
-    mailbox_full: IntCounter,
-    conflicts: IntCounter,
-    retries: IntCounter,
-    subscriptions_open: IntGauge,
-    gap_fills: IntCounter,
-    store_disk_bytes: IntGauge,
-    relay_streaming: IntGauge,
-}
-
 /// What the scrape reads from the node at scrape time (gauges nobody updates on the hot path).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ScrapeGauges {
@@ -141,260 +119,6 @@ pub struct ScrapeGauges {
     pub store_disk_bytes: Option<u64>,
     /// On MongoDB: whether the relay follows a change stream (`Some(false)`: it polls).
     pub relay_streaming: Option<bool>,
-}
-
-/// The process-wide group-commit instruments of the embedded store.
-struct StoreInstruments {
-    group_commits: IntCounter,
-    appends_per_commit: Histogram,
-    commit_write_seconds: Histogram,
-}
-
-static STORE: LazyLock<StoreInstruments> = LazyLock::new(|| StoreInstruments {
-    group_commits: IntCounter::new(
-        "warden_store_group_commits_total",
-        "Write transactions (group commits) of the embedded store.",
-    )
-    .expect("valid metric"),
-    appends_per_commit: Histogram::with_opts(
-        HistogramOpts::new(
-            "warden_store_appends_per_commit",
-            "Appends (commands) written per group commit of the embedded store.",
-        )
-        .buckets(BATCH_BUCKETS.to_vec()),
-    )
-    .expect("valid metric"),
-    commit_write_seconds: Histogram::with_opts(
-        HistogramOpts::new(
-            "warden_store_group_commit_seconds",
-            "Time to write and fsync one group commit of the embedded store.",
-        )
-        .buckets(LATENCY_BUCKETS.to_vec()),
-    )
-    .expect("valid metric"),
-});
-
-/// Records one group commit of the embedded store: `appends` commands written and made durable
-/// in `write` (the transaction and its fsync).
-pub fn record_group_commit(appends: usize, write: Duration) {
-    let store = &*STORE;
-    store.group_commits.inc();
-    store.appends_per_commit.observe(appends as f64);
-    store.commit_write_seconds.observe(write.as_secs_f64());
-}
-
-/// Runs one group commit's write and records it ([`record_group_commit`]) if it succeeded.
-pub fn timed_group_commit<T, E>(
-    appends: usize,
-    write: impl FnOnce() -> Result<T, E>,
-) -> Result<T, E> {
-    let started = Instant::now();
-    let outcome = write();
-    if outcome.is_ok() {
-        record_group_commit(appends, started.elapsed());
-    }
-    outcome
-}
-
-fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).expect("valid metric");
-    registry
-        .register(Box::new(c.clone()))
-        .expect("registered once");
-    c
-}
-
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).expect("valid metric");
-    registry
-        .register(Box::new(g.clone()))
-        .expect("registered once");
-    g
-}
-
-/// One counter per label value, in the order given.
-fn counters_by(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    label: &str,
-    values: &[&str],
-) -> Vec<IntCounter> {
-    let vec = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
-    registry
-        .register(Box::new(vec.clone()))
-        .expect("registered once");
-    values
-        .iter()
-        .map(|v| vec.with_label_values(&[*v]))
-        .collect()
-}
-
-fn latency(registry: &Registry, name: &str, help: &str) -> Histogram {
-    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()))
-        .expect("valid metric");
-    registry
-        .register(Box::new(h.clone()))
-        .expect("registered once");
-    h
-}
-
-impl Instruments {
-    fn new() -> Self {
-        let r = Registry::new();
-        let info = IntCounterVec::new(
-            Opts::new("warden_build_info", "The running version (always 1)."),
-            &["version"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(info.clone())).expect("registered once");
-        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).inc();
-
-        let store = &*STORE;
-        for c in [
-            Box::new(store.group_commits.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(store.appends_per_commit.clone()),
-            Box::new(store.commit_write_seconds.clone()),
-        ] {
-            r.register(c).expect("registered once");
-        }
-        #[cfg(target_os = "linux")]
-        r.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))
-        .expect("registered once");
-
-        let mut close_codes = CLOSE_CODES.to_vec();
-        close_codes.push(CLOSE_OTHER);
-        let commands_vec = IntCounterVec::new(
-            Opts::new(
-                "warden_commands_total",
-                "Commands answered, by kind and outcome (applied, duplicate, or the refusal code).",
-            ),
-            &["kind", "outcome"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(commands_vec.clone()))
-            .expect("registered once");
-        let commands = COMMAND_KINDS
-            .iter()
-            .map(|k| {
-                COMMAND_OUTCOMES
-                    .iter()
-                    .map(|o| commands_vec.with_label_values(&[*k, *o]))
-                    .collect()
-            })
-            .collect();
-        let seconds_vec = prometheus::HistogramVec::new(
-            HistogramOpts::new(
-                "warden_command_duration_seconds",
-                "Commands that reached the actors, from receipt to reply, by kind.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["kind"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(seconds_vec.clone()))
-            .expect("registered once");
-        let command_seconds = COMMAND_KINDS
-            .iter()
-            .map(|k| seconds_vec.with_label_values(&[*k]))
-            .collect();
-
-        Self {
-            connections_open: gauge(
-                &r,
-                "warden_connections_open",
-                "WebSocket sessions open now.",
-            ),
-            connections_opened: counter(
-                &r,
-                "warden_connections_opened_total",
-                "WebSocket sessions opened (authenticated upgrades).",
-            ),
-            connections_refused: counter(
-                &r,
-                "warden_connections_refused_total",
-                "Upgrades refused: bad or missing token, wrong path or subprotocol, handshake failure or timeout.",
-            ),
-            connections_closed: counters_by(
-                &r,
-                "warden_connections_closed_total",
-                "WebSocket sessions closed, by close code (`client`: the client left or the connection broke).",
-                "code",
-                &close_codes,
-            ),
-            received: counters_by(
-                &r,
-                "warden_messages_received_total",
-                "Well-formed client messages, by type.",
-                "type",
-                &RECEIVED_TYPES,
-            ),
-            sent: counters_by(
-                &r,
-                "warden_messages_sent_total",
-                "Server messages queued for clients, by type (`update`: subscription updates).",
-                "type",
-                &SENT_TYPES,
-            ),
-            malformed: counter(
-                &r,
-                "warden_malformed_messages_total",
-                "Client messages that could not be decoded (answered bad_message or unknown_type).",
-            ),
-            rate_limited: counter(
-                &r,
-                "warden_rate_limited_total",
-                "Commands refused with rate_limited (over the per-session rate).",
-            ),
-            commands,
-            command_seconds,
-            commit_seconds: latency(
-                &r,
-                "warden_commit_duration_seconds",
-                "One actor's append to the store, from the call to durable (a batch of its commands).",
-            ),
-            actors_live: gauge(&r, "warden_actors_live", "Resource actors in memory now."),
-            passivations: counter(
-                &r,
-                "warden_actor_passivations_total",
-                "Actors stopped after being idle (their memory freed).",
-            ),
-            mailbox_full: counter(
-                &r,
-                "warden_actor_mailbox_full_total",
-                "Commands that waited because their resource's mailbox was full (back-pressure).",
-            ),
-            conflicts: counter(
-                &r,
-                "warden_append_conflicts_total",
-                "Appends refused for a version conflict (another writer got there first).",
-            ),
-            retries: counter(
-                &r,
-                "warden_command_retries_total",
-                "Times an actor decided commands again after a conflict or a store error.",
-            ),
-            subscriptions_open: gauge(&r, "warden_subscriptions_open", "Live subscriptions now."),
-            gap_fills: counter(
-                &r,
-                "warden_subscription_gap_fills_total",
-                "Times a subscription read the event log to fill a gap (resume or lag).",
-            ),
-            store_disk_bytes: gauge(
-                &r,
-                "warden_store_disk_bytes",
-                "Bytes under the embedded store's data directory (0 on MongoDB).",
-            ),
-            relay_streaming: gauge(
-                &r,
-                "warden_relay_streaming",
-                "On MongoDB: 1 while the relay follows a change stream, 0 while it polls.",
-            ),
-            registry: r,
-        }
-    }
 }
 
 /// Index of a command kind in [`COMMAND_KINDS`]; `None` for the internal lock expiry.
@@ -489,6 +213,13 @@ impl Metrics {
         );
         m.relay_streaming
             .set(i64::from(gauges.relay_streaming.unwrap_or(false)));
+        if let Some(cpu) = process_cpu_seconds() {
+            // A counter only goes up: add what was used since the last scrape.
+            let delta = cpu - m.cpu_seconds.get();
+            if delta > 0.0 {
+                m.cpu_seconds.inc_by(delta);
+            }
+        }
         TextEncoder::new()
             .encode_to_string(&m.registry.gather())
             .unwrap_or_else(|e| format!("# cannot encode metrics: {e}\n"))

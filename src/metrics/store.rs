@@ -1,0 +1,60 @@
+//! The embedded store's group-commit instruments: process-wide (the store is below any node),
+//! recorded through [`timed_group_commit`] and exposed by every node's registry.
+
+use super::{BATCH_BUCKETS, LATENCY_BUCKETS};
+use prometheus::{Histogram, HistogramOpts, IntCounter};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+/// The process-wide group-commit instruments of the embedded store.
+pub(super) struct StoreInstruments {
+    pub(super) group_commits: IntCounter,
+    pub(super) appends_per_commit: Histogram,
+    pub(super) commit_write_seconds: Histogram,
+}
+
+pub(super) static STORE: LazyLock<StoreInstruments> = LazyLock::new(|| StoreInstruments {
+    group_commits: IntCounter::new(
+        "warden_store_group_commits_total",
+        "Write transactions (group commits) of the embedded store.",
+    )
+    .expect("valid metric"),
+    appends_per_commit: Histogram::with_opts(
+        HistogramOpts::new(
+            "warden_store_appends_per_commit",
+            "Appends (commands) written per group commit of the embedded store.",
+        )
+        .buckets(BATCH_BUCKETS.to_vec()),
+    )
+    .expect("valid metric"),
+    commit_write_seconds: Histogram::with_opts(
+        HistogramOpts::new(
+            "warden_store_group_commit_seconds",
+            "Time to write and fsync one group commit of the embedded store.",
+        )
+        .buckets(LATENCY_BUCKETS.to_vec()),
+    )
+    .expect("valid metric"),
+});
+
+/// Records one group commit of the embedded store: `appends` commands written and made durable
+/// in `write` (the transaction and its fsync).
+pub fn record_group_commit(appends: usize, write: Duration) {
+    let store = &*STORE;
+    store.group_commits.inc();
+    store.appends_per_commit.observe(appends as f64);
+    store.commit_write_seconds.observe(write.as_secs_f64());
+}
+
+/// Runs one group commit's write and records it ([`record_group_commit`]) if it succeeded.
+pub fn timed_group_commit<T, E>(
+    appends: usize,
+    write: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    let started = Instant::now();
+    let outcome = write();
+    if outcome.is_ok() {
+        record_group_commit(appends, started.elapsed());
+    }
+    outcome
+}
