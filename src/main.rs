@@ -138,6 +138,13 @@ enum Cmd {
         /// How long the token is valid: e.g. 90s, 30m, 24h, 7d (plain numbers are seconds).
         #[arg(long, default_value = "24h", value_parser = parse_ttl)]
         ttl: Duration,
+        /// Print the console URL carrying the token (in the URL fragment, so it never reaches a
+        /// server log) instead of the bare token.
+        #[arg(long)]
+        console: bool,
+        /// The admin listener the console URL points at (as `serve --admin-listen`).
+        #[arg(long, env = "WARDEN_ADMIN_LISTEN", default_value = warden::admin::DEFAULT_ADMIN_LISTEN, value_parser = parse_admin_listen)]
+        admin_listen: AdminListen,
     },
     /// Write every commit of a store to stdout, one JSON line each (resource by resource, in
     /// version order): to back up, or to move data to another store or layout with `import`.
@@ -203,9 +210,21 @@ async fn main() -> anyhow::Result<()> {
             role,
             data_dir,
             ttl,
+            console,
+            admin_listen,
         }) => {
             let keys = TokenKeys::load(&data_dir)?;
-            println!("{}", keys.mint(&player, role, ttl.as_secs()));
+            let token = keys.mint(&player, role, ttl.as_secs());
+            match (console, admin_listen) {
+                (false, _) => println!("{token}"),
+                (true, AdminListen::On(admin)) => {
+                    println!("{}", warden::admin::console::console_url(admin, &token))
+                }
+                (true, AdminListen::Off) => anyhow::bail!(
+                    "--console needs the admin listener's address, but --admin-listen / \
+                     WARDEN_ADMIN_LISTEN is off"
+                ),
+            }
             Ok(())
         }
         None => serve(cli.serve).await,
@@ -325,12 +344,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The admin listener outlives the game sessions: `/readyz` answers 503 from the moment
     // shutdown begins, while sessions finish, and it stops before the node does.
     let stop_admin = CancellationToken::new();
+    let game_addr = listener.local_addr()?;
     let admin_task = admin_listener.map(|l| {
         let mut state = warden::admin::AdminState::new(node.clone(), shutdown.clone());
         if backend.kind() == "embedded" {
             state = state.with_data_dir(&args.data_dir);
         }
-        tokio::spawn(warden::admin::run(l, state, stop_admin.clone()))
+        let routes = warden::admin::router(state).merge(warden::admin::console::router(
+            warden::admin::console::ConsoleConfig { game_addr },
+        ));
+        tokio::spawn(warden::admin::serve(l, routes, stop_admin.clone()))
     });
     warden::net::serve(listener, node.clone(), keys, config, shutdown).await?;
     stop_admin.cancel();

@@ -106,6 +106,16 @@ pub enum ClientMessage {
         req: RequestId,
         sub: u64,
     },
+    /// The resource's state right after event `version`, or as it stood at instant `at`
+    /// (exactly one of the two), rebuilt from its log.
+    StateAt {
+        req: RequestId,
+        resource_id: ResourceId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<Timestamp>,
+    },
     Ping {
         req: RequestId,
     },
@@ -124,6 +134,7 @@ impl ClientMessage {
             | ClientMessage::History { req, .. }
             | ClientMessage::Subscribe { req, .. }
             | ClientMessage::Unsubscribe { req, .. }
+            | ClientMessage::StateAt { req, .. }
             | ClientMessage::Ping { req } => *req,
         }
     }
@@ -301,6 +312,14 @@ pub enum ServerMessage {
         version: u64,
         resource: ClientResource,
     },
+    /// Reply to `state_at`: the view of the resource at that point; `version` is the last event
+    /// folded in.
+    State {
+        req: RequestId,
+        resource_id: ResourceId,
+        version: u64,
+        resource: ClientResource,
+    },
     Pong {
         req: RequestId,
         server_time: Timestamp,
@@ -325,6 +344,7 @@ impl ServerMessage {
             | ServerMessage::History { req, .. }
             | ServerMessage::Subscribed { req, .. }
             | ServerMessage::Unsubscribed { req, .. }
+            | ServerMessage::State { req, .. }
             | ServerMessage::Pong { req, .. } => Some(*req),
             ServerMessage::Error { req, .. } => *req,
             ServerMessage::Welcome { .. } | ServerMessage::Update { .. } => None,

@@ -3,8 +3,10 @@
 //! shutting down), so a load balancer drains a node before its sessions close.
 //!
 //! [`router`] builds the routes over an [`AdminState`]; other admin pages `.merge()` their own
-//! `Router` into it. [`serve`] runs any such router on a bound listener until told to stop
+//! `Router` into it ([`console`]: the browser console at `/` and the spectator page at `/watch`). [`serve`] runs any such router on a bound listener until told to stop
 //! (tests bind port 0); [`run`] is both in one call.
+
+pub mod console;
 
 use crate::domain::ResourceId;
 use crate::metrics::{Metrics, ScrapeGauges};

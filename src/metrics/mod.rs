@@ -57,7 +57,7 @@ pub const COMMAND_OUTCOMES: [&str; 23] = [
 ];
 
 /// Client message types, in the order of [`received_index`].
-const RECEIVED_TYPES: [&str; 11] = [
+const RECEIVED_TYPES: [&str; 12] = [
     "create",
     "allocate",
     "add",
@@ -69,10 +69,11 @@ const RECEIVED_TYPES: [&str; 11] = [
     "subscribe",
     "unsubscribe",
     "ping",
+    "state_at",
 ];
 
 /// Server message types, in the order of [`sent_index`].
-const SENT_TYPES: [&str; 10] = [
+const SENT_TYPES: [&str; 11] = [
     "welcome",
     "applied",
     "resource",
@@ -83,6 +84,7 @@ const SENT_TYPES: [&str; 10] = [
     "update",
     "pong",
     "error",
+    "state",
 ];
 const SENT_UPDATE: usize = 7;
 const SENT_ERROR: usize = 9;
@@ -152,6 +154,7 @@ fn received_index(msg: &ClientMessage) -> usize {
         ClientMessage::Subscribe { .. } => 8,
         ClientMessage::Unsubscribe { .. } => 9,
         ClientMessage::Ping { .. } => 10,
+        ClientMessage::StateAt { .. } => 11,
     }
 }
 
@@ -167,6 +170,7 @@ fn sent_index(msg: &ServerMessage) -> usize {
         ServerMessage::Update { .. } => SENT_UPDATE,
         ServerMessage::Pong { .. } => 8,
         ServerMessage::Error { .. } => SENT_ERROR,
+        ServerMessage::State { .. } => 10,
     }
 }
 

@@ -15,6 +15,7 @@ pub(crate) const KNOWN_TYPES: &[&str] = &[
     "get",
     "list",
     "history",
+    "state_at",
     "subscribe",
     "unsubscribe",
     "ping",

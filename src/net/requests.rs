@@ -3,15 +3,17 @@
 //!
 //! Read authorization: the owner and services see the owner view; anyone else (another player, a
 //! spectator) sees the spectator view of get, list and subscribe; history (the audit trail, with
-//! reasons) is for the owner and services only.
+//! reasons) is for the owner and services only. `state_at` (a past state) follows the same rule as
+//! `history` for the owner view, and gives anyone else the spectator view of that past state.
 
 use crate::actor::{CommandError, CommandRequest};
 use crate::domain::{
     ClientResource, Command, CommandId, EventEnvelope, PlayerId, Principal, ResourceEvent,
-    ResourceId, View,
+    ResourceId, Timestamp, View,
 };
 use crate::metrics::Outcome;
 use crate::node::Node;
+use crate::projection::time_travel::{StateAtError, StatePoint};
 use crate::protocol::{HistoryEvent, RequestId, ServerMessage};
 use crate::store::StoreError;
 use std::sync::Arc;
@@ -166,6 +168,50 @@ pub(crate) async fn history(
             events: events.iter().map(history_event).collect(),
         },
         Err(e) => unavailable(req, e),
+    }
+}
+
+/// A resource's state at a past version or instant, rebuilt from its log: the owner view for the
+/// owner and services (as `history`), the spectator view for anyone else.
+pub(crate) async fn state_at(
+    node: Arc<Node>,
+    principal: Principal,
+    req: RequestId,
+    id: ResourceId,
+    version: Option<u64>,
+    at: Option<Timestamp>,
+) -> ServerMessage {
+    let point = match (version, at) {
+        (Some(v), None) => StatePoint::Version(v),
+        (None, Some(t)) => StatePoint::At(t),
+        _ => {
+            return error(
+                Some(req),
+                "bad_message",
+                "state_at needs exactly one of `version` and `at`",
+            );
+        }
+    };
+    match node.queries.state_at(id, point).await {
+        Ok(state) => {
+            let view = ClientResource::from_server(&state);
+            ServerMessage::State {
+                req,
+                resource_id: id,
+                version: state.version,
+                resource: view.redact(view_for(&principal, &state.owner)),
+            }
+        }
+        Err(StateAtError::NotFound) => {
+            error(Some(req), "not_found", format!("resource {id} not found"))
+        }
+        Err(e @ StateAtError::InvalidVersion { .. }) => {
+            error(Some(req), "invalid_version", e.to_string())
+        }
+        Err(e @ StateAtError::BeforeCreation { .. }) => {
+            error(Some(req), "before_creation", e.to_string())
+        }
+        Err(StateAtError::Store(e)) => unavailable(req, e),
     }
 }
 

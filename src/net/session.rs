@@ -434,6 +434,21 @@ impl Session {
                     limit,
                 )));
             }
+            ClientMessage::StateAt {
+                req,
+                resource_id,
+                version,
+                at,
+            } => {
+                self.in_flight.push(Box::pin(requests::state_at(
+                    node,
+                    principal,
+                    req,
+                    resource_id,
+                    version,
+                    at,
+                )));
+            }
             ClientMessage::Subscribe {
                 req,
                 resource_id,

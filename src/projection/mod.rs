@@ -1,11 +1,14 @@
 //! The read side: the query handler that answers from the client-schema read model (and from the
-//! log, for history), and the tools that repair or rebuild the read model from the log.
+//! log, for history and for a resource's state at a past version or instant: [`time_travel`]),
+//! and the tools that repair or rebuild the read model from the log.
 //!
 //! The read model is a projection: every backend writes a resource's view with its commit (the
 //! embedded store in the same atomic batch), idempotent by version (an older or repeated view
 //! never replaces a newer one), and it can be rebuilt from the event log at any time with
 //! [`rebuild`]. [`catch_up`] repairs views a crash left behind where the view is written after the
 //! commit (MongoDB).
+
+pub mod time_travel;
 
 use crate::domain::{ClientResource, EventEnvelope, PlayerId, ResourceId};
 use crate::store::{EventStore, ReadModelStore, StoreError};
@@ -78,6 +81,15 @@ impl QueryHandler {
         limit: usize,
     ) -> Result<Vec<EventEnvelope>, StoreError> {
         self.store.events(id, after_version, limit).await
+    }
+
+    /// `id`'s state at a past version or instant, rebuilt from its log.
+    pub async fn state_at(
+        &self,
+        id: ResourceId,
+        point: time_travel::StatePoint,
+    ) -> Result<crate::domain::ServerResource, time_travel::StateAtError> {
+        time_travel::state_at(self.store.as_ref(), id, point).await
     }
 
     /// Waits (up to `timeout`) until the read model shows `id` at `version` or later.

@@ -1,0 +1,491 @@
+// Warden client for browsers and Node ≥ 20: one promise per command and query, command ids kept
+// across retries, reconnection with back-off, and subscriptions that resume where they left off.
+//
+// Written from docs/protocol.md (protocol version 1). Types are in index.d.ts.
+
+import { encode, decode } from "@msgpack/msgpack";
+
+/** The protocol version this client speaks. */
+export const PROTOCOL_VERSION = 1;
+
+/** Error codes after which a command is sent again, with the same command id. */
+const RETRYABLE = new Set(["conflict", "unavailable", "shutting_down", "rate_limited"]);
+
+/** A request the server refused, or one that could not be completed; `code` is the protocol's. */
+export class WardenError extends Error {
+  /**
+   * @param {string} code a code of docs/protocol.md §5, or `timeout`, `closed`, `protocol`
+   * @param {string} message
+   * @param {{req?: number, commandId?: string}} [extra]
+   */
+  constructor(code, message, extra = {}) {
+    super(message);
+    this.name = "WardenError";
+    this.code = code;
+    this.req = extra.req;
+    this.commandId = extra.commandId;
+  }
+}
+
+/** A request got no outcome in time. For a command, retry it with `err.commandId`. */
+export class TimeoutError extends WardenError {
+  constructor(message, extra) {
+    super("timeout", message, extra);
+    this.name = "TimeoutError";
+  }
+}
+
+/** A fresh UUID (v4) for a command id. */
+export function newCommandId() {
+  if (globalThis.crypto?.randomUUID) return globalThis.crypto.randomUUID();
+  const b = new Uint8Array(16);
+  globalThis.crypto.getRandomValues(b);
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+async function defaultWebSocket() {
+  if (globalThis.WebSocket) return globalThis.WebSocket;
+  const ws = await import("ws");
+  return ws.WebSocket ?? ws.default;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Connects and waits for the server's `welcome`; rejects with code `closed` if the first attempt
+ * fails (a refused token, the server down). Later drops are reconnected by the client.
+ * @param {string} url e.g. `ws://127.0.0.1:7350/v1`
+ * @param {string} token
+ * @param {import("./index.d.ts").ClientOptions} [options]
+ */
+export async function connect(url, token, options = {}) {
+  const client = new WardenClient(url, token, options);
+  try {
+    await client.ready();
+  } catch (e) {
+    client.close(); // no retrying in the background for a caller that got an error
+    throw e;
+  }
+  return client;
+}
+
+export class WardenClient {
+  /**
+   * @param {string} url
+   * @param {string} token
+   * @param {import("./index.d.ts").ClientOptions} [options]
+   */
+  constructor(url, token, options = {}) {
+    this.url = url;
+    this.token = token;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.commandTimeoutMs = options.commandTimeoutMs ?? 30_000;
+    this.reconnectMinMs = options.reconnectMinMs ?? 100;
+    this.reconnectMaxMs = options.reconnectMaxMs ?? 5_000;
+    this.WebSocketImpl = options.WebSocket;
+    /** The last `welcome` (player, role, limits). */
+    this.welcome = null;
+    /** Connections opened so far (1 after the first, 2 after one reconnect ...). */
+    this.connections = 0;
+    this._ws = null;
+    this._nextReq = 1;
+    /** @type {Map<number, any>} pending requests by req */
+    this._pending = new Map();
+    /** @type {Set<Subscription>} */
+    this._subs = new Set();
+    this._closed = false;
+    this._listeners = { open: new Set(), close: new Set() };
+    this._readyWaiters = [];
+    this._firstError = null;
+    this._open();
+  }
+
+  /** Resolves once connected (after `welcome`); rejects if the first attempt fails. */
+  ready() {
+    if (this.welcome && this._ws && this._ws.readyState === 1) return Promise.resolve(this);
+    if (this._firstError) return Promise.reject(this._firstError);
+    return new Promise((resolve, reject) => this._readyWaiters.push({ resolve, reject }));
+  }
+
+  /** `open` (after each welcome) or `close` ({code, reason}) of the underlying connection. */
+  on(event, fn) {
+    this._listeners[event].add(fn);
+    return () => this._listeners[event].delete(fn);
+  }
+
+  /** Whether a connection is open and welcomed. */
+  get connected() {
+    return !!(this._ws && this._ws.readyState === 1 && this._welcomed);
+  }
+
+  async _open() {
+    if (this._closed) return;
+    const WS = this.WebSocketImpl ?? (await defaultWebSocket());
+    const sep = this.url.includes("?") ? "&" : "?";
+    const ws = new WS(`${this.url}${sep}token=${encodeURIComponent(this.token)}`, ["warden.v1"]);
+    ws.binaryType = "arraybuffer";
+    this._ws = ws;
+    this._welcomed = false;
+    this._refusedWith = undefined;
+    ws.onmessage = (ev) => this._onFrame(ws, ev.data);
+    ws.onerror = (ev) => {
+      // Under Node (ws) a refused upgrade names its HTTP status; a browser never says (1006).
+      const status = /Unexpected server response: (\d+)/.exec(ev?.message ?? "")?.[1];
+      if (status) this._refusedWith = Number(status);
+    };
+    ws.onclose = (ev) => this._onClose(ws, ev.code, ev.reason);
+  }
+
+  _onClose(ws, code, reason) {
+    if (ws !== this._ws) return;
+    const wasWelcomed = this._welcomed;
+    this._ws = null;
+    this._welcomed = false;
+    for (const fn of this._listeners.close) fn({ code, reason });
+    if (this.connections === 0 && !wasWelcomed) {
+      // The first attempt failed: tell whoever waits in `ready()` (a browser shows 1006 for a
+      // refused token; see docs/protocol.md §1), and keep trying in the background.
+      const refused = { 401: "unauthorized", 404: "not_found", 400: "unsupported_protocol" }[this._refusedWith];
+      const err = refused
+        ? new WardenError(refused, `the server refused the connection (HTTP ${this._refusedWith})`)
+        : new WardenError("closed", `connection closed before welcome (${code} ${reason ?? ""})`.trim());
+      this._firstError = err;
+      for (const w of this._readyWaiters.splice(0)) w.reject(err);
+    }
+    if (this._closed) return;
+    this._attempt = (this._attempt ?? 0) + 1;
+    const base = Math.min(this.reconnectMaxMs, this.reconnectMinMs * 2 ** (this._attempt - 1));
+    const delay = base / 2 + Math.random() * (base / 2);
+    this._reconnectTimer = setTimeout(() => this._open(), delay);
+  }
+
+  _onFrame(ws, data) {
+    let msg;
+    try {
+      msg = decode(new Uint8Array(data));
+    } catch {
+      return;
+    }
+    if (!msg || typeof msg !== "object") return;
+    if (msg.type === "welcome") return this._onWelcome(ws, msg);
+    if (msg.type === "update") {
+      for (const sub of this._subs) sub._onUpdate(msg);
+      return;
+    }
+    if (msg.req === undefined || msg.req === null) {
+      if (msg.type === "error" && msg.code === "subscription_failed") {
+        for (const sub of this._subs) sub._resume();
+      }
+      return;
+    }
+    const p = this._pending.get(Number(msg.req));
+    if (!p) return;
+    this._pending.delete(Number(msg.req));
+    clearTimeout(p.timer);
+    p.settle(msg);
+  }
+
+  _onWelcome(ws, msg) {
+    if (Number(msg.protocol) !== PROTOCOL_VERSION) {
+      ws.close(1002, "unsupported protocol version");
+      return;
+    }
+    this.welcome = msg;
+    this._welcomed = true;
+    this._attempt = 0;
+    this.connections += 1;
+    this._firstError = null;
+    for (const w of this._readyWaiters.splice(0)) w.resolve(this);
+    // Resend what had no reply (commands keep their command id), then resume subscriptions.
+    for (const [req, p] of [...this._pending]) {
+      this._pending.delete(req);
+      clearTimeout(p.timer);
+      p.resend();
+    }
+    for (const sub of this._subs) sub._resume();
+    for (const fn of this._listeners.open) fn(msg);
+  }
+
+  /**
+   * Sends one request and resolves with its reply (any `type` but `error`). The request is sent
+   * again (new `req`, same content) after a reconnect or a per-attempt timeout, until
+   * `deadlineMs`; retryable errors (`conflict`, `unavailable`, `shutting_down`, `rate_limited`)
+   * are retried too with back-off.
+   */
+  _request(body, { deadlineMs, retryErrors = false } = {}) {
+    const deadline = Date.now() + (deadlineMs ?? this.requestTimeoutMs);
+    const commandId = body.command_id;
+    return new Promise((resolve, reject) => {
+      if (this._closed) return reject(new WardenError("closed", "client closed"));
+      let tries = 0;
+      const attempt = () => {
+        if (this._closed) return reject(new WardenError("closed", "client closed", { commandId }));
+        const left = deadline - Date.now();
+        if (left <= 0) {
+          return reject(new TimeoutError(`no reply to ${body.type} in time`, { commandId }));
+        }
+        const req = this._nextReq++;
+        const entry = {
+          resend: attempt,
+          settle: (msg) => {
+            if (msg.type === "error") {
+              if (retryErrors && RETRYABLE.has(msg.code) && Date.now() < deadline) {
+                tries += 1;
+                return void setTimeout(attempt, Math.min(1000, 20 * 2 ** tries));
+              }
+              return reject(new WardenError(msg.code, msg.message, { req, commandId }));
+            }
+            resolve(msg);
+          },
+          timer: setTimeout(() => {
+            if (this._pending.delete(req)) attempt();
+          }, Math.min(left, this.requestTimeoutMs)),
+        };
+        this._pending.set(req, entry);
+        if (this.connected) {
+          try {
+            this._ws.send(encode({ ...body, req }));
+          } catch {
+            // Sent again on the next welcome.
+          }
+        }
+      };
+      attempt();
+    });
+  }
+
+  _command(body, commandId) {
+    return this._request(
+      { ...body, command_id: commandId ?? newCommandId() },
+      { deadlineMs: this.commandTimeoutMs, retryErrors: true },
+    );
+  }
+
+  /**
+   * Creates a resource of a catalogue type; services may set `owner` and `params`.
+   * @returns {Promise<import("./index.d.ts").Applied>}
+   */
+  create(resourceType, { owner, params, commandId } = {}) {
+    const body = { type: "create", resource_type: resourceType };
+    if (owner !== undefined) body.owner = owner;
+    if (params !== undefined) body.params = params;
+    return this._command(body, commandId);
+  }
+
+  /** Spends `amount`. */
+  allocate(resourceId, amount, { reason, commandId } = {}) {
+    const body = { type: "allocate", resource_id: resourceId, amount };
+    if (reason !== undefined) body.reason = reason;
+    return this._command(body, commandId);
+  }
+
+  /** Credits `amount` (never past max_amount). */
+  add(resourceId, amount, { reason, commandId } = {}) {
+    const body = { type: "add", resource_id: resourceId, amount };
+    if (reason !== undefined) body.reason = reason;
+    return this._command(body, commandId);
+  }
+
+  lock(resourceId, reason, durationMs, { commandId } = {}) {
+    return this._command(
+      { type: "lock", resource_id: resourceId, reason, duration_ms: durationMs },
+      commandId,
+    );
+  }
+
+  unlock(resourceId, { commandId } = {}) {
+    return this._command({ type: "unlock", resource_id: resourceId }, commandId);
+  }
+
+  /** @returns {Promise<import("./index.d.ts").Resource>} */
+  async get(resourceId) {
+    return (await this._request({ type: "get", resource_id: resourceId })).resource;
+  }
+
+  /** The resources of `owner` (default: the caller). */
+  async list(owner) {
+    const body = { type: "list" };
+    if (owner !== undefined) body.owner = owner;
+    return (await this._request(body)).resources;
+  }
+
+  /** One page of the audit trail, events after `afterVersion`. */
+  async history(resourceId, { afterVersion, limit } = {}) {
+    const body = { type: "history", resource_id: resourceId };
+    if (afterVersion !== undefined) body.after_version = afterVersion;
+    if (limit !== undefined) body.limit = limit;
+    return (await this._request(body)).events;
+  }
+
+  /** The whole audit trail, paging until the end. */
+  async fullHistory(resourceId) {
+    const all = [];
+    for (;;) {
+      const page = await this.history(resourceId, { afterVersion: all.at(-1)?.version ?? 0 });
+      if (page.length === 0) return all;
+      all.push(...page);
+    }
+  }
+
+  /**
+   * The resource as it was right after `version`, or at instant `at` (ms).
+   * @returns {Promise<{version: number, resource: import("./index.d.ts").Resource}>}
+   */
+  async stateAt(resourceId, { version, at }) {
+    const body = { type: "state_at", resource_id: resourceId };
+    if (version !== undefined) body.version = version;
+    if (at !== undefined) body.at = at;
+    const reply = await this._request(body);
+    return { version: reply.version, resource: reply.resource };
+  }
+
+  /** Round trip; resolves with the server's time (ms). */
+  async ping() {
+    return (await this._request({ type: "ping" })).server_time;
+  }
+
+  /**
+   * Follows one resource (`{resourceId, fromVersion?}`) or all of an owner's (`{owner}`).
+   * `onUpdate(resource, {baseVersion, version})` gets each version once, in order per resource,
+   * across reconnects and 4008 closes.
+   * @returns {Promise<Subscription>} once the first `subscribed` arrived
+   */
+  async subscribe(target, onUpdate) {
+    const sub = new Subscription(this, target, onUpdate);
+    this._subs.add(sub);
+    try {
+      await sub._start();
+    } catch (e) {
+      this._subs.delete(sub);
+      throw e;
+    }
+    return sub;
+  }
+
+  /** Closes for good: pending requests fail with `closed`, no reconnect. */
+  close() {
+    this._closed = true;
+    clearTimeout(this._reconnectTimer);
+    for (const [, p] of this._pending) {
+      clearTimeout(p.timer);
+      p.settle({ type: "error", code: "closed", message: "client closed" });
+    }
+    this._pending.clear();
+    if (this._ws) {
+      try {
+        this._ws.close(1000);
+      } catch {
+        // already closing
+      }
+    }
+  }
+
+  /** Drops the current connection as a network failure would (for tests and demos). */
+  _dropConnection() {
+    if (this._ws) {
+      if (typeof this._ws.terminate === "function") this._ws.terminate();
+      else this._ws.close(4000, "dropped by client");
+    }
+  }
+}
+
+/** A live subscription; `versions` maps each resource id to the last version delivered. */
+export class Subscription {
+  constructor(client, target, onUpdate) {
+    this.client = client;
+    this.resourceId = target.resourceId;
+    this.owner = target.owner;
+    if ((this.resourceId === undefined) === (this.owner === undefined)) {
+      throw new WardenError("bad_message", "subscribe needs exactly one of resourceId and owner");
+    }
+    this.onUpdate = onUpdate;
+    /** @type {Map<string, number>} */
+    this.versions = new Map();
+    if (this.resourceId !== undefined && target.fromVersion !== undefined) {
+      this.versions.set(this.resourceId, target.fromVersion);
+    }
+    /** Server-side subscription number on the current connection. */
+    this.sub = null;
+    this.closed = false;
+  }
+
+  _body() {
+    if (this.owner !== undefined) return { type: "subscribe", owner: this.owner };
+    const last = this.versions.get(this.resourceId);
+    const body = { type: "subscribe", resource_id: this.resourceId };
+    if (last !== undefined) body.from_version = last;
+    return body;
+  }
+
+  async _start() {
+    this._asking = true;
+    try {
+      const reply = await this.client._request(this._body(), {
+        deadlineMs: this.client.commandTimeoutMs,
+      });
+      this._onSubscribed(reply);
+    } finally {
+      this._asking = false;
+    }
+  }
+
+  _onSubscribed(reply) {
+    this.sub = reply.sub;
+    for (const r of reply.resources ?? []) this._deliver(r, undefined, r.version);
+  }
+
+  /** Subscribes again on a new connection, from the last version delivered. */
+  _resume() {
+    // A subscribe still waiting for its reply is sent again by the client itself.
+    if (this.closed || this._asking) return;
+    this.sub = null;
+    this._asking = true;
+    this.client._request(this._body(), { deadlineMs: this.client.commandTimeoutMs }).then(
+      (reply) => {
+        this._asking = false;
+        this._onSubscribed(reply);
+      },
+      () => {
+        // Tried again at the next reconnect.
+        this._asking = false;
+      },
+    );
+  }
+
+  _onUpdate(msg) {
+    if (this.closed) return;
+    // Each update names the subscription it belongs to; two subscriptions covering one resource
+    // each get their own copy.
+    if (msg.sub !== undefined && msg.sub !== null && this.sub !== null && Number(msg.sub) !== Number(this.sub)) {
+      return;
+    }
+    const r = msg.resource;
+    if (this.resourceId !== undefined ? msg.resource_id !== this.resourceId : r?.owner !== this.owner) {
+      return;
+    }
+    this._deliver(r, msg.base_version, msg.version);
+  }
+
+  _deliver(resource, baseVersion, version) {
+    const last = this.versions.get(resource.id) ?? 0;
+    if (Number(version) <= last) return; // a copy already delivered
+    this.versions.set(resource.id, Number(version));
+    this.onUpdate(resource, { baseVersion, version });
+  }
+
+  /** Ends the subscription; no update follows. */
+  async close() {
+    this.closed = true;
+    this.client._subs.delete(this);
+    if (this.sub !== null && this.client.connected) {
+      try {
+        await this.client._request({ type: "unsubscribe", sub: this.sub });
+      } catch {
+        // The server forgets it with the session anyway.
+      }
+    }
+  }
+}
