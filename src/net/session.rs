@@ -22,7 +22,7 @@ use crate::protocol::{self, ClientMessage, PROTOCOL_VERSION, RequestId, ServerMe
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -141,6 +141,8 @@ where
                 }
             }
             Some(first) = rx.recv() => {
+                // Replies already decided join this write instead of waiting for the next flush.
+                session.queue_ready_replies();
                 let give_up = async {
                     tokio::select! {
                         _ = overflow.cancelled() => {}
@@ -169,10 +171,22 @@ where
             }
             Some(reply) = session.in_flight.next(), if !session.in_flight.is_empty() => {
                 session.send(&reply);
+                session.queue_ready_replies();
             }
             frame = ws.next(), if can_read => {
                 idle_deadline = Instant::now() + config.idle_timeout;
-                match session.on_frame(frame).await {
+                let mut next = session.on_frame(frame).await;
+                // Frames the socket has already delivered are handled before anything is
+                // written, so their replies can share one write and one flush.
+                while matches!(next, Next::Continue)
+                    && session.in_flight.len() < config.max_in_flight
+                {
+                    match ws.next().now_or_never() {
+                        Some(frame) => next = session.on_frame(frame).await,
+                        None => break,
+                    }
+                }
+                match next {
                     Next::Continue => {}
                     Next::End(end) => break end,
                 }
@@ -275,6 +289,13 @@ where
 }
 
 impl Session {
+    /// Queues every in-flight reply that is already decided, without waiting for the others.
+    fn queue_ready_replies(&mut self) {
+        while let Some(Some(reply)) = self.in_flight.next().now_or_never() {
+            self.send(&reply);
+        }
+    }
+
     /// Queues a message for the client (closing the session if the queue is full).
     fn send(&self, msg: &ServerMessage) {
         self.ctx.node.metrics.sent(msg);
