@@ -128,7 +128,7 @@ fn request(op: &str, req: u64, id: ResourceId) -> ClientMessage {
             resource_id: id,
         },
         // Alternate add and allocate so the amount stays put.
-        _ if req % 2 == 0 => ClientMessage::Add {
+        _ if req.is_multiple_of(2) => ClientMessage::Add {
             req,
             command_id: CommandId::new(),
             resource_id: id,
@@ -186,10 +186,10 @@ async fn drive(
             other => bail!("unexpected {other:?}"),
         };
         let now = Instant::now();
-        if let Some(at) = sent_at.remove(&req) {
-            if at >= warmup {
-                latencies.push(now.duration_since(at).as_micros() as u32);
-            }
+        if let Some(at) = sent_at.remove(&req)
+            && at >= warmup
+        {
+            latencies.push(now.duration_since(at).as_micros() as u32);
         }
         if now < until {
             sent_at.insert(next, Instant::now());

@@ -342,12 +342,12 @@ impl Trackers {
         }
         let next = domain::replay(state.take(), &commit.events);
         *state = next.clone();
-        if commit.node != self.shared.store.node_id() {
-            if let Some(next) = next {
-                self.shared
-                    .hub
-                    .publish(Arc::new(Change::new(commit.events, next)));
-            }
+        if commit.node != self.shared.store.node_id()
+            && let Some(next) = next
+        {
+            self.shared
+                .hub
+                .publish(Arc::new(Change::new(commit.events, next)));
         }
     }
 }
@@ -394,10 +394,10 @@ async fn watch_commits(
                                 .and_then(|d| d.get_str("resource_id").ok())
                                 .and_then(|s| s.parse().ok())
                                 .map(ResourceId);
-                            if let Some(id) = id {
-                                if notices.try_send(id).is_err() {
-                                    shared.resync.store(true, Ordering::Relaxed);
-                                }
+                            if let Some(id) = id
+                                && notices.try_send(id).is_err()
+                            {
+                                shared.resync.store(true, Ordering::Relaxed);
                             }
                         }
                         Some(Err(e)) => {

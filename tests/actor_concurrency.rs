@@ -91,7 +91,7 @@ async fn create_static(registry: &Registry) -> ResourceId {
 /// The `i`-th command of racer `racer`: a mix of allocates and adds of 1 to 19.
 fn command(id: ResourceId, racer: u64, i: u64) -> (Command, i64) {
     let n = (racer * 7 + i * 13) % 19 + 1;
-    if (racer + i) % 2 == 0 {
+    if (racer + i).is_multiple_of(2) {
         let cmd = Command::Allocate(AllocateResource {
             resource_id: id,
             amount: n,

@@ -27,7 +27,7 @@ const NOW: Timestamp = Timestamp(1_767_225_600_000);
 
 /// Alternates add and allocate of one unit, so a resource never runs dry or fills up.
 pub fn command_for(id: ResourceId, i: u64) -> Command {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         Command::Add(AddResource {
             resource_id: id,
             amount: 1,

@@ -34,6 +34,8 @@ struct Cli {
     command: Cmd,
 }
 
+// Parsed once per run.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// The seed scenario as player123, step by step; exits non-zero if a step deviates.

@@ -117,6 +117,8 @@ pub async fn serve(
 }
 
 /// Upgrades one connection (authenticating it) and runs its session.
+// tungstenite's handshake callback must return its `ErrorResponse` (an HTTP response) unboxed.
+#[allow(clippy::result_large_err)]
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -182,7 +184,9 @@ async fn connection(
 
 /// Checks the upgrade request: path `/` or `/v1`, subprotocol `warden.v1` if any is offered, and
 /// a valid token in `?token=` or `Authorization: Bearer`. Refusals are plain HTTP answers with a
-/// JSON body `{"code": …, "message": …}`.
+/// JSON body `{"code": …, "message": …}`. (The refusal is tungstenite's `ErrorResponse`, which the
+/// handshake callback returns as it is.)
+#[allow(clippy::result_large_err)]
 fn authorize_upgrade(
     keys: &TokenKeys,
     request: &Request,

@@ -94,10 +94,10 @@ pub(crate) async fn command(
 /// The view of one resource: from the read model when it is current, else from the log (the
 /// read model trails commits by a moment; a client that just got `applied` expects to read it).
 async fn find(node: &Node, id: ResourceId) -> Result<Option<ClientResource>, StoreError> {
-    if let Some(view) = node.queries.get(id).await? {
-        if view.version >= node.store.head(id).await? {
-            return Ok(Some(view));
-        }
+    if let Some(view) = node.queries.get(id).await?
+        && view.version >= node.store.head(id).await?
+    {
+        return Ok(Some(view));
     }
     Ok(node
         .store

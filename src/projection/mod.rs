@@ -23,12 +23,12 @@ pub async fn catch_up(
     for id in store.resource_ids().await? {
         let head = store.head(id).await?;
         let have = read.get(id).await?.map_or(0, |v| v.version);
-        if have < head {
-            if let Some(state) = store.load(id).await?.state() {
-                read.upsert(vec![ClientResource::from_server(&state)])
-                    .await?;
-                updated += 1;
-            }
+        if have < head
+            && let Some(state) = store.load(id).await?.state()
+        {
+            read.upsert(vec![ClientResource::from_server(&state)])
+                .await?;
+            updated += 1;
         }
     }
     Ok(updated)

@@ -66,6 +66,9 @@ struct Pending {
     attempts: u32,
 }
 
+// One value per wake-up of one bot, never stored in bulk: boxing the message would only add an
+// allocation per reply.
+#[allow(clippy::large_enum_variant)]
 enum Wake {
     Stop,
     Send,
