@@ -217,21 +217,12 @@ fn random_value(rng: &mut Rng, depth: usize) -> Value {
         "sub",
         "resource_type",
     ];
-    const TYPES: &[&str] = &[
-        "create",
-        "allocate",
-        "add",
-        "lock",
-        "unlock",
-        "get",
-        "list",
-        "history",
-        "subscribe",
-        "unsubscribe",
-        "ping",
-        "",
-        "PING",
-    ];
+    // Every real type, and two near misses.
+    let types: Vec<&str> = ClientMessage::TYPES
+        .iter()
+        .copied()
+        .chain(["", "PING"])
+        .collect();
     let leaf = depth > 3 || rng.chance(3);
     match rng.below(if leaf { 9 } else { 11 }) {
         0 => Value::Nil,
@@ -239,7 +230,7 @@ fn random_value(rng: &mut Rng, depth: usize) -> Value {
         2 => Value::from(rng.next() >> rng.below(64)),
         3 => Value::from(-((rng.next() >> (1 + rng.below(63))) as i64)),
         4 => Value::F64(f64::from_bits(rng.next())),
-        5 => Value::from(TYPES[rng.below(TYPES.len())]),
+        5 => Value::from(types[rng.below(types.len())]),
         6 => Value::from(ResourceId::new().to_string()),
         7 => Value::Binary((0..rng.below(20)).map(|_| rng.next() as u8).collect()),
         8 => Value::Ext(rng.next() as i8, vec![rng.next() as u8; rng.below(5)]),

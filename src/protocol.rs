@@ -122,6 +122,47 @@ pub enum ClientMessage {
 }
 
 impl ClientMessage {
+    /// Every message type a client may send, as its `type` field spells it, in the order of
+    /// [`type_index`](Self::type_index). The one list of them: the session's `unknown_type`
+    /// check, the metrics and the fuzzer read it.
+    pub const TYPES: [&'static str; 12] = [
+        "create",
+        "allocate",
+        "add",
+        "lock",
+        "unlock",
+        "get",
+        "list",
+        "history",
+        "subscribe",
+        "unsubscribe",
+        "ping",
+        "state_at",
+    ];
+
+    /// This message's position in [`TYPES`](Self::TYPES).
+    pub fn type_index(&self) -> usize {
+        match self {
+            ClientMessage::Create { .. } => 0,
+            ClientMessage::Allocate { .. } => 1,
+            ClientMessage::Add { .. } => 2,
+            ClientMessage::Lock { .. } => 3,
+            ClientMessage::Unlock { .. } => 4,
+            ClientMessage::Get { .. } => 5,
+            ClientMessage::List { .. } => 6,
+            ClientMessage::History { .. } => 7,
+            ClientMessage::Subscribe { .. } => 8,
+            ClientMessage::Unsubscribe { .. } => 9,
+            ClientMessage::Ping { .. } => 10,
+            ClientMessage::StateAt { .. } => 11,
+        }
+    }
+
+    /// This message's `type`, as on the wire.
+    pub fn type_name(&self) -> &'static str {
+        Self::TYPES[self.type_index()]
+    }
+
     pub fn req(&self) -> RequestId {
         match self {
             ClientMessage::Create { req, .. }
@@ -372,6 +413,26 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, rmp_serde::d
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_list_of_types_names_exactly_the_variants_in_index_order() {
+        // Each listed name is a variant (a bare `{"type": name}` fails on a missing field, not on
+        // an unknown variant) ...
+        for name in ClientMessage::TYPES {
+            let err = serde_json::from_str::<ClientMessage>(&format!(r#"{{"type":"{name}"}}"#))
+                .expect_err("fields are missing");
+            assert!(
+                !err.to_string().contains("unknown variant"),
+                "{name}: {err}"
+            );
+        }
+        // ... and a message's name is the `type` it is sent with.
+        let ping = ClientMessage::Ping { req: 1 };
+        let json = serde_json::to_value(&ping).unwrap();
+        assert_eq!(json["type"], ping.type_name());
+        let names: std::collections::HashSet<_> = ClientMessage::TYPES.iter().collect();
+        assert_eq!(names.len(), ClientMessage::TYPES.len(), "no name twice");
+    }
 
     #[test]
     fn messages_round_trip_with_string_uuids_and_named_fields() {

@@ -9,9 +9,9 @@
 
 mod mongo_support;
 
+use mongo_support::OwnMongo;
+
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use warden::actor::{CommandError, CommandReply, CommandRequest};
@@ -25,60 +25,6 @@ use warden::store::{Backend, EventStore};
 
 /// Longest the test waits for the server to come up or recover; only a failure waits this long.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn nx_27017() -> PathBuf {
-    if let Ok(path) = std::env::var("WARDEN_TEST_NX27017") {
-        return path.into();
-    }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".mongo-venv/bin/nx-27017");
-    assert!(
-        local.exists(),
-        "nx-27017 not found: run `scripts/test`, or set WARDEN_TEST_NX27017 to its path \
-         (pip install nx-27017==0.8.1 neosqlite==1.17.2 in .mongo-venv)"
-    );
-    local
-}
-
-/// An nx-27017 process we own; killed when dropped.
-struct Mongo {
-    child: Child,
-}
-
-impl Mongo {
-    fn start(port: u16, data_dir: &Path) -> Self {
-        let child = Process::new(nx_27017())
-            .args(["--data-dir"])
-            .arg(data_dir)
-            .args(["--host", "127.0.0.1", "-p", &port.to_string(), "--pid-file"])
-            .arg(data_dir.join("nx.pid"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nx-27017 starts");
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nx-27017 never listened"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child }
-    }
-
-    /// Kills the server abruptly, as a crash or a lost machine would.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Mongo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -105,7 +51,7 @@ async fn commands_fail_as_unavailable_while_mongodb_is_down_and_recover_without_
     // Given a node on our own MongoDB, with a resource and five acknowledged adds,
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mongo = Mongo::start(port, data.path());
+    let mongo = OwnMongo::start(port, data.path());
     let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
     let store = Arc::new(
         MongoStore::connect_to(&uri, Some("outage"), MongoConfig::default())
@@ -157,7 +103,7 @@ async fn commands_fail_as_unavailable_while_mongodb_is_down_and_recover_without_
 
     // When it comes back on the same port and data, commands succeed again with the same node
     // (a client retries an `unavailable` command with the same command id).
-    let _mongo = Mongo::start(port, data.path());
+    let _mongo = OwnMongo::start(port, data.path());
     let deadline = tokio::time::Instant::now() + PATIENCE;
     for _ in 0..5 {
         let command_id = CommandId::new();

@@ -2,13 +2,12 @@
 //! same node. Guards against a balancer sending players to a node whose store is gone.
 //!
 //! Runs its own nx-27017 on its own port (killed and restarted on the same data), found through
-//! `WARDEN_TEST_NX27017` (set by `scripts/test`) or in `.mongo-venv/bin/`. The small process
-//! helper repeats the one in `mongo_outage.rs` on purpose: that file is being reworked on
-//! another branch; the two should move into `mongo_support` together afterwards.
+//! `WARDEN_TEST_NX27017` (set by `scripts/test`) or in `.mongo-venv/bin/`.
 #![cfg(feature = "mongodb")]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Stdio};
+mod mongo_support;
+
+use mongo_support::OwnMongo;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -19,51 +18,6 @@ use warden::store::mongo::{MongoConfig, MongoStore};
 
 /// Longest the test waits for a change it expects; only a failure waits this long.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn nx_27017() -> PathBuf {
-    if let Ok(path) = std::env::var("WARDEN_TEST_NX27017") {
-        return path.into();
-    }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".mongo-venv/bin/nx-27017");
-    assert!(
-        local.exists(),
-        "nx-27017 not found: run `scripts/test`, or set WARDEN_TEST_NX27017 to its path"
-    );
-    local
-}
-
-/// An nx-27017 process we own; killed when dropped.
-struct Mongo(Child);
-
-impl Mongo {
-    fn start(port: u16, data_dir: &Path) -> Self {
-        let child = Process::new(nx_27017())
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--host", "127.0.0.1", "-p", &port.to_string(), "--pid-file"])
-            .arg(data_dir.join("nx.pid"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nx-27017 starts");
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nx-27017 never listened"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self(child)
-    }
-}
-
-impl Drop for Mongo {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// GET `/readyz`: the status and the body's `reason` (if any).
 async fn readyz(base: &str) -> (u16, Option<String>) {
@@ -99,7 +53,7 @@ async fn readyz_is_503_while_mongodb_is_unreachable_and_200_when_it_returns() {
         .local_addr()
         .unwrap()
         .port();
-    let mongo = Mongo::start(port, data.path());
+    let mongo = OwnMongo::start(port, data.path());
     let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
     let store = Arc::new(
         MongoStore::connect_to(&uri, Some("readyz"), MongoConfig::default())
@@ -134,7 +88,7 @@ async fn readyz_is_503_while_mongodb_is_unreachable_and_200_when_it_returns() {
     assert_eq!(health.status().as_u16(), 200);
 
     // and when it returns on the same port and data, 200 again without a restart.
-    let _mongo = Mongo::start(port, data.path());
+    let _mongo = OwnMongo::start(port, data.path());
     until_status(&base, 200).await;
 
     stop.cancel();

@@ -56,21 +56,8 @@ pub const COMMAND_OUTCOMES: [&str; 23] = [
     "other",
 ];
 
-/// Client message types, in the order of [`received_index`].
-const RECEIVED_TYPES: [&str; 12] = [
-    "create",
-    "allocate",
-    "add",
-    "lock",
-    "unlock",
-    "get",
-    "list",
-    "history",
-    "subscribe",
-    "unsubscribe",
-    "ping",
-    "state_at",
-];
+/// Client message types, in the order of [`ClientMessage::type_index`].
+const RECEIVED_TYPES: [&str; 12] = ClientMessage::TYPES;
 
 /// Server message types, in the order of [`sent_index`].
 const SENT_TYPES: [&str; 11] = [
@@ -139,23 +126,6 @@ fn outcome_index(code: &str) -> usize {
         .iter()
         .position(|o| *o == code)
         .unwrap_or(COMMAND_OUTCOMES.len() - 1)
-}
-
-fn received_index(msg: &ClientMessage) -> usize {
-    match msg {
-        ClientMessage::Create { .. } => 0,
-        ClientMessage::Allocate { .. } => 1,
-        ClientMessage::Add { .. } => 2,
-        ClientMessage::Lock { .. } => 3,
-        ClientMessage::Unlock { .. } => 4,
-        ClientMessage::Get { .. } => 5,
-        ClientMessage::List { .. } => 6,
-        ClientMessage::History { .. } => 7,
-        ClientMessage::Subscribe { .. } => 8,
-        ClientMessage::Unsubscribe { .. } => 9,
-        ClientMessage::Ping { .. } => 10,
-        ClientMessage::StateAt { .. } => 11,
-    }
 }
 
 fn sent_index(msg: &ServerMessage) -> usize {
@@ -258,7 +228,7 @@ impl Metrics {
 
     pub fn received(&self, msg: &ClientMessage) {
         if let Some(m) = &self.0 {
-            m.received[received_index(msg)].inc();
+            m.received[msg.type_index()].inc();
         }
     }
 

@@ -5,22 +5,6 @@
 use crate::protocol::{self, ClientMessage, RequestId};
 use tokio::time::Instant;
 
-/// Message kinds a client may send (for telling `unknown_type` from `bad_message`).
-pub(crate) const KNOWN_TYPES: &[&str] = &[
-    "create",
-    "allocate",
-    "add",
-    "lock",
-    "unlock",
-    "get",
-    "list",
-    "history",
-    "state_at",
-    "subscribe",
-    "unsubscribe",
-    "ping",
-];
-
 /// Why a frame is not a request: the error a client gets, with its `req` when it could be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
@@ -39,7 +23,7 @@ pub fn read_request(bytes: &[u8]) -> Result<ClientMessage, Refusal> {
     match envelope.kind {
         None => return Err(refuse("bad_message", "missing field `type`".into())),
         Some(None) => return Err(refuse("bad_message", "`type` must be a string".into())),
-        Some(Some(kind)) if !KNOWN_TYPES.contains(&kind) => {
+        Some(Some(kind)) if !ClientMessage::TYPES.contains(&kind) => {
             return Err(refuse(
                 "unknown_type",
                 format!("unknown message type {kind:?}"),

@@ -361,15 +361,7 @@ impl GroupCommit {
         if let Some(rec) = pending.commands.get(&command_id) {
             return Ok(Some(*rec));
         }
-        match self
-            .ks
-            .commands
-            .get(command_id.0.as_bytes())
-            .map_err(unavailable)?
-        {
-            Some(bytes) => Ok(Some(decode_command(command_id, &bytes)?)),
-            None => Ok(None),
-        }
+        stored_command(&self.ks, command_id)
     }
 
     /// Checks every append of the batch, writes what passes in one atomic write batch, and
@@ -491,6 +483,21 @@ impl GroupCommit {
             (&req.state, created || head == 0, snapshot_due || crosses),
         );
         Ok(Ok(record))
+    }
+}
+
+/// The commit a command id produced, as stored.
+fn stored_command(
+    ks: &Keyspaces,
+    command_id: CommandId,
+) -> Result<Option<CommitRecord>, StoreError> {
+    match ks
+        .commands
+        .get(command_id.0.as_bytes())
+        .map_err(unavailable)?
+    {
+        Some(bytes) => Ok(Some(decode_command(command_id, &bytes)?)),
+        None => Ok(None),
     }
 }
 
@@ -713,15 +720,7 @@ impl EventStore for EmbeddedStore {
         &self,
         command_id: CommandId,
     ) -> Result<Option<CommitRecord>, StoreError> {
-        match self
-            .ks
-            .commands
-            .get(command_id.0.as_bytes())
-            .map_err(unavailable)?
-        {
-            Some(bytes) => Ok(Some(decode_command(command_id, &bytes)?)),
-            None => Ok(None),
-        }
+        stored_command(&self.ks, command_id)
     }
 
     async fn head(&self, id: ResourceId) -> Result<u64, StoreError> {

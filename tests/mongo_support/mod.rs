@@ -3,7 +3,10 @@
 
 pub mod proxy;
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 use warden::store::mongo::{MongoConfig, MongoStore};
 
 /// The environment variable naming the MongoDB-compatible server the tests use.
@@ -62,4 +65,61 @@ pub async fn node_behind(proxy: &proxy::Proxy, db: &str) -> Arc<MongoStore> {
 /// A latency proxy in front of the test server.
 pub async fn proxy_with_rtt(rtt: std::time::Duration) -> proxy::Proxy {
     proxy::Proxy::start(proxy::upstream_of(&test_uri()), rtt).await
+}
+
+/// The nx-27017 executable: `WARDEN_TEST_NX27017` (set by `scripts/test`) or `.mongo-venv/bin/`.
+pub fn nx_27017() -> PathBuf {
+    if let Ok(path) = std::env::var("WARDEN_TEST_NX27017") {
+        return path.into();
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".mongo-venv/bin/nx-27017");
+    assert!(
+        local.exists(),
+        "nx-27017 not found: run `scripts/test`, or set WARDEN_TEST_NX27017 to its path \
+         (pip install nx-27017==0.8.1 neosqlite==1.17.2 in .mongo-venv)"
+    );
+    local
+}
+
+/// An nx-27017 process a test owns (to stop and restart it on the same data); killed when
+/// dropped.
+pub struct OwnMongo {
+    child: Child,
+}
+
+impl OwnMongo {
+    /// Starts nx-27017 on `port` with its data in `data_dir`, and waits until it listens.
+    pub fn start(port: u16, data_dir: &Path) -> Self {
+        let child = Process::new(nx_27017())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--host", "127.0.0.1", "-p", &port.to_string(), "--pid-file"])
+            .arg(data_dir.join("nx.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nx-27017 starts");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nx-27017 never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child }
+    }
+
+    /// Kills the server abruptly, as a crash or a lost machine would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnMongo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
