@@ -159,10 +159,10 @@ impl EmbeddedStore {
         if dir.join(LEGACY_FILE).exists() {
             return Err(StoreError::Unavailable(format!(
                 "{} holds a data directory in Warden's old redb layout ({LEGACY_FILE}), which \
-                 this version no longer reads. Export it with the previous version (`warden \
-                 export --data-dir {0} > log.jsonl`, available from the commit that added \
-                 export), then `warden import --data-dir NEW_DIR < log.jsonl` with this one; or \
-                 point --data-dir at an empty directory.",
+                 this version no longer reads. Move its data with `warden export --data-dir {0} \
+                 > log.jsonl` run by a build of commit d202002 (the last one on redb), then \
+                 `warden import --data-dir NEW_DIR < log.jsonl` with this one (docs/storage.md, \
+                 \"Old layout\"); or point --data-dir at an empty directory.",
                 dir.display()
             )));
         }
@@ -838,6 +838,25 @@ mod tests {
             let back = decode_event(&event_key(id, e.version), &stored).unwrap();
             assert_eq!(&back, e);
         }
+    }
+
+    #[test]
+    fn a_data_dir_in_the_old_redb_layout_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(LEGACY_FILE), b"redb").unwrap();
+        let Err(err) = EmbeddedStore::open(dir.path()) else {
+            panic!("an old data directory must not be opened as a new one");
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains("warden export") && text.contains("warden import"),
+            "{text}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "nothing written beside it"
+        );
     }
 
     #[test]
