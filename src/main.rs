@@ -350,6 +350,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if backend.kind() == "embedded" {
             state = state.with_data_dir(&args.data_dir);
         }
+        #[cfg(feature = "mongodb")]
+        if let Some(mongo) = &backend.mongo {
+            state = state.with_mongo(mongo.clone());
+        }
         let routes = warden::admin::router(state).merge(warden::admin::console::router(
             warden::admin::console::ConsoleConfig { game_addr },
         ));

@@ -19,6 +19,27 @@ use warden::store::mongo::{MongoConfig, MongoStore};
 /// Longest the test waits for a change it expects; only a failure waits this long.
 const PATIENCE: Duration = Duration::from_secs(60);
 
+/// `warden_store_round_trips_total{op}` as `/metrics` shows it (parsed, not string-matched).
+async fn round_trips_metric(base: &str, op: &str) -> u64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("HTTP")
+        .text()
+        .await
+        .expect("a body");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("Prometheus text");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "warden_store_round_trips_total" && s.labels.get("op") == Some(op))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) => v as u64,
+            ref other => panic!("a counter, got {other:?}"),
+        })
+        .unwrap_or(0)
+}
+
 /// GET `/readyz`: the status and the body's `reason` (if any).
 async fn readyz(base: &str) -> (u16, Option<String>) {
     let response = reqwest::get(format!("{base}/readyz")).await.expect("HTTP");
@@ -69,10 +90,19 @@ async fn readyz_is_503_while_mongodb_is_unreachable_and_200_when_it_returns() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let state = AdminState::new(node.clone(), CancellationToken::new())
-        .with_ready_timeout(Duration::from_secs(1));
+        .with_ready_timeout(Duration::from_secs(1))
+        .with_mongo(store.clone());
     let stop = CancellationToken::new();
     let admin = tokio::spawn(warden::admin::run(listener, state, stop.clone()));
     assert_eq!(readyz(&base).await, (200, None));
+    // /metrics counts the store's round trips by kind, as the store itself does.
+    let sent = store.round_trips();
+    let finds = round_trips_metric(&base, "find").await;
+    assert!(
+        finds >= sent.finds && finds > 0,
+        "readyz's reads are counted: {finds} (store: {})",
+        sent.finds
+    );
 
     // When MongoDB dies, /readyz answers 503 with a store reason (and /healthz still 200),
     drop(mongo);

@@ -44,6 +44,9 @@ struct Inner {
     data_dir: Option<PathBuf>,
     /// How long `/readyz` waits for the store.
     ready_timeout: Duration,
+    /// The MongoDB store, whose round trips `/metrics` reports (`None` on the embedded store).
+    #[cfg(feature = "mongodb")]
+    mongo: Option<Arc<crate::store::mongo::MongoStore>>,
 }
 
 impl AdminState {
@@ -56,6 +59,8 @@ impl AdminState {
                 draining,
                 data_dir: None,
                 ready_timeout: READY_TIMEOUT,
+                #[cfg(feature = "mongodb")]
+                mongo: None,
             }),
         }
     }
@@ -63,6 +68,12 @@ impl AdminState {
     /// Reports the size of this directory (the embedded store's) as `warden_store_disk_bytes`.
     pub fn with_data_dir(self, dir: impl Into<PathBuf>) -> Self {
         self.rebuild(|i| i.data_dir = Some(dir.into()))
+    }
+
+    /// Reports this MongoDB store's round trips by kind as `warden_store_round_trips_total`.
+    #[cfg(feature = "mongodb")]
+    pub fn with_mongo(self, store: Arc<crate::store::mongo::MongoStore>) -> Self {
+        self.rebuild(|i| i.mongo = Some(store))
     }
 
     /// `/readyz` answers 503 when the store takes longer than this.
@@ -78,6 +89,8 @@ impl AdminState {
                 draining: shared.draining.clone(),
                 data_dir: shared.data_dir.clone(),
                 ready_timeout: shared.ready_timeout,
+                #[cfg(feature = "mongodb")]
+                mongo: shared.mongo.clone(),
             },
         };
         change(&mut inner);
@@ -142,6 +155,15 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         actors_live: node.registry.live_actors(),
         store_disk_bytes: disk,
         relay_streaming: node.has_relay().then(|| node.relay_streaming()),
+        #[cfg(feature = "mongodb")]
+        store_round_trips: state
+            .inner
+            .mongo
+            .as_ref()
+            .map(|m| m.round_trips().by_op())
+            .unwrap_or_default(),
+        #[cfg(not(feature = "mongodb"))]
+        store_round_trips: Vec::new(),
     };
     let body = state.metrics().render(gauges);
     (

@@ -35,6 +35,8 @@ pub(super) struct Instruments {
     pub(super) subscriptions_open: IntGauge,
     pub(super) gap_fills: IntCounter,
     pub(super) store_disk_bytes: IntGauge,
+    /// MongoDB operations by kind, brought up to the store's own counts at each scrape.
+    pub(super) store_round_trips: IntCounterVec,
     pub(super) relay_streaming: IntGauge,
     /// CPU seconds of the process to the clock tick; brought up to date at each scrape.
     pub(super) cpu_seconds: prometheus::Counter,
@@ -226,6 +228,18 @@ impl Instruments {
                 "warden_subscription_gap_fills_total",
                 "Times a subscription read the event log to fill a gap (resume or lag).",
             ),
+            store_round_trips: {
+                let vec = IntCounterVec::new(
+                    Opts::new(
+                        "warden_store_round_trips_total",
+                        "Operations (network round trips) this node sent to MongoDB, by kind.",
+                    ),
+                    &["op"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(vec.clone())).expect("registered once");
+                vec
+            },
             store_disk_bytes: gauge(
                 &r,
                 "warden_store_disk_bytes",

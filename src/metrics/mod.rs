@@ -99,13 +99,15 @@ const BATCH_BUCKETS: [f64; 12] = [
 pub struct Metrics(Option<Arc<Instruments>>);
 
 /// What the scrape reads from the node at scrape time (gauges nobody updates on the hot path).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ScrapeGauges {
     pub actors_live: usize,
     /// Bytes under the embedded store's data directory; `None` on MongoDB.
     pub store_disk_bytes: Option<u64>,
     /// On MongoDB: whether the relay follows a change stream (`Some(false)`: it polls).
     pub relay_streaming: Option<bool>,
+    /// On MongoDB: operations sent since the store opened, by kind (empty on the embedded store).
+    pub store_round_trips: Vec<(&'static str, u64)>,
 }
 
 /// Index of a command kind in [`COMMAND_KINDS`]; `None` for the internal lock expiry.
@@ -183,6 +185,14 @@ impl Metrics {
         );
         m.relay_streaming
             .set(i64::from(gauges.relay_streaming.unwrap_or(false)));
+        for (op, total) in &gauges.store_round_trips {
+            // The store's counts only go up: add what was sent since the last scrape.
+            let counter = m.store_round_trips.with_label_values(&[*op]);
+            let delta = total.saturating_sub(counter.get());
+            if delta > 0 {
+                counter.inc_by(delta);
+            }
+        }
         if let Some(cpu) = process_cpu_seconds() {
             // A counter only goes up: add what was used since the last scrape.
             let delta = cpu - m.cpu_seconds.get();

@@ -34,6 +34,19 @@ impl RoundTrips {
             + self.commands
     }
 
+    /// Each kind with its count, named as the metric labels them.
+    pub fn by_op(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("insert", self.inserts),
+            ("find", self.finds),
+            ("aggregate", self.aggregates),
+            ("bulk_write", self.bulk_writes),
+            ("update", self.updates),
+            ("delete", self.deletes),
+            ("command", self.commands),
+        ]
+    }
+
     /// What happened between `earlier` and `self`.
     pub fn since(&self, earlier: &RoundTrips) -> RoundTrips {
         RoundTrips {
