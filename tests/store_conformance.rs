@@ -1,33 +1,72 @@
-//! The storage conformance suite on the embedded backend. Guards against a backend that loses,
-//! reorders or double-commits events, or lets a stale writer win.
+//! The storage conformance suite (`warden::store::conformance`), one named test per check per
+//! backend, so a failure names its check and does not hide the others. Guards against a backend
+//! that loses, reorders or double-commits events, lets a stale writer win, or leaves the read
+//! model behind the log.
 
+use std::sync::Arc;
 use warden::store::conformance;
 use warden::store::embedded::EmbeddedStore;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_store_passes_the_conformance_suite() {
+/// For one backend (`$open`: an async fn giving a fresh, empty store and whatever must live as
+/// long as it), a module with one test per listed check.
+macro_rules! conformance_tests {
+    ($backend:ident, $open:path) => {
+        mod $backend {
+            use super::*;
+            conformance_tests!(@checks $open;
+                append_and_load,
+                expected_version_conflict_is_typed,
+                one_winner_among_racing_appends,
+                repeated_command_id_is_a_duplicate,
+                a_command_commits_all_its_events_or_none,
+                append_many_settles_each_command_in_order,
+                history_pages_in_order,
+                loaded_state_equals_full_replay,
+                the_view_follows_each_commit,
+                read_model_only_moves_forward,
+                misnumbered_events_are_refused,
+                a_broken_chain_commits_nothing_after_the_break,
+            );
+        }
+    };
+    (@checks $open:path; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let (store, _keep) = $open().await;
+                conformance::$check(store.as_ref()).await;
+            }
+        )*
+    };
+}
+
+async fn embedded_store() -> (Arc<EmbeddedStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(dir.path()).unwrap();
-    conformance::run_all(&store).await;
+    (Arc::new(EmbeddedStore::open(dir.path()).unwrap()), dir)
+}
+
+conformance_tests!(embedded, embedded_store);
+
+/// Every check that `run_all` runs is listed above (a backend's own tests call `run_all`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_all_runs_on_a_fresh_embedded_store() {
+    let (store, _dir) = embedded_store().await;
+    conformance::run_all(store.as_ref()).await;
 }
 
 #[cfg(feature = "mongodb")]
 mod mongo_support;
 
-/// The same suite on MongoDB (the test server named by `WARDEN_TEST_MONGODB_URI`), each run on a
-/// database of its own.
+/// MongoDB: the test server named by `WARDEN_TEST_MONGODB_URI`, a database of its own per test.
 #[cfg(feature = "mongodb")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mongo_store_passes_the_conformance_suite() {
-    let (store, _db) = mongo_support::fresh_store("conformance").await;
-    conformance::run_all(store.as_ref()).await;
+async fn mongo_store() -> (Arc<warden::store::mongo::MongoStore>, String) {
+    mongo_support::fresh_store("conformance").await
 }
 
-/// The same suite with snapshots and views written by one `update` command per collection, as on
-/// a MongoDB before 8.0 (no `bulkWrite`).
+/// MongoDB with snapshots and views written by one `update` command per collection, as on a
+/// MongoDB before 8.0 (no `bulkWrite`).
 #[cfg(feature = "mongodb")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mongo_store_without_bulk_write_passes_the_conformance_suite() {
+async fn mongo_store_without_bulk_write() -> (Arc<warden::store::mongo::MongoStore>, ()) {
     let config = warden::store::mongo::MongoConfig {
         bulk_write: false,
         ..Default::default()
@@ -40,5 +79,10 @@ async fn mongo_store_without_bulk_write_passes_the_conformance_suite() {
     .await
     .expect("the test MongoDB is reachable");
     assert!(!store.uses_bulk_write());
-    conformance::run_all(&store).await;
+    (Arc::new(store), ())
 }
+
+#[cfg(feature = "mongodb")]
+conformance_tests!(mongo, mongo_store);
+#[cfg(feature = "mongodb")]
+conformance_tests!(mongo_without_bulk_write, mongo_store_without_bulk_write);

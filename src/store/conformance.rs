@@ -66,7 +66,8 @@ fn state_after(id: ResourceId, after: u64, events: &[EventEnvelope]) -> ServerRe
     replay(base, events).expect("events lead to a state")
 }
 
-/// Runs every check against `store` (both traits on one backend).
+/// Runs every check against `store` (both traits on one backend). `tests/store_conformance.rs`
+/// also runs each check as a test of its own per backend: list a new check there too.
 pub async fn run_all<S: EventStore + ReadModelStore>(store: &S) {
     append_and_load(store).await;
     expected_version_conflict_is_typed(store).await;
