@@ -69,9 +69,9 @@ async fn a_lost_insert_reply_is_an_error_and_the_retry_returns_the_original_outc
         }),
     };
 
-    // (the read model has written its view, so the next insert is the add's commit)
+    // (the create's view was written before its reply, so the next insert is the add's commit)
     node.queries
-        .wait_for(id, 1, std::time::Duration::from_secs(30))
+        .get(id)
         .await
         .unwrap()
         .expect("the view is written");

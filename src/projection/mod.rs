@@ -91,23 +91,4 @@ impl QueryHandler {
     ) -> Result<crate::domain::ServerResource, time_travel::StateAtError> {
         time_travel::state_at(self.store.as_ref(), id, point).await
     }
-
-    /// Waits (up to `timeout`) until the read model shows `id` at `version` or later.
-    pub async fn wait_for(
-        &self,
-        id: ResourceId,
-        version: u64,
-        timeout: std::time::Duration,
-    ) -> Result<Option<ClientResource>, StoreError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let view = self.read.get(id).await?;
-            if view.as_ref().is_some_and(|v| v.version >= version)
-                || tokio::time::Instant::now() >= deadline
-            {
-                return Ok(view);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
-    }
 }
