@@ -320,18 +320,6 @@ fn map(fields: Vec<(&str, Value)>) -> Vec<u8> {
     bytes
 }
 
-/// Sends raw bytes and returns the error the server answers with.
-async fn refusal(c: &mut Client, bytes: Vec<u8>) -> (Option<u64>, String) {
-    c.send_raw(bytes).await;
-    loop {
-        match c.recv().await.expect("session stays open") {
-            ServerMessage::Error { req, code, .. } => return (req, code),
-            ServerMessage::Update { .. } => continue,
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
-}
-
 // Guards against: bad input panicking the server, changing a resource, going unanswered, or
 // disturbing anyone else.
 #[tokio::test]
@@ -523,7 +511,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         ),
     ];
     for (what, bytes, req, code) in cases {
-        let (got_req, got_code) = refusal(&mut alice, bytes).await;
+        let (got_req, got_code) = alice.refusal(bytes).await;
         assert_eq!((got_req, got_code.as_str()), (req, code), "{what}");
         // Someone else keeps being served meanwhile.
         assert!(

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Client, TestServer, applied, error_code};
+use common::{TestServer, applied, error_code};
 use rmpv::Value;
 use warden::domain::{CommandId, Role};
 use warden::protocol::{ClientMessage, ServerMessage};
@@ -22,18 +22,6 @@ fn map(fields: Vec<(&str, Value)>) -> Vec<u8> {
             .map(|(k, v)| (Value::from(k), v))
             .collect(),
     ))
-}
-
-/// Sends raw bytes and returns the error the server answers with: (req, code).
-async fn refusal(c: &mut Client, bytes: Vec<u8>) -> (Option<u64>, String) {
-    c.send_raw(bytes).await;
-    loop {
-        match c.recv().await.expect("session stays open") {
-            ServerMessage::Error { req, code, .. } => return (req, code),
-            ServerMessage::Update { .. } => continue,
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
 }
 
 // Guards against: a client waiting for ever on a request whose `req` the server could read but
@@ -98,7 +86,7 @@ async fn req_is_kept_whenever_it_can_be_read_and_keys_must_be_strings() {
     ];
     for (what, bytes, req) in cases {
         assert_eq!(
-            refusal(&mut alice, bytes).await,
+            alice.refusal(bytes).await,
             (req, "bad_message".to_string()),
             "{what}"
         );
@@ -160,7 +148,7 @@ async fn only_the_canonical_uuid_form_is_accepted() {
         .enumerate()
         {
             assert_eq!(
-                refusal(&mut alice, bytes).await,
+                alice.refusal(bytes).await,
                 (Some(req + i as u64), "bad_message".to_string()),
                 "{what} #{i}"
             );

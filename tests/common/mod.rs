@@ -172,6 +172,19 @@ impl Client {
             .expect("send");
     }
 
+    /// Sends raw bytes and returns the error the server answers with: (req, code). Updates that
+    /// arrive meanwhile are skipped; anything else fails the test.
+    pub async fn refusal(&mut self, bytes: Vec<u8>) -> (Option<u64>, String) {
+        self.send_raw(bytes).await;
+        loop {
+            match self.recv().await.expect("session stays open") {
+                ServerMessage::Error { req, code, .. } => return (req, code),
+                ServerMessage::Update { .. } => continue,
+                other => panic!("expected an error, got {other:?}"),
+            }
+        }
+    }
+
     /// The next protocol message from the socket (not the pending queue); `None` once closed.
     async fn read(&mut self) -> Option<ServerMessage> {
         loop {
