@@ -222,7 +222,6 @@ impl ResourceActor {
                 }
             });
         }
-        let expected = appends.len();
         let mut outcomes = if appends.is_empty() {
             Vec::new()
         } else {
@@ -243,9 +242,9 @@ impl ResourceActor {
             let outcome = match decided {
                 Decided::Append { events, next } => {
                     let appended = outcomes.next().unwrap_or_else(|| {
-                        Err(StoreError::Unavailable(format!(
-                            "the store answered fewer than {expected} appends"
-                        ))
+                        Err(StoreError::NoOutcome(
+                            "the store answered fewer appends than it was given",
+                        )
                         .into())
                     });
                     match appended {
@@ -434,8 +433,12 @@ impl ResourceActor {
             .store
             .events(record.resource_id, 0, record.last_version as usize)
             .await?;
-        let resource = domain::replay(None, &history)
-            .ok_or_else(|| StoreError::Corrupt(format!("no events for {}", record.resource_id)))?;
+        let resource = domain::replay(None, &history).ok_or_else(|| {
+            StoreError::Inconsistent(format!(
+                "command {} is recorded at versions {}..={} of {}, whose log has no events",
+                record.command_id, record.first_version, record.last_version, record.resource_id
+            ))
+        })?;
         let events: Vec<EventEnvelope> = history
             .into_iter()
             .filter(|e| e.version >= record.first_version)
@@ -526,7 +529,7 @@ impl InFlight {
     fn answer(self) {
         for mut w in self.waiting {
             let outcome = w.caught.try_recv().unwrap_or_else(|_| {
-                Err(StoreError::Unavailable("the command was not answered".into()).into())
+                Err(StoreError::NoOutcome("the command was not answered").into())
             });
             for copy in w.copies {
                 let _ = copy.send(match &outcome {

@@ -5,7 +5,9 @@ use crate::domain::{
     Balance, ClientResource, CommandId, EventEnvelope, PlayerId, ResourceEvent, ResourceId,
     ServerResource, Timestamp, replay, stamp,
 };
-use crate::store::{AppendError, AppendRequest, EventStore, ReadModelStore};
+use crate::store::{
+    AppendError, AppendRequest, EventStore, MalformedAppend, ReadModelStore, StoreError,
+};
 
 fn created(owner: &str, amount: u64) -> ResourceEvent {
     ResourceEvent::ResourceCreated {
@@ -440,7 +442,8 @@ pub async fn read_model_only_moves_forward(store: &dyn ReadModelStore) {
     );
 }
 
-/// Guards against: a caller bug writing a log with holes or with another resource's events.
+/// Guards against: a caller bug writing a log with holes or with another resource's events, or
+/// being reported as a fault of the storage rather than as the caller's (`Malformed`).
 pub async fn misnumbered_events_are_refused(store: &dyn EventStore) {
     let id = ResourceId::new();
     store
@@ -451,13 +454,17 @@ pub async fn misnumbered_events_are_refused(store: &dyn EventStore) {
     skipping.events[0].version = 3;
     assert!(matches!(
         store.append(skipping).await,
-        Err(AppendError::Store(_))
+        Err(AppendError::Store(StoreError::Malformed(
+            MalformedAppend::Misnumbered { first: 2, .. }
+        )))
     ));
     let mut foreign = request(id, 1, vec![added(1, 11)]);
     foreign.events[0].resource_id = ResourceId::new();
     assert!(matches!(
         store.append(foreign).await,
-        Err(AppendError::Store(_))
+        Err(AppendError::Store(StoreError::Malformed(
+            MalformedAppend::Misnumbered { .. }
+        )))
     ));
     assert_eq!(store.head(id).await.unwrap(), 1, "nothing was written");
 }

@@ -31,7 +31,8 @@ use crate::domain::{
     Timestamp,
 };
 use crate::store::{
-    AppendError, AppendRequest, CommitRecord, EventStore, Loaded, ReadModelStore, StoreError,
+    AppendError, AppendRequest, CommitRecord, EventStore, Loaded, OpenError, ReadModelStore,
+    StoreError, corrupt, encode,
 };
 use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -138,48 +139,55 @@ pub struct EmbeddedStore {
     dir: PathBuf,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
-
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
+/// What is wrong with a stored key or value when the decoder itself has nothing to say.
+#[derive(Debug, thiserror::Error)]
+enum Layout {
+    #[error("unknown stored format {0}")]
+    UnknownFormat(u8),
+    #[error("empty value")]
+    Empty,
+    #[error("{found} bytes where {expected} belong")]
+    Length { expected: usize, found: usize },
+    #[error("{found} bytes where at least {at_least} belong")]
+    Short { at_least: usize, found: usize },
 }
 
 impl EmbeddedStore {
     /// Opens (creating if needed) the store under `dir`, with the default options.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    pub fn open(dir: &Path) -> Result<Self, OpenError> {
         Self::open_with(dir, EmbeddedOptions::default())
     }
 
     /// Opens (creating if needed) the store under `dir`. After a crash, fjall replays the tail of
     /// its journal (at most 64 MiB) and drops a torn last batch: that batch was never fsynced,
     /// so no caller was told it committed.
-    pub fn open_with(dir: &Path, options: EmbeddedOptions) -> Result<Self, StoreError> {
+    pub fn open_with(dir: &Path, options: EmbeddedOptions) -> Result<Self, OpenError> {
         if dir.join(LEGACY_FILE).exists() {
-            return Err(StoreError::Unavailable(format!(
-                "{} holds a data directory in Warden's old redb layout ({LEGACY_FILE}), which \
-                 this version no longer reads. Move its data with `warden export --data-dir {0} \
-                 > log.jsonl` run by a build of commit d202002 (the last one on redb), then \
-                 `warden import --data-dir NEW_DIR < log.jsonl` with this one (docs/storage.md, \
-                 \"Old layout\"); or point --data-dir at an empty directory.",
-                dir.display()
-            )));
+            return Err(OpenError::OldLayout {
+                dir: dir.to_owned(),
+                file: LEGACY_FILE,
+            });
         }
-        std::fs::create_dir_all(dir)
-            .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        let engine = |source| OpenError::Engine {
+            dir: dir.to_owned(),
+            source,
+        };
         let budget = options.cache_mb.max(16) * 1024 * 1024;
         let db = Database::builder(dir)
             .cache_size(budget / 2)
             .max_journaling_size(64 * 1024 * 1024)
             .open()
-            .map_err(|e| unavailable(format!("cannot open {}: {e}", dir.display())))?;
+            .map_err(engine)?;
         // Write buffers: the log takes the largest share; the rest is small and rewritten often.
         let memtable = |share: u64| {
             let bytes = (budget / 2 / share).max(1024 * 1024);
             move || KeyspaceCreateOptions::default().max_memtable_size(bytes)
         };
-        let open = |name: &str, share: u64| db.keyspace(name, memtable(share)).map_err(unavailable);
+        let open = |name: &str, share: u64| db.keyspace(name, memtable(share)).map_err(engine);
         let ks = Keyspaces {
             events: open("events", 4)?,
             commands: open("commands", 8)?,
@@ -199,7 +207,7 @@ impl EmbeddedStore {
         let writer_thread = std::thread::Builder::new()
             .name("warden-group-commit".into())
             .spawn(move || commit.run(rx, max_batch))
-            .map_err(unavailable)?;
+            .map_err(OpenError::WriterThread)?;
         Ok(Self {
             db,
             ks,
@@ -244,19 +252,14 @@ impl EmbeddedStore {
             &self.ks.views,
             &self.ks.by_owner,
         ] {
-            ks.rotate_memtable_and_wait().map_err(unavailable)?;
-            ks.major_compact().map_err(unavailable)?;
+            ks.rotate_memtable_and_wait()?;
+            ks.major_compact()?;
         }
         Ok(())
     }
 
     fn snapshot(&self, id: ResourceId) -> Result<Option<ServerResource>, StoreError> {
-        match self
-            .ks
-            .snapshots
-            .get(resource_key(id))
-            .map_err(unavailable)?
-        {
+        match self.ks.snapshots.get(resource_key(id))? {
             Some(bytes) => Ok(Some(decode_snapshot(&bytes)?.1)),
             None => Ok(None),
         }
@@ -409,7 +412,7 @@ impl GroupCommit {
             }
         }
         let started = Instant::now();
-        write.commit().map_err(unavailable)?;
+        write.commit()?;
         let took = started.elapsed();
         crate::metrics::record_group_commit(outcomes.len(), took);
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -491,11 +494,7 @@ fn stored_command(
     ks: &Keyspaces,
     command_id: CommandId,
 ) -> Result<Option<CommitRecord>, StoreError> {
-    match ks
-        .commands
-        .get(command_id.0.as_bytes())
-        .map_err(unavailable)?
-    {
+    match ks.commands.get(command_id.0.as_bytes())? {
         Some(bytes) => Ok(Some(decode_command(command_id, &bytes)?)),
         None => Ok(None),
     }
@@ -505,7 +504,7 @@ fn stored_command(
 fn stored_head(ks: &Keyspaces, id: ResourceId) -> Result<u64, StoreError> {
     match ks.events.prefix(resource_key(id)).next_back() {
         Some(row) => {
-            let key = row.key().map_err(unavailable)?;
+            let key = row.key()?;
             Ok(split_event_key(&key)?.1)
         }
         None => Ok(0),
@@ -558,11 +557,12 @@ fn with_format(body: Vec<u8>) -> Vec<u8> {
     out
 }
 
-fn body(bytes: &[u8]) -> Result<&[u8], StoreError> {
+/// The value after its format byte, if the format is one this version reads.
+fn body(bytes: &[u8]) -> Result<&[u8], Layout> {
     match bytes.split_first() {
         Some((&FORMAT_V1, rest)) => Ok(rest),
-        Some((other, _)) => Err(corrupt(format!("unknown stored format {other}"))),
-        None => Err(corrupt("empty stored value")),
+        Some((&other, _)) => Err(Layout::UnknownFormat(other)),
+        None => Err(Layout::Empty),
     }
 }
 
@@ -573,12 +573,15 @@ fn encode_event(e: &EventEnvelope) -> Result<Vec<u8>, StoreError> {
         schema: e.schema,
         event: &e.event,
     };
-    Ok(with_format(rmp_serde::to_vec(&stored).map_err(corrupt)?))
+    Ok(with_format(
+        rmp_serde::to_vec(&stored).map_err(encode("event"))?,
+    ))
 }
 
 fn decode_event(key: &[u8], value: &[u8]) -> Result<EventEnvelope, StoreError> {
     let (id, version) = split_event_key(key)?;
-    let stored: StoredEvent = rmp_serde::from_slice(body(value)?).map_err(corrupt)?;
+    let stored: StoredEvent =
+        rmp_serde::from_slice(body(value).map_err(corrupt("event"))?).map_err(corrupt("event"))?;
     Ok(EventEnvelope {
         resource_id: id,
         version,
@@ -590,18 +593,24 @@ fn decode_event(key: &[u8], value: &[u8]) -> Result<EventEnvelope, StoreError> {
 }
 
 fn split_event_key(key: &[u8]) -> Result<(ResourceId, u64), StoreError> {
-    let key: &[u8; 24] = key
-        .try_into()
-        .map_err(|_| corrupt(format!("event key of {} bytes", key.len())))?;
+    let key: &[u8; 24] = key.try_into().map_err(|_| {
+        StoreError::corrupt(
+            "event key",
+            Layout::Length {
+                expected: 24,
+                found: key.len(),
+            },
+        )
+    })?;
     let (id, version) = key.split_at(16);
-    let id = uuid::Uuid::from_slice(id).map_err(corrupt)?;
-    let version = u64::from_be_bytes(version.try_into().map_err(corrupt)?);
+    let id = uuid::Uuid::from_slice(id).map_err(corrupt("event key"))?;
+    let version = u64::from_be_bytes(version.try_into().map_err(corrupt("event key"))?);
     Ok((ResourceId(id), version))
 }
 
 /// Format byte, the version (big-endian, so a head is read without decoding the rest), state.
 fn encode_snapshot(state: &ServerResource) -> Result<Vec<u8>, StoreError> {
-    let body = rmp_serde::to_vec(state).map_err(corrupt)?;
+    let body = rmp_serde::to_vec(state).map_err(encode("snapshot"))?;
     let mut out = Vec::with_capacity(body.len() + 9);
     out.push(FORMAT_V1);
     out.extend_from_slice(&state.version.to_be_bytes());
@@ -610,28 +619,39 @@ fn encode_snapshot(state: &ServerResource) -> Result<Vec<u8>, StoreError> {
 }
 
 fn decode_snapshot_version(bytes: &[u8]) -> Result<u64, StoreError> {
-    let rest = body(bytes)?;
+    let rest = body(bytes).map_err(corrupt("snapshot"))?;
     let version: [u8; 8] = rest
         .get(..8)
         .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| corrupt("short snapshot"))?;
+        .ok_or_else(|| {
+            StoreError::corrupt(
+                "snapshot",
+                Layout::Short {
+                    at_least: 9,
+                    found: bytes.len(),
+                },
+            )
+        })?;
     Ok(u64::from_be_bytes(version))
 }
 
 fn decode_snapshot(bytes: &[u8]) -> Result<(u64, ServerResource), StoreError> {
     let version = decode_snapshot_version(bytes)?;
-    let state: ServerResource = rmp_serde::from_slice(&body(bytes)?[8..]).map_err(corrupt)?;
+    // Past the format byte and the version, both checked just now.
+    let state: ServerResource = rmp_serde::from_slice(&bytes[9..]).map_err(corrupt("snapshot"))?;
     Ok((version, state))
 }
 
 /// Views keep field names: some fields are left out when empty, which a positional layout
 /// cannot express.
 fn encode_view(view: &ClientResource) -> Result<Vec<u8>, StoreError> {
-    Ok(with_format(rmp_serde::to_vec_named(view).map_err(corrupt)?))
+    Ok(with_format(
+        rmp_serde::to_vec_named(view).map_err(encode("view"))?,
+    ))
 }
 
 fn decode_view(bytes: &[u8]) -> Result<ClientResource, StoreError> {
-    rmp_serde::from_slice(body(bytes)?).map_err(corrupt)
+    rmp_serde::from_slice(body(bytes).map_err(corrupt("view"))?).map_err(corrupt("view"))
 }
 
 /// Resource id, first version, last version: 32 bytes.
@@ -644,12 +664,22 @@ fn encode_command(rec: &CommitRecord) -> [u8; 32] {
 }
 
 fn decode_command(command_id: CommandId, bytes: &[u8]) -> Result<CommitRecord, StoreError> {
-    let bytes: &[u8; 32] = bytes
-        .try_into()
-        .map_err(|_| corrupt(format!("command record of {} bytes", bytes.len())))?;
-    let resource = uuid::Uuid::from_slice(&bytes[..16]).map_err(corrupt)?;
-    let first = u64::from_be_bytes(bytes[16..24].try_into().map_err(corrupt)?);
-    let last = u64::from_be_bytes(bytes[24..].try_into().map_err(corrupt)?);
+    let bytes: &[u8; 32] = bytes.try_into().map_err(|_| {
+        StoreError::corrupt(
+            "command record",
+            Layout::Length {
+                expected: 32,
+                found: bytes.len(),
+            },
+        )
+    })?;
+    let resource = uuid::Uuid::from_slice(&bytes[..16]).map_err(corrupt("command record"))?;
+    let first = u64::from_be_bytes(
+        bytes[16..24]
+            .try_into()
+            .map_err(corrupt("command record"))?,
+    );
+    let last = u64::from_be_bytes(bytes[24..].try_into().map_err(corrupt("command record"))?);
     Ok(CommitRecord {
         resource_id: ResourceId(resource),
         command_id,
@@ -661,10 +691,9 @@ fn decode_command(command_id: CommandId, bytes: &[u8]) -> Result<CommitRecord, S
 #[async_trait]
 impl EventStore for EmbeddedStore {
     async fn append(&self, req: AppendRequest) -> Result<CommitRecord, AppendError> {
-        self.append_many(vec![req])
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(unavailable("the group-commit writer gave no outcome").into()))
+        self.append_many(vec![req]).await.pop().unwrap_or_else(|| {
+            Err(StoreError::NoOutcome("the group-commit writer gave no outcome").into())
+        })
     }
 
     async fn append_many(
@@ -672,9 +701,9 @@ impl EventStore for EmbeddedStore {
         appends: Vec<AppendRequest>,
     ) -> Vec<Result<CommitRecord, AppendError>> {
         let count = appends.len();
-        let failed = |why: &str| {
+        let failed = |e: StoreError| {
             (0..count)
-                .map(|_| Err(unavailable(why).into()))
+                .map(|_| Err(e.clone().into()))
                 .collect::<Vec<_>>()
         };
         if count == 0 {
@@ -682,11 +711,11 @@ impl EventStore for EmbeddedStore {
         }
         let (reply, answer) = oneshot::channel();
         if self.writer.send(Job { appends, reply }).await.is_err() {
-            return failed("the store is closing");
+            return failed(StoreError::Closed);
         }
         answer
             .await
-            .unwrap_or_else(|_| failed("the group-commit writer stopped"))
+            .unwrap_or_else(|_| failed(StoreError::NoOutcome("the group-commit writer stopped")))
     }
 
     async fn load(&self, id: ResourceId) -> Result<Loaded, StoreError> {
@@ -710,7 +739,7 @@ impl EventStore for EmbeddedStore {
             .range(event_key(id, start)..=event_key(id, u64::MAX))
             .take(limit)
             .map(|row| {
-                let (k, v) = row.into_inner().map_err(unavailable)?;
+                let (k, v) = row.into_inner()?;
                 decode_event(&k, &v)
             })
             .collect()
@@ -743,7 +772,7 @@ impl EventStore for EmbeddedStore {
                     .next(),
             };
             let Some(row) = next else { break };
-            let (id, _) = split_event_key(&row.key().map_err(unavailable)?)?;
+            let (id, _) = split_event_key(&row.key()?)?;
             ids.push(id);
             after = Some(event_key(id, u64::MAX));
         }
@@ -759,7 +788,7 @@ impl ReadModelStore for EmbeddedStore {
         let mut write = self.db.batch().durability(Some(PersistMode::SyncData));
         for view in &views {
             let key = resource_key(view.id);
-            let stored = match self.ks.views.get(key).map_err(unavailable)? {
+            let stored = match self.ks.views.get(key)? {
                 Some(bytes) => Some(decode_view(&bytes)?),
                 None => None,
             };
@@ -771,11 +800,11 @@ impl ReadModelStore for EmbeddedStore {
                 write.insert(&self.ks.by_owner, owner_key(&view.owner, view.id), []);
             }
         }
-        write.commit().map_err(unavailable)
+        Ok(write.commit()?)
     }
 
     async fn get(&self, id: ResourceId) -> Result<Option<ClientResource>, StoreError> {
-        match self.ks.views.get(resource_key(id)).map_err(unavailable)? {
+        match self.ks.views.get(resource_key(id))? {
             Some(bytes) => Ok(Some(decode_view(&bytes)?)),
             None => Ok(None),
         }
@@ -786,8 +815,9 @@ impl ReadModelStore for EmbeddedStore {
         prefix.push(0);
         let mut out = Vec::new();
         for row in self.ks.by_owner.prefix(&prefix) {
-            let key = row.key().map_err(unavailable)?;
-            let id = uuid::Uuid::from_slice(&key[prefix.len()..]).map_err(corrupt)?;
+            let key = row.key()?;
+            let id =
+                uuid::Uuid::from_slice(&key[prefix.len()..]).map_err(corrupt("owner index key"))?;
             if let Some(view) = self.get(ResourceId(id)).await? {
                 out.push(view);
             }
@@ -797,7 +827,7 @@ impl ReadModelStore for EmbeddedStore {
 
     async fn clear(&self) -> Result<(), StoreError> {
         for ks in [&self.ks.views, &self.ks.by_owner] {
-            ks.clear().map_err(unavailable)?;
+            ks.clear()?;
         }
         Ok(())
     }
@@ -862,9 +892,14 @@ mod tests {
     #[test]
     fn a_value_of_an_unknown_format_is_refused_not_misread() {
         let id = ResourceId::new();
-        assert!(matches!(
-            decode_event(&event_key(id, 1), &[9, 1, 2]),
-            Err(StoreError::Corrupt(_))
-        ));
+        let err = decode_event(&event_key(id, 1), &[9, 1, 2]).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Corrupt { what: "event", .. }),
+            "{err:?}"
+        );
+        // The log line says what and why; the cause stays reachable as the source.
+        assert_eq!(err.to_string(), "corrupt event: unknown stored format 9");
+        let source = std::error::Error::source(&err).expect("the cause is kept");
+        assert!(source.downcast_ref::<Layout>().is_some(), "{source:?}");
     }
 }

@@ -12,9 +12,13 @@
 
 pub mod conformance;
 pub mod embedded;
+mod error;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod transfer;
+
+pub use error::{AppendError, Cause, MalformedAppend, OpenError, Shared, StoreError};
+pub(crate) use error::{corrupt, encode};
 
 use crate::domain::{
     ClientResource, CommandId, EventEnvelope, PlayerId, ResourceId, ServerResource,
@@ -22,7 +26,6 @@ use crate::domain::{
 use async_trait::async_trait;
 use std::path::Path;
 use std::sync::Arc;
-use thiserror::Error;
 
 /// What to append: the events a command produced, on top of the version they were decided on.
 #[derive(Clone, Debug)]
@@ -42,13 +45,12 @@ pub struct AppendRequest {
 
 impl AppendRequest {
     /// Checks the request is well formed: events present, all of this resource and this command,
-    /// stamped `expected_version + 1, + 2, …`. Every backend calls it before writing, so a bug in
-    /// a caller is refused as `Corrupt` instead of writing a log with holes.
-    pub fn validate(&self) -> Result<(), StoreError> {
+    /// stamped `expected_version + 1, + 2, …`, and the state the one they lead to. Every backend
+    /// calls it before writing, so a bug in a caller is refused (as [`StoreError::Malformed`])
+    /// instead of writing a log with holes.
+    pub fn validate(&self) -> Result<(), MalformedAppend> {
         if self.events.is_empty() {
-            return Err(StoreError::Corrupt(
-                "an append needs at least one event".into(),
-            ));
+            return Err(MalformedAppend::NoEvents);
         }
         let in_order = self
             .events
@@ -60,19 +62,21 @@ impl AppendRequest {
                     && e.command_id == self.command_id
             });
         if !in_order {
-            return Err(StoreError::Corrupt(format!(
-                "events of command {} are not stamped {}.. for resource {}",
-                self.command_id,
-                self.expected_version + 1,
-                self.resource_id
-            )));
+            return Err(MalformedAppend::Misnumbered {
+                command_id: self.command_id,
+                resource_id: self.resource_id,
+                first: self.expected_version + 1,
+            });
         }
         let last = self.expected_version + self.events.len() as u64;
         if self.state.id != self.resource_id || self.state.version != last {
-            return Err(StoreError::Corrupt(format!(
-                "the state sent with command {} is {} at version {}, not {} at {last}",
-                self.command_id, self.state.id, self.state.version, self.resource_id
-            )));
+            return Err(MalformedAppend::StateMismatch {
+                command_id: self.command_id,
+                resource_id: self.resource_id,
+                version: last,
+                state_id: self.state.id,
+                state_version: self.state.version,
+            });
         }
         Ok(())
     }
@@ -85,28 +89,6 @@ pub struct CommitRecord {
     pub command_id: CommandId,
     pub first_version: u64,
     pub last_version: u64,
-}
-
-/// Why an append did not happen. Each case asks for a different reaction.
-#[derive(Debug, Error)]
-pub enum AppendError {
-    /// Another writer got there first: reload and decide again.
-    #[error("version conflict: expected {expected}, stored head is {actual}")]
-    Conflict { expected: u64, actual: u64 },
-    /// This command id was already committed: answer with the original outcome.
-    #[error("command {} was already applied", .0.command_id)]
-    Duplicate(CommitRecord),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// The storage itself failed. The detail is for the server log; clients get a code.
-#[derive(Clone, Debug, Error)]
-pub enum StoreError {
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
-    #[error("corrupt record: {0}")]
-    Corrupt(String),
 }
 
 /// A resource as stored: its latest snapshot (if any) and the events after it.
@@ -236,12 +218,10 @@ pub async fn open_from_config(
     data_dir: &Path,
     mongodb_uri: Option<&str>,
     embedded: embedded::EmbeddedOptions,
-) -> Result<Backend, StoreError> {
+) -> Result<Backend, OpenError> {
     match mongodb_uri {
         #[cfg(not(feature = "mongodb"))]
-        Some(_) => Err(StoreError::Unavailable(
-            "this build has no MongoDB support (built without the `mongodb` feature)".into(),
-        )),
+        Some(_) => Err(OpenError::NoMongoSupport),
         #[cfg(feature = "mongodb")]
         Some(uri) => {
             let store =
@@ -261,5 +241,93 @@ pub async fn open_from_config(
                 mongo: None,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Balance, ResourceEvent, Timestamp, replay, stamp};
+
+    /// A well-formed append: the creation of a new resource.
+    fn creation() -> AppendRequest {
+        let id = ResourceId::new();
+        let command_id = CommandId::new();
+        let by = PlayerId::new("alice");
+        let events = stamp(
+            id,
+            0,
+            command_id,
+            Timestamp(1_000),
+            vec![ResourceEvent::ResourceCreated {
+                owner: by.clone(),
+                resource_type: "gold".into(),
+                max_amount: 100,
+                regen_milli: 0,
+                balance: Balance {
+                    amount: 10,
+                    regen_carry: 0,
+                    regen_at: Timestamp(1_000),
+                },
+                by,
+            }],
+        );
+        AppendRequest {
+            resource_id: id,
+            expected_version: 0,
+            command_id,
+            state: replay(None, &events).expect("a creation leads to a state"),
+            events,
+        }
+    }
+
+    #[test]
+    fn a_well_formed_append_passes() {
+        assert_eq!(creation().validate(), Ok(()));
+    }
+
+    #[test]
+    fn an_append_without_events_is_malformed() {
+        let mut req = creation();
+        req.events.clear();
+        assert_eq!(req.validate(), Err(MalformedAppend::NoEvents));
+    }
+
+    #[test]
+    fn events_not_stamped_after_the_expected_version_are_malformed_not_corrupt() {
+        // Given an append whose event skips a version,
+        let mut req = creation();
+        req.events[0].version = 2;
+        // when it is validated, then it is refused as the caller's bug,
+        let refused = req.validate().unwrap_err();
+        assert_eq!(
+            refused,
+            MalformedAppend::Misnumbered {
+                command_id: req.command_id,
+                resource_id: req.resource_id,
+                first: 1,
+            }
+        );
+        // which a store reports as `Malformed`, apart from a record it cannot read back.
+        let err = AppendError::from(refused);
+        assert!(
+            matches!(err, AppendError::Store(StoreError::Malformed(_))),
+            "{err:?}"
+        );
+        assert!(err.to_string().starts_with("malformed append: "), "{err}");
+    }
+
+    #[test]
+    fn a_state_of_another_version_is_malformed() {
+        let mut req = creation();
+        req.state.version = 2;
+        assert!(matches!(
+            req.validate(),
+            Err(MalformedAppend::StateMismatch {
+                version: 1,
+                state_version: 2,
+                ..
+            })
+        ));
     }
 }

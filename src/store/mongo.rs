@@ -30,10 +30,11 @@
 //! are always written whole (insert or replace), never patched with `$set`.
 //!
 //! **Failure.** Every operation is bounded by [`MongoConfig::op_timeout`] and server selection by
-//! [`MongoConfig::server_selection_timeout`]: a lost MongoDB turns into [`StoreError::Unavailable`]
-//! within seconds, and the driver reconnects by itself when it returns. An insert whose reply is
-//! lost is an error to the caller (never a success); its retry with the same command id finds the
-//! first commit by `_id` and is answered as a duplicate.
+//! [`MongoConfig::server_selection_timeout`]: a lost MongoDB turns into a [`StoreError`]
+//! ([`Mongo`](StoreError::Mongo) or [`Timeout`](StoreError::Timeout)) within seconds, and the
+//! driver reconnects by itself when it returns. An insert whose reply is lost is an error to the
+//! caller (never a success); its retry with the same command id finds the first commit by `_id`
+//! and is answered as a duplicate.
 //!
 //! **Round trips.** Every operation sent to MongoDB is counted by kind ([`MongoStore::round_trips`]),
 //! so what a command costs in network round trips can be measured (`examples/store_bench.rs`).
@@ -50,7 +51,8 @@ use crate::domain::{
     ClientResource, CommandId, EventEnvelope, PlayerId, ResourceId, ServerResource,
 };
 use crate::store::{
-    AppendError, AppendRequest, CommitRecord, EventStore, Loaded, ReadModelStore, StoreError,
+    AppendError, AppendRequest, CommitRecord, EventStore, Loaded, OpenError, ReadModelStore,
+    StoreError, corrupt, encode,
 };
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -168,35 +170,53 @@ pub struct MongoStore {
     writer: mpsc::Sender<writer::Job>,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+/// The kinds of stored document, as errors name them.
+const COMMIT_DOC: &str = "commit document";
+const SNAPSHOT_DOC: &str = "snapshot";
+const VIEW_DOC: &str = "view";
+
+/// A field of a stored document that is missing or not of the type Warden writes.
+#[derive(Debug, thiserror::Error)]
+#[error("field `{field}` is {found}")]
+struct BadField {
+    field: &'static str,
+    found: String,
 }
 
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
+/// `value` (a record of kind `what`) as a BSON document.
+fn to_doc<T: Serialize>(what: &'static str, value: &T) -> Result<Document, StoreError> {
+    bson::to_document(value).map_err(encode(what))
 }
 
-fn to_doc<T: Serialize>(value: &T) -> Result<Document, StoreError> {
-    bson::to_document(value).map_err(corrupt)
-}
-
-fn from_doc<T: serde::de::DeserializeOwned>(d: Document) -> Result<T, StoreError> {
-    bson::from_document(d).map_err(corrupt)
+/// A stored document of kind `what` read back.
+fn from_doc<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    d: Document,
+) -> Result<T, StoreError> {
+    bson::from_document(d).map_err(corrupt(what))
 }
 
 /// A version or count as BSON Int64.
 fn int64(v: u64) -> Result<Bson, StoreError> {
     i64::try_from(v)
         .map(Bson::Int64)
-        .map_err(|_| corrupt(format!("{v} does not fit a BSON Int64")))
+        .map_err(encode("a version as BSON Int64"))
 }
 
-/// A version as stored (small Int64 values may come back from some servers as Int32).
-fn version_of(d: &Document, field: &str) -> Result<u64, StoreError> {
+/// A version as stored in a commit document or read from one by an aggregation (small Int64
+/// values may come back from some servers as Int32).
+fn version_of(d: &Document, field: &'static str) -> Result<u64, StoreError> {
+    let what = COMMIT_DOC;
     match d.get(field) {
-        Some(Bson::Int64(v)) => u64::try_from(*v).map_err(corrupt),
-        Some(Bson::Int32(v)) => u64::try_from(*v).map_err(corrupt),
-        other => Err(corrupt(format!("document without a {field}: {other:?}"))),
+        Some(Bson::Int64(v)) => u64::try_from(*v).map_err(corrupt(what)),
+        Some(Bson::Int32(v)) => u64::try_from(*v).map_err(corrupt(what)),
+        other => Err(StoreError::corrupt(
+            what,
+            BadField {
+                field,
+                found: format!("{other:?}"),
+            },
+        )),
     }
 }
 
@@ -234,16 +254,17 @@ fn id_str(id: impl std::fmt::Display) -> Bson {
     Bson::String(id.to_string())
 }
 
-fn parse_id(d: &Document, field: &str) -> Result<ResourceId, StoreError> {
-    let text = d.get_str(field).map_err(corrupt)?;
-    text.parse().map(ResourceId).map_err(corrupt)
+/// A resource id stored as a string in `field` of a document of kind `what`.
+fn parse_id(what: &'static str, d: &Document, field: &str) -> Result<ResourceId, StoreError> {
+    let text = d.get_str(field).map_err(corrupt(what))?;
+    text.parse().map(ResourceId).map_err(corrupt(what))
 }
 
 impl MongoStore {
     /// Connects to `uri` (database: the one the URI names, else [`DEFAULT_DATABASE`]), checks the
     /// server answers, and creates the indexes. Fails within about `server_selection_timeout` if
     /// MongoDB is unreachable. Starts the group-commit writer, so it needs a tokio runtime.
-    pub async fn connect(uri: &str, config: MongoConfig) -> Result<Self, StoreError> {
+    pub async fn connect(uri: &str, config: MongoConfig) -> Result<Self, OpenError> {
         Self::connect_to(uri, None, config).await
     }
 
@@ -252,10 +273,10 @@ impl MongoStore {
         uri: &str,
         database: Option<&str>,
         config: MongoConfig,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Self, OpenError> {
         let mut options = ClientOptions::parse(uri)
             .await
-            .map_err(|e| unavailable(format!("bad MongoDB URI: {e}")))?;
+            .map_err(OpenError::MongoUri)?;
         options.app_name = Some("warden".into());
         options.server_selection_timeout = Some(config.server_selection_timeout);
         options.connect_timeout = Some(config.connect_timeout);
@@ -268,7 +289,7 @@ impl MongoStore {
             .map(str::to_owned)
             .or_else(|| options.default_database.clone())
             .unwrap_or_else(|| DEFAULT_DATABASE.into());
-        let client = Client::with_options(options).map_err(unavailable)?;
+        let client = Client::with_options(options).map_err(StoreError::from)?;
         let db = client.database(&name);
         let mut conn = Conn {
             commits: db.collection("commits"),
@@ -286,7 +307,10 @@ impl MongoStore {
         let hello = conn
             .bounded(Op::Command, conn.db.run_command(doc! { "hello": 1 }))
             .await
-            .map_err(|e| unavailable(format!("MongoDB at {uri} is unreachable: {e}")))?;
+            .map_err(|source| OpenError::MongoUnreachable {
+                uri: uri.to_owned(),
+                source,
+            })?;
         let wire = hello.get_i32("maxWireVersion").unwrap_or(0);
         conn.bulk_write = conn.config.bulk_write && wire >= WIRE_VERSION_8_0;
         create_indexes(&conn).await?;
@@ -372,7 +396,7 @@ impl MongoStore {
             .await?;
         docs.into_iter()
             .map(|d| {
-                let s = from_doc::<SnapshotDoc>(d)?;
+                let s = from_doc::<SnapshotDoc>(SNAPSHOT_DOC, d)?;
                 Ok((s.id, s.state))
             })
             .collect()
@@ -405,8 +429,8 @@ impl MongoStore {
         let mut listed: HashMap<PlayerId, Vec<ResourceId>> =
             owners.iter().map(|o| (o.clone(), Vec::new())).collect();
         for d in docs {
-            let id = parse_id(&d, "_id")?;
-            let owner = PlayerId::new(d.get_str("owner").map_err(corrupt)?);
+            let id = parse_id(VIEW_DOC, &d, "_id")?;
+            let owner = PlayerId::new(d.get_str("owner").map_err(corrupt(VIEW_DOC))?);
             listed.entry(owner).or_default().push(id);
         }
         Ok(listed)
@@ -424,7 +448,7 @@ impl MongoStore {
                     .sort(doc! { "last_version": -1 }),
             )
             .await?;
-        found.map(from_doc).transpose()
+        found.map(|d| from_doc(COMMIT_DOC, d)).transpose()
     }
 
     async fn read_events(
@@ -456,7 +480,7 @@ impl EventStore for MongoStore {
             .into_iter()
             .next()
             .unwrap_or_else(|| {
-                Err(StoreError::Unavailable("the writer gave no answer".into()).into())
+                Err(StoreError::NoOutcome("the MongoDB writer gave no answer").into())
             })
     }
 
@@ -467,13 +491,7 @@ impl EventStore for MongoStore {
         reqs: Vec<AppendRequest>,
     ) -> Vec<Result<CommitRecord, AppendError>> {
         let n = reqs.len();
-        let stopped = || {
-            (0..n)
-                .map(|_| {
-                    Err(StoreError::Unavailable("the MongoDB writer has stopped".into()).into())
-                })
-                .collect()
-        };
+        let failed = |e: StoreError| (0..n).map(|_| Err(e.clone().into())).collect();
         if n == 0 {
             return Vec::new();
         }
@@ -487,9 +505,11 @@ impl EventStore for MongoStore {
             .await
             .is_err()
         {
-            return stopped();
+            return failed(StoreError::Closed);
         }
-        answer.await.unwrap_or_else(|_| stopped())
+        answer
+            .await
+            .unwrap_or_else(|_| failed(StoreError::NoOutcome("the MongoDB writer stopped")))
     }
 
     async fn load(&self, id: ResourceId) -> Result<Loaded, StoreError> {
@@ -500,7 +520,7 @@ impl EventStore for MongoStore {
                 self.conn.resources.find_one(doc! { "_id": id_str(id) }),
             )
             .await?
-            .map(from_doc::<SnapshotDoc>)
+            .map(|d| from_doc::<SnapshotDoc>(SNAPSHOT_DOC, d))
             .transpose()?
             .map(|s| s.state);
         let after = snapshot.as_ref().map_or(0, |s| s.version);
@@ -562,7 +582,10 @@ impl EventStore for MongoStore {
                     .await
             })
             .await?;
-        groups.iter().map(|g| parse_id(g, "_id")).collect()
+        groups
+            .iter()
+            .map(|g| parse_id(COMMIT_DOC, g, "_id"))
+            .collect()
     }
 }
 
@@ -606,7 +629,10 @@ impl ReadModelStore for MongoStore {
                 self.conn.views.find_one(doc! { "_id": id_str(id) }),
             )
             .await?;
-        Ok(found.map(from_doc::<ViewDoc>).transpose()?.map(|d| d.view))
+        Ok(found
+            .map(|d| from_doc::<ViewDoc>(VIEW_DOC, d))
+            .transpose()?
+            .map(|d| d.view))
     }
 
     async fn list_by_owner(&self, owner: &PlayerId) -> Result<Vec<ClientResource>, StoreError> {
@@ -623,7 +649,7 @@ impl ReadModelStore for MongoStore {
             })
             .await?;
         docs.into_iter()
-            .map(|d| Ok(from_doc::<ViewDoc>(d)?.view))
+            .map(|d| Ok(from_doc::<ViewDoc>(VIEW_DOC, d)?.view))
             .collect()
     }
 

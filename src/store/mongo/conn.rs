@@ -5,8 +5,8 @@
 use super::CommitDoc;
 use super::round_trips::{Counters, Op};
 use super::{
-    DUPLICATE_KEY, KNOWN_CAP, MongoConfig, SnapshotDoc, ViewDoc, from_doc, id_str, int64, parse_id,
-    to_doc, unavailable, version_of, versions_filter,
+    COMMIT_DOC, DUPLICATE_KEY, KNOWN_CAP, MongoConfig, SNAPSHOT_DOC, SnapshotDoc, VIEW_DOC,
+    ViewDoc, from_doc, id_str, int64, parse_id, to_doc, version_of, versions_filter,
 };
 use crate::domain::{ClientResource, CommandId, ResourceId, ServerResource};
 use crate::store::{CommitRecord, StoreError};
@@ -76,13 +76,13 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    /// Runs a driver operation with the store's time bound; every failure is `Unavailable`.
+    /// Runs a driver operation with the store's time bound.
     pub(super) async fn bounded<T>(
         &self,
         op: Op,
         fut: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<T, StoreError> {
-        self.bounded_raw(op, fut).await?.map_err(unavailable)
+        Ok(self.bounded_raw(op, fut).await??)
     }
 
     /// Like [`bounded`](Self::bounded) but hands the driver's error back for inspection.
@@ -94,11 +94,9 @@ impl Conn {
         self.counters.count(op);
         tokio::time::timeout(self.config.op_timeout, fut.into_future())
             .await
-            .map_err(|_| {
-                unavailable(format!(
-                    "MongoDB did not answer within {:?}",
-                    self.config.op_timeout
-                ))
+            .map_err(|_| StoreError::Timeout {
+                store: "MongoDB",
+                after: self.config.op_timeout,
             })
     }
 
@@ -125,7 +123,7 @@ impl Conn {
                     .await
             })
             .await?;
-        docs.into_iter().map(from_doc).collect()
+        docs.into_iter().map(|d| from_doc(COMMIT_DOC, d)).collect()
     }
 
     /// The commit records of those of `command_ids` that were committed, in one query.
@@ -150,7 +148,7 @@ impl Conn {
         docs.into_iter()
             .map(|mut d| {
                 d.insert("events", Bson::Array(Vec::new()));
-                let record = from_doc::<CommitDoc>(d)?.record();
+                let record = from_doc::<CommitDoc>(COMMIT_DOC, d)?.record();
                 Ok((record.command_id, record))
             })
             .collect()
@@ -179,7 +177,7 @@ impl Conn {
             .await?;
         let heads = groups
             .iter()
-            .map(|g| Ok((parse_id(g, "_id")?, version_of(g, "head")?)))
+            .map(|g| Ok((parse_id(COMMIT_DOC, g, "_id")?, version_of(g, "head")?)))
             .collect::<Result<HashMap<_, _>, StoreError>>()?;
         let mut known = self.known();
         for (id, head) in &heads {
@@ -210,7 +208,12 @@ impl Conn {
             .await?;
         let found = docs
             .iter()
-            .map(|d| Ok((parse_id(d, "resource_id")?, version_of(d, "last_version")?)))
+            .map(|d| {
+                Ok((
+                    parse_id(COMMIT_DOC, d, "resource_id")?,
+                    version_of(d, "last_version")?,
+                ))
+            })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let mut known = self.known();
         for (id, v) in &found {
@@ -231,21 +234,27 @@ impl Conn {
     ) -> Result<(), StoreError> {
         let mut snapshot_writes = Vec::with_capacity(snapshots.len());
         for state in snapshots {
-            let doc = to_doc(&SnapshotDoc {
-                id: state.id,
-                version: state.version,
-                state: state.clone(),
-            })?;
+            let doc = to_doc(
+                SNAPSHOT_DOC,
+                &SnapshotDoc {
+                    id: state.id,
+                    version: state.version,
+                    state: state.clone(),
+                },
+            )?;
             snapshot_writes.push((state.id, state.version, doc));
         }
         let mut view_writes = Vec::with_capacity(views.len());
         for view in views {
-            let doc = to_doc(&ViewDoc {
-                id: view.id,
-                owner: view.owner.clone(),
-                version: view.version,
-                view: view.clone(),
-            })?;
+            let doc = to_doc(
+                VIEW_DOC,
+                &ViewDoc {
+                    id: view.id,
+                    owner: view.owner.clone(),
+                    version: view.version,
+                    view: view.clone(),
+                },
+            )?;
             view_writes.push((view.id, view.version, doc));
         }
         if self.bulk_write {
@@ -283,7 +292,7 @@ impl Conn {
                     {
                         Ok(())
                     }
-                    _ => Err(unavailable(e)),
+                    _ => Err(e.into()),
                 },
             };
         }
@@ -314,7 +323,7 @@ impl Conn {
         let mut command =
             doc! { "update": collection.name(), "updates": updates, "ordered": false };
         if let Some(wc) = &self.write_concern {
-            command.insert("writeConcern", to_doc(wc)?);
+            command.insert("writeConcern", to_doc("write concern", wc)?);
         }
         let reply = self
             .bounded(Op::Update, self.db.run_command(command))
@@ -327,11 +336,11 @@ impl Conn {
                     == Some(DUPLICATE_KEY)
             });
             if !only_newer_there {
-                return Err(unavailable(format!("update failed: {errors:?}")));
+                return Err(StoreError::MongoWrite(format!("update failed: {errors:?}")));
             }
         }
         if let Ok(e) = reply.get_document("writeConcernError") {
-            return Err(unavailable(format!("write concern failed: {e}")));
+            return Err(StoreError::MongoWrite(format!("write concern failed: {e}")));
         }
         Ok(())
     }

@@ -33,10 +33,10 @@
 //! inserts expects a boundary, and no later append of a chain is attempted once one has failed.
 //!
 //! **When the snapshots and views cannot be written** the commits stand (they are durable), but
-//! their callers hear `Unavailable` (as after a lost reply: a retry finds the commit and is
+//! their callers hear the store error (as after a lost reply: a retry finds the commit and is
 //! answered as a duplicate), and the writer writes those states with its next batch.
 
-use super::{CommitDoc, Conn, DUPLICATE_KEY, Op, to_doc, unavailable};
+use super::{COMMIT_DOC, CommitDoc, Conn, DUPLICATE_KEY, Op, to_doc};
 use crate::domain::{ClientResource, ResourceId, ServerResource};
 use crate::store::{AppendError, AppendRequest, CommitRecord, StoreError};
 use mongodb::bson::Document;
@@ -194,15 +194,11 @@ async fn commit_batch(
         .map(|(c, i)| chains[*c][*i].command_id)
         .collect();
     let duplicates = conn.find_commands(&command_ids).await;
+    // Only refusals are answered with a head: an append that failed (so far only with a store
+    // error) passes that error on to the rest of its chain.
     let mut need_head: Vec<ResourceId> = Vec::new();
     for (c, chain) in chains.iter().enumerate() {
-        let broken = fates[c].iter().any(|f| match f {
-            Fate::Refused => true,
-            Fate::Failed(AppendError::Store(StoreError::Unavailable(_))) => false,
-            Fate::Failed(_) => true,
-            _ => false,
-        });
-        if broken {
+        if fates[c].iter().any(|f| matches!(f, Fate::Refused)) {
             need_head.push(chain[0].resource_id);
         }
     }
@@ -277,8 +273,8 @@ async fn commit_batch(
                             Err(e) => Err(e.clone().into()),
                         },
                         Fate::Failed(e) => Err(e),
-                        Fate::Pending | Fate::Refused => Err(StoreError::Unavailable(
-                            "the writer left an append unsettled".into(),
+                        Fate::Pending | Fate::Refused => Err(StoreError::NoOutcome(
+                            "the MongoDB writer left an append unsettled",
                         )
                         .into()),
                     };
@@ -338,15 +334,18 @@ async fn insert(
                 .last()
                 .map_or(req.expected_version, |e| e.version),
         };
-        let doc = to_doc(&CommitDoc {
-            command_id: req.command_id,
-            resource_id: req.resource_id,
-            first_version: record.first_version,
-            last_version: record.last_version,
-            node: conn.node_id.clone(),
-            committed_at: now,
-            events: req.events.clone(),
-        });
+        let doc = to_doc(
+            COMMIT_DOC,
+            &CommitDoc {
+                command_id: req.command_id,
+                resource_id: req.resource_id,
+                first_version: record.first_version,
+                last_version: record.last_version,
+                node: conn.node_id.clone(),
+                committed_at: now,
+                events: req.events.clone(),
+            },
+        );
         match doc {
             Ok(doc) => {
                 docs.push(doc);
@@ -399,11 +398,11 @@ async fn insert_many(conn: &Conn, docs: Vec<Document>, ordered: bool) -> Vec<Ins
     let ErrorKind::InsertMany(m) = e.kind.as_ref() else {
         // Includes a lost reply: the documents may or may not be in, so each is an error, and a
         // retry with the same command id will find what was.
-        return all_failed(unavailable(&e));
+        return all_failed(e.into());
     };
     if m.write_concern_error.is_some() {
         // Written, but not as durably as promised: not acknowledged.
-        return all_failed(unavailable(&e));
+        return all_failed(e.into());
     }
     let mut out: Vec<Inserted> = (0..n).map(|_| Inserted::Yes).collect();
     let errors = m.write_errors.as_deref().unwrap_or_default();
@@ -412,7 +411,7 @@ async fn insert_many(conn: &Conn, docs: Vec<Document>, ordered: bool) -> Vec<Ins
             *slot = if w.code == DUPLICATE_KEY {
                 Inserted::DuplicateKey
             } else {
-                Inserted::Failed(unavailable(&w.message))
+                Inserted::Failed(StoreError::MongoWrite(w.message.clone()))
             };
         }
     }
