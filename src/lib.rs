@@ -3,15 +3,16 @@
 //! # Layout
 //! - [`domain`]: the pure rules. `ServerResource` / `ClientResource`, commands, events,
 //!   `decide` (may refuse, never mutates) and `apply` (never fails). No I/O, no clock reads.
-//! - [`store`]: the event-store and read-model traits, the embedded redb backend with group
-//!   commit, the MongoDB backend, and the conformance suite every backend passes.
+//! - [`store`]: the event-store and read-model traits, the embedded fjall backend with group
+//!   commit, the MongoDB backend, the commit feed a shared backend offers, and the conformance
+//!   suite every backend passes.
 //! - [`auth`]: signed tokens (JWT) and the server secret.
 //! - [`actor`]: one tokio task per live resource; the [`actor::Registry`] routes commands to them.
 //! - [`bus`]: the node's hub that fans committed changes out to listeners.
 //! - [`projection`]: the query handler, and repair and rebuild of the read model from the log.
 //! - [`clock`]: where actors get "now" (a manual clock in tests).
-//! - `relay`: brings other nodes' commits (shared MongoDB) to this node's hub (with the
-//!   `mongodb` feature, on by default).
+//! - [`relay`]: brings other nodes' commits to this node's hub, reading the store's
+//!   backend-neutral [`store::CommitFeed`] (a shared MongoDB has one).
 //! - [`node`]: wires the above together for one server node.
 //! - [`net`]: the WebSocket front end: accept loop, sessions, gap-free subscriptions.
 //! - [`demo`]: the seed scenario.
@@ -31,6 +32,5 @@ pub mod net;
 pub mod node;
 pub mod projection;
 pub mod protocol;
-#[cfg(feature = "mongodb")]
 pub mod relay;
 pub mod store;

@@ -82,8 +82,8 @@ impl Node {
         relay_config: RelayConfig,
     ) -> Self {
         let mut node = Self::start(backend.events.clone(), backend.read.clone(), config);
-        if let Some(mongo) = &backend.mongo {
-            node.relay = Some(Relay::start(mongo.clone(), node.hub.clone(), relay_config));
+        if let Some(feed) = backend.feed() {
+            node.relay = Some(Relay::start(feed, node.hub.clone(), relay_config));
             // MongoDB writes views right after the commit documents, not atomically with them:
             // repair, in the background, any view a crash between the two left behind.
             let (events, read) = (backend.events.clone(), backend.read.clone());

@@ -1,5 +1,8 @@
 //! Cross-node delivery: makes this node's [`Hub`] carry the changes that *other* nodes commit to
-//! the shared MongoDB, so a subscriber on node A sees what was committed through node B.
+//! a shared log, so a subscriber on node A sees what was committed through node B.
+//!
+//! The relay reads the store's [`CommitFeed`] (domain types only; the MongoDB store implements it)
+//! and knows nothing of how a backend stores commits or streams them.
 //!
 //! The relay only makes the node *notice*; correctness rests on the per-resource log. Subscribers
 //! drop versions they already have and read any gap from the log, so the relay may publish a
@@ -12,32 +15,29 @@
 //! between a subscriber reading the current view and the relay starting to watch.
 //!
 //! **How it notices.**
-//! - *Change streams*: a task watches inserts into `commits` by other nodes and marks their
-//!   resources dirty; the relay then reads those resources' logs after the tracked versions. After
-//!   an interruption it reopens the stream from the last resume token (from scratch if the token is
+//! - *Notices* (where the feed can stream them; on MongoDB a change stream, which needs a replica
+//!   set): a task follows the feed's notices of other nodes' commits and marks their resources
+//!   dirty; the relay then reads those resources' commits after the tracked versions. After an
+//!   interruption it reopens the stream from the last resume token (from scratch if the token is
 //!   no longer usable) and re-reads every tracked resource once. A slow safety poll
-//!   ([`RelayConfig::safety_poll`]) re-reads everything in case a stream dies silently. Change
-//!   streams need a replica set or a sharded cluster (a single-node replica set will do, as in
-//!   `docker-compose.yml`; MongoDB Atlas always is one); a standalone `mongod` and nx-27017 have
-//!   none.
-//! - *Polling* (fallback when `watch()` fails): every [`RelayConfig::poll_interval`] it reads the
-//!   commits after each tracked version in batched queries of up to
-//!   [`RelayConfig::resources_per_query`] resources each (one `$or` clause per resource, with the
-//!   version it has seen), and the resources of every subscribed owner the same way (one read-model
-//!   query per that many owners). Resources it starts tracking are loaded in batches too (their
-//!   snapshots, then the commits after them). So a tick costs `ceil(resources / 1000) +
-//!   ceil(owners / 1000)` queries with the defaults: 5 for 5,000 watched resources, not 5,000.
+//!   ([`RelayConfig::safety_poll`]) re-reads everything in case a stream dies silently.
+//! - *Polling* (fallback when the feed cannot stream, as on a standalone `mongod` or nx-27017):
+//!   every [`RelayConfig::poll_interval`] it reads the commits after each tracked version in
+//!   batched reads of up to [`RelayConfig::resources_per_query`] resources each, and the resources
+//!   of every subscribed owner the same way (one read per that many owners). Resources it starts
+//!   tracking are loaded in batches too (their snapshots, then the commits after them). So a tick
+//!   costs `ceil(resources / 1000) + ceil(owners / 1000)` reads with the defaults: 5 for 5,000
+//!   watched resources, not 5,000.
 //!
 //! Commits this node made itself are folded into the trackers but not published: the actor that
 //! made them already did. The read model needs no relay: each node writes the views of its own
-//! commits into the shared `read_model` collection in its commit path (see `store::mongo`).
+//! commits into the shared read model in its commit path (see `store::mongo`).
 
 use crate::bus::{Change, Hub};
 use crate::domain::{self, PlayerId, ResourceId, ServerResource};
 use crate::store::StoreError;
-use crate::store::mongo::{CommitDoc, MongoStore};
+use crate::store::feed::{Commit, CommitFeed, ResumeToken};
 use futures::StreamExt;
-use mongodb::bson::doc;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -51,18 +51,19 @@ use tokio_util::sync::CancellationToken;
 pub struct RelayConfig {
     /// How often the watched set is refreshed and, without change streams, the log is polled.
     pub poll_interval: Duration,
-    /// Try MongoDB change streams first (falls back to polling when `watch()` fails).
+    /// Follow the feed's stream of notices first (on MongoDB a change stream); poll when it
+    /// cannot be opened.
     pub change_streams: bool,
-    /// How long to wait before trying to open a change stream again after a failure.
+    /// How long to wait before trying to open the stream again after a failure.
     pub stream_retry: Duration,
-    /// With a change stream open, every tracked resource is still re-read this often.
+    /// With a stream open, every tracked resource is still re-read this often.
     pub safety_poll: Duration,
-    /// Tracked resources (or subscribed owners) per query (one `$or` clause each); at most 1,000.
+    /// Tracked resources (or subscribed owners) per read of the feed; at most 1,000.
     pub resources_per_query: usize,
-    /// Most commits one log query returns; the rest come at the next round.
+    /// Most commits one read of the feed returns; the rest come at the next round.
     pub commits_per_query: usize,
-    /// Change-stream notices waiting for the relay. When full, further notices are dropped and the
-    /// relay re-reads every tracked resource instead (nothing is lost, only batched).
+    /// Notices waiting for the relay. When full, further notices are dropped and the relay
+    /// re-reads every tracked resource instead (nothing is lost, only batched).
     pub notice_queue: usize,
 }
 
@@ -84,15 +85,15 @@ impl Default for RelayConfig {
 pub struct Relay {
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
-    /// True while a change stream is open (otherwise the relay polls).
+    /// True while a stream of notices is open (otherwise the relay polls).
     streaming: Arc<AtomicBool>,
     /// Ticks of the relay's loop so far (to relate queries to ticks).
     ticks: Arc<AtomicU64>,
 }
 
-/// What the relay's loop and the change-stream task share.
+/// What the relay's loop and the notice task share.
 struct Shared {
-    store: Arc<MongoStore>,
+    feed: Arc<dyn CommitFeed>,
     hub: Arc<Hub>,
     config: RelayConfig,
     streaming: Arc<AtomicBool>,
@@ -102,14 +103,15 @@ struct Shared {
 }
 
 impl Relay {
-    /// Starts relaying other nodes' commits on `store` into `hub`. Needs a tokio runtime.
-    pub fn start(store: Arc<MongoStore>, hub: Arc<Hub>, config: RelayConfig) -> Self {
+    /// Starts relaying other nodes' commits, as `feed` shows them, into `hub`. Needs a tokio
+    /// runtime.
+    pub fn start(feed: Arc<dyn CommitFeed>, hub: Arc<Hub>, config: RelayConfig) -> Self {
         let stop = CancellationToken::new();
         let streaming = Arc::new(AtomicBool::new(false));
         let ticks = Arc::new(AtomicU64::new(0));
         let (notices_tx, notices_rx) = mpsc::channel(config.notice_queue.max(1));
         let shared = Arc::new(Shared {
-            store,
+            feed,
             hub,
             streaming: streaming.clone(),
             ticks: ticks.clone(),
@@ -118,7 +120,7 @@ impl Relay {
         });
         let mut tasks = vec![tokio::spawn(run(shared.clone(), notices_rx, stop.clone()))];
         if shared.config.change_streams {
-            tasks.push(tokio::spawn(watch_commits(
+            tasks.push(tokio::spawn(follow_notices(
                 shared,
                 notices_tx,
                 stop.clone(),
@@ -138,7 +140,7 @@ impl Relay {
         self.ticks.load(Ordering::Relaxed)
     }
 
-    /// True while a change stream feeds the relay (false: it polls the log).
+    /// True while a stream of notices feeds the relay (false: it polls the log).
     pub fn is_streaming(&self) -> bool {
         self.streaming.load(Ordering::Relaxed)
     }
@@ -233,7 +235,7 @@ impl Trackers {
         let owners = hub.subscribed_owners();
         self.owners.retain(|o, _| owners.contains(o));
         for chunk in owners.chunks(per_query) {
-            match self.shared.store.resources_of_owners(chunk).await {
+            match self.shared.feed.resources_of_owners(chunk).await {
                 Ok(listed) => self.owners.extend(listed),
                 // Keep the last lists; the next tick tries again.
                 Err(e) => tracing::debug!(error = %e, "relay cannot list owners' resources"),
@@ -258,19 +260,19 @@ impl Trackers {
     }
 
     /// Loads resources (their snapshots, then the commits from the snapshot's own on, in two
-    /// queries) and announces each one's latest commit once (see the module doc).
+    /// reads) and announces each one's latest commit once (see the module doc).
     async fn start_tracking(&mut self, ids: &[ResourceId]) -> Result<(), StoreError> {
-        let store = &self.shared.store;
-        let mut snapshots = store.snapshots(ids).await?;
+        let feed = &self.shared.feed;
+        let mut snapshots = feed.snapshots(ids).await?;
         // From the commit that ends at the snapshot's version, so it can be announced.
         let after: Vec<(ResourceId, u64)> = ids
             .iter()
             .map(|id| (*id, snapshots.get(id).map_or(0, |s| s.version - 1)))
             .collect();
-        let commits = store
-            .commits_after_many(&after, self.shared.config.commits_per_query)
+        let commits = feed
+            .commits_after(&after, self.shared.config.commits_per_query)
             .await?;
-        let mut by_resource: HashMap<ResourceId, Vec<CommitDoc>> = HashMap::new();
+        let mut by_resource: HashMap<ResourceId, Vec<Commit>> = HashMap::new();
         for commit in commits {
             by_resource
                 .entry(commit.resource_id)
@@ -314,8 +316,8 @@ impl Trackers {
         for chunk in known.chunks(self.per_query()) {
             let commits = self
                 .shared
-                .store
-                .commits_after_many(chunk, self.shared.config.commits_per_query)
+                .feed
+                .commits_after(chunk, self.shared.config.commits_per_query)
                 .await?;
             for commit in commits {
                 self.fold(commit).await;
@@ -325,7 +327,7 @@ impl Trackers {
     }
 
     /// Advances one tracker by one commit, publishing it if another node made it.
-    async fn fold(&mut self, commit: CommitDoc) {
+    async fn fold(&mut self, commit: Commit) {
         let id = commit.resource_id;
         let Some(state) = self.trackers.get_mut(&id) else {
             return;
@@ -342,7 +344,7 @@ impl Trackers {
         }
         let next = domain::replay(state.take(), &commit.events);
         *state = next.clone();
-        if commit.node != self.shared.store.node_id()
+        if !commit.by_this_node
             && let Some(next) = next
         {
             self.shared
@@ -352,30 +354,19 @@ impl Trackers {
     }
 }
 
-/// Watches inserts into `commits` by other nodes and passes their resource ids to the relay.
-/// Retries every [`RelayConfig::stream_retry`] while change streams are unavailable.
-async fn watch_commits(
+/// Follows the feed's notices of other nodes' commits and passes their resource ids to the
+/// relay. Retries every [`RelayConfig::stream_retry`] while the feed cannot stream.
+async fn follow_notices(
     shared: Arc<Shared>,
     notices: mpsc::Sender<ResourceId>,
     stop: CancellationToken,
 ) {
-    let mut token = None;
+    let mut token: Option<ResumeToken> = None;
     let mut reported = false;
     loop {
-        let pipeline = [doc! { "$match": {
-            "operationType": "insert",
-            "fullDocument.node": { "$ne": shared.store.node_id() },
-        } }];
-        let opened = shared
-            .store
-            .commits_collection()
-            .watch()
-            .pipeline(pipeline)
-            .resume_after(token.clone())
-            .await;
-        match opened {
+        match shared.feed.notices(token.clone()).await {
             Ok(mut stream) => {
-                tracing::info!("relay follows a MongoDB change stream");
+                tracing::info!("relay follows a change stream of other nodes' commits");
                 reported = false;
                 shared.streaming.store(true, Ordering::Relaxed);
                 // Whatever happened while no stream was open is read from the log.
@@ -386,17 +377,11 @@ async fn watch_commits(
                         next = stream.next() => next,
                     };
                     match next {
-                        Some(Ok(event)) => {
-                            token = stream.resume_token();
-                            let id = event
-                                .full_document
-                                .as_ref()
-                                .and_then(|d| d.get_str("resource_id").ok())
-                                .and_then(|s| s.parse().ok())
-                                .map(ResourceId);
-                            if let Some(id) = id
-                                && notices.try_send(id).is_err()
-                            {
+                        Some(Ok(notice)) => {
+                            if notice.resume.is_some() {
+                                token = notice.resume;
+                            }
+                            if notices.try_send(notice.resource_id).is_err() {
                                 shared.resync.store(true, Ordering::Relaxed);
                             }
                         }
@@ -431,3 +416,6 @@ async fn watch_commits(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,6 +5,10 @@
 //!   expect; a command's events commit atomically with its command id, so a repeat is detected.
 //! - [`ReadModelStore`]: the client schema, kept apart from the server schema, written only
 //!   forward (a view never replaces a newer one).
+//! - [`CommitFeed`] ([`feed`]): how a node notices the commits other nodes make to a shared log,
+//!   in domain terms; what the relay reads.
+//! - Errors ([`StoreError`], [`AppendError`], [`OpenError`]): one enum per family of operations,
+//!   one variant per cause, with its source.
 //!
 //! Backends: [`embedded::EmbeddedStore`] (a fjall database under a data directory) and
 //! `mongo::MongoStore` (one MongoDB database, shared by several nodes; built with the `mongodb`
@@ -13,12 +17,14 @@
 pub mod conformance;
 pub mod embedded;
 mod error;
+pub mod feed;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod transfer;
 
 pub use error::{AppendError, Cause, MalformedAppend, OpenError, Shared, StoreError};
 pub(crate) use error::{corrupt, encode};
+pub use feed::CommitFeed;
 
 use crate::domain::{
     ClientResource, CommandId, EventEnvelope, PlayerId, ResourceId, ServerResource,
@@ -195,13 +201,24 @@ pub trait ReadModelStore: Send + Sync + 'static {
 pub struct Backend {
     pub events: Arc<dyn EventStore>,
     pub read: Arc<dyn ReadModelStore>,
-    /// Set on MongoDB: other nodes may commit to the same log, so the node needs a relay
-    /// (see `crate::relay`) to notice their changes.
+    /// Set on MongoDB: other nodes may commit to the same log (see [`feed`](Self::feed)); also
+    /// what MongoDB-only tools read (round trips).
     #[cfg(feature = "mongodb")]
     pub mongo: Option<Arc<mongo::MongoStore>>,
 }
 
 impl Backend {
+    /// The feed of commits other nodes make to the same log, when the log is shared (MongoDB):
+    /// a node follows it with a relay (`crate::relay`) to notice their changes. `None` on the
+    /// embedded store, which one node owns.
+    pub fn feed(&self) -> Option<Arc<dyn CommitFeed>> {
+        #[cfg(feature = "mongodb")]
+        if let Some(mongo) = &self.mongo {
+            return Some(mongo.clone());
+        }
+        None
+    }
+
     /// A short name for logs: `embedded` or `mongodb`.
     pub fn kind(&self) -> &'static str {
         #[cfg(feature = "mongodb")]

@@ -36,10 +36,16 @@
 //! caller (never a success); its retry with the same command id finds the first commit by `_id`
 //! and is answered as a duplicate.
 //!
+//! **Commit feed.** Nodes sharing the database learn of each other's commits through the store
+//! as a [`CommitFeed`](crate::store::CommitFeed) ([`feed`]): batched reads of `commits` after
+//! known versions, and a change stream of the inserts other nodes make, where the server has one.
+//! The node's relay reads only that trait, never these documents.
+//!
 //! **Round trips.** Every operation sent to MongoDB is counted by kind ([`MongoStore::round_trips`]),
 //! so what a command costs in network round trips can be measured (`examples/store_bench.rs`).
 
 mod conn;
+mod feed;
 mod round_trips;
 mod writer;
 
@@ -58,7 +64,7 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::options::{ClientOptions, WriteConcern};
-use mongodb::{Client, Collection, Database};
+use mongodb::{Client, Database};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -117,18 +123,18 @@ impl Default for MongoConfig {
 
 /// One command's commit as stored in `commits`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CommitDoc {
+struct CommitDoc {
     /// The command id: the primary key makes a command commit at most once.
     #[serde(rename = "_id")]
-    pub command_id: CommandId,
-    pub resource_id: ResourceId,
-    pub first_version: u64,
-    pub last_version: u64,
-    /// The node that wrote it, so a node's relay can skip its own commits.
-    pub node: String,
+    command_id: CommandId,
+    resource_id: ResourceId,
+    first_version: u64,
+    last_version: u64,
+    /// The node that wrote it, so a node's commit feed can tell its own commits from others'.
+    node: String,
     /// Wall-clock milliseconds at the writing node (diagnostics only; ordering is by version).
-    pub committed_at: i64,
-    pub events: Vec<EventEnvelope>,
+    committed_at: i64,
+    events: Vec<EventEnvelope>,
 }
 
 impl CommitDoc {
@@ -324,14 +330,9 @@ impl MongoStore {
         &self.conn.node_id
     }
 
-    /// The database (for change streams and tests).
+    /// The database (for tests and tools).
     pub fn database(&self) -> &Database {
         &self.conn.db
-    }
-
-    /// The `commits` collection (for change streams).
-    pub fn commits_collection(&self) -> &Collection<Document> {
-        &self.conn.commits
     }
 
     /// Operations sent to MongoDB so far, by kind.
@@ -344,113 +345,6 @@ impl MongoStore {
         self.conn.bulk_write
     }
 
-    /// Commits of `id` whose last version is after `after`, in version order, at most `limit`.
-    pub async fn commits_after(
-        &self,
-        id: ResourceId,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<CommitDoc>, StoreError> {
-        let filter = doc! { "resource_id": id_str(id), "last_version": { "$gt": int64(after)? } };
-        self.conn.find_commits(filter, limit).await
-    }
-
-    /// Commits after a known version for each of several resources, in one query: ordered by
-    /// resource, then version. At most `limit` documents.
-    pub async fn commits_after_many(
-        &self,
-        known: &[(ResourceId, u64)],
-        limit: usize,
-    ) -> Result<Vec<CommitDoc>, StoreError> {
-        if known.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut commits = self
-            .conn
-            .find_commits(versions_filter(known, "$gt")?, limit)
-            .await?;
-        commits.sort_by_key(|c| (c.resource_id, c.last_version));
-        Ok(commits)
-    }
-
-    /// The stored snapshots of several resources, in one query (a resource without one is
-    /// absent).
-    pub async fn snapshots(
-        &self,
-        ids: &[ResourceId],
-    ) -> Result<HashMap<ResourceId, ServerResource>, StoreError> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let ids: Vec<Bson> = ids.iter().map(id_str).collect();
-        let docs: Vec<Document> = self
-            .conn
-            .bounded(Op::Find, async {
-                self.conn
-                    .resources
-                    .find(doc! { "_id": { "$in": ids } })
-                    .await?
-                    .try_collect()
-                    .await
-            })
-            .await?;
-        docs.into_iter()
-            .map(|d| {
-                let s = from_doc::<SnapshotDoc>(SNAPSHOT_DOC, d)?;
-                Ok((s.id, s.state))
-            })
-            .collect()
-    }
-
-    /// The resources of each of several owners, as listed by the read model, in one query.
-    pub async fn resources_of_owners(
-        &self,
-        owners: &[PlayerId],
-    ) -> Result<HashMap<PlayerId, Vec<ResourceId>>, StoreError> {
-        if owners.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let names: Vec<Bson> = owners
-            .iter()
-            .map(|o| Bson::String(o.as_str().into()))
-            .collect();
-        let docs: Vec<Document> = self
-            .conn
-            .bounded(Op::Find, async {
-                self.conn
-                    .views
-                    .find(doc! { "owner": { "$in": names } })
-                    .projection(doc! { "_id": 1, "owner": 1 })
-                    .await?
-                    .try_collect()
-                    .await
-            })
-            .await?;
-        let mut listed: HashMap<PlayerId, Vec<ResourceId>> =
-            owners.iter().map(|o| (o.clone(), Vec::new())).collect();
-        for d in docs {
-            let id = parse_id(VIEW_DOC, &d, "_id")?;
-            let owner = PlayerId::new(d.get_str("owner").map_err(corrupt(VIEW_DOC))?);
-            listed.entry(owner).or_default().push(id);
-        }
-        Ok(listed)
-    }
-
-    /// The latest commit of `id`, if any.
-    pub async fn last_commit(&self, id: ResourceId) -> Result<Option<CommitDoc>, StoreError> {
-        let found = self
-            .conn
-            .bounded(
-                Op::Find,
-                self.conn
-                    .commits
-                    .find_one(doc! { "resource_id": id_str(id) })
-                    .sort(doc! { "last_version": -1 }),
-            )
-            .await?;
-        found.map(|d| from_doc(COMMIT_DOC, d)).transpose()
-    }
-
     async fn read_events(
         &self,
         id: ResourceId,
@@ -460,8 +354,10 @@ impl MongoStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let filter =
+            doc! { "resource_id": id_str(id), "last_version": { "$gt": int64(after_version)? } };
         let mut out = Vec::new();
-        for commit in self.commits_after(id, after_version, limit).await? {
+        for commit in self.conn.find_commits(filter, limit).await? {
             for event in commit.events {
                 if event.version > after_version && out.len() < limit {
                     out.push(event);
