@@ -13,6 +13,7 @@ use warden::clock::ManualClock;
 use warden::domain::{Catalogue, Role};
 use warden::net::NetConfig;
 use warden::node::{Node, NodeConfig};
+use warden::store::Backend;
 use warden::store::embedded::{DEFAULT_CACHE_MB, EmbeddedOptions, EmbeddedStore};
 use warden::store::transfer;
 
@@ -331,7 +332,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         warden::metrics::Metrics::off()
     };
-    let node = Arc::new(Node::start_on(
+    let node = Arc::new(Node::start(
         &backend,
         NodeConfig {
             catalogue: Arc::new(catalogue),
@@ -415,7 +416,7 @@ async fn demo(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         clock: Arc::new(clock),
         ..NodeConfig::default()
     };
-    let node = Node::start(store.clone(), store.clone(), config);
+    let node = Node::start(&Backend::local(store.clone(), store.clone()), config);
     let report = warden::demo::run(&node).await?;
     println!("Warden seed scenario (store: {})", dir.display());
     println!("resource {}", report.resource_id);
@@ -450,9 +451,10 @@ async fn demo(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         );
     }
     println!("\naudit trail:");
+    let owner = warden::domain::Principal::player("player123");
     for e in node
-        .queries
-        .history(report.resource_id, 0, usize::MAX)
+        .queries()
+        .history(&owner, report.resource_id, 0, usize::MAX)
         .await?
     {
         println!(

@@ -232,14 +232,14 @@ async fn polling_5000_watched_resources_costs_at_most_10_queries_a_tick() {
         read: store_b.clone(),
         mongo: Some(store_b.clone()),
     };
-    let node_b = Arc::new(Node::start_on(&backend_b, NodeConfig::default()));
+    let node_b = Arc::new(Node::start(&backend_b, NodeConfig::default()));
     let service = Principal::service("game-backend");
     let creates = (0..5_000).map(|i| {
         let node_b = node_b.clone();
         let service = service.clone();
         async move {
             node_b
-                .registry
+                .registry()
                 .execute(CommandRequest {
                     command_id: CommandId::new(),
                     principal: service,
@@ -290,7 +290,7 @@ async fn polling_5000_watched_resources_costs_at_most_10_queries_a_tick() {
     let first_tick = relay.ticks();
     for id in &ids[..50] {
         node_b
-            .registry
+            .registry()
             .execute(CommandRequest {
                 command_id: CommandId::new(),
                 principal: service.clone(),

@@ -59,16 +59,3 @@ pub enum CommandError {
     #[error("the server is shutting down")]
     ShuttingDown,
 }
-
-impl CommandError {
-    /// The stable code a client sees (docs/protocol.md).
-    pub fn code(&self) -> &'static str {
-        match self {
-            CommandError::Rejected(r) => r.code(),
-            CommandError::CommandIdReused => "command_id_reused",
-            CommandError::Contention => "conflict",
-            CommandError::Store(_) => "unavailable",
-            CommandError::ShuttingDown => "shutting_down",
-        }
-    }
-}

@@ -2,10 +2,8 @@
 //! node's own Prometheus registry (so two nodes in one process count apart).
 
 use super::store::STORE;
-use super::{
-    CLOSE_CODES, CLOSE_OTHER, COMMAND_KINDS, COMMAND_OUTCOMES, LATENCY_BUCKETS, RECEIVED_TYPES,
-    SENT_TYPES,
-};
+use super::{CLOSE_CODES, CLOSE_OTHER, COMMAND_KINDS, LATENCY_BUCKETS, command_outcomes};
+use crate::protocol::{ClientMessage, ServerMessage};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Every instrument, registered once.
@@ -16,13 +14,13 @@ pub(super) struct Instruments {
     pub(super) connections_refused: IntCounter,
     /// By close code, in the order of [`CLOSE_CODES`], then `other`.
     pub(super) connections_closed: Vec<IntCounter>,
-    /// By client message type, in the order of [`RECEIVED_TYPES`].
+    /// By client message type, in the order of [`ClientMessage::TYPES`].
     pub(super) received: Vec<IntCounter>,
-    /// By server message type, in the order of [`SENT_TYPES`].
+    /// By server message type, in the order of [`ServerMessage::TYPES`].
     pub(super) sent: Vec<IntCounter>,
     pub(super) malformed: IntCounter,
     pub(super) rate_limited: IntCounter,
-    /// `[kind][outcome]`, in the order of [`COMMAND_KINDS`] × [`COMMAND_OUTCOMES`].
+    /// `[kind][outcome]`, in the order of [`COMMAND_KINDS`] × [`command_outcomes`].
     pub(super) commands: Vec<Vec<IntCounter>>,
     /// Receive → reply, by kind.
     pub(super) command_seconds: Vec<Histogram>,
@@ -122,10 +120,11 @@ impl Instruments {
         .expect("valid metric");
         r.register(Box::new(commands_vec.clone()))
             .expect("registered once");
+        let outcomes = command_outcomes();
         let commands = COMMAND_KINDS
             .iter()
             .map(|k| {
-                COMMAND_OUTCOMES
+                outcomes
                     .iter()
                     .map(|o| commands_vec.with_label_values(&[*k, *o]))
                     .collect()
@@ -175,14 +174,14 @@ impl Instruments {
                 "warden_messages_received_total",
                 "Well-formed client messages, by type.",
                 "type",
-                &RECEIVED_TYPES,
+                ClientMessage::TYPES,
             ),
             sent: counters_by(
                 &r,
                 "warden_messages_sent_total",
                 "Server messages queued for clients, by type (`update`: subscription updates).",
                 "type",
-                &SENT_TYPES,
+                ServerMessage::TYPES,
             ),
             malformed: counter(
                 &r,

@@ -220,6 +220,17 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// Stores of this process only (no other node shares them, so no relay): tests and tools
+    /// that wrap or combine stores start nodes on this.
+    pub fn local(events: Arc<dyn EventStore>, read: Arc<dyn ReadModelStore>) -> Self {
+        Self {
+            events,
+            read,
+            #[cfg(feature = "mongodb")]
+            mongo: None,
+        }
+    }
+
     /// A short name for logs: `embedded` or `mongodb`.
     pub fn kind(&self) -> &'static str {
         #[cfg(feature = "mongodb")]

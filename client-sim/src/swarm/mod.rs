@@ -286,12 +286,14 @@ async fn create_guild_resource(
         regen_milli: 0,
     };
     let reply = service
-        .request(|req| ClientMessage::Create {
-            req,
-            command_id,
-            resource_type: "guild-gold".into(),
-            owner: Some(PlayerId::new(GUILD_OWNER)),
-            params: Some(params.clone()),
+        .request(|req| {
+            ClientMessage::Create(warden::protocol::Create {
+                req,
+                command_id,
+                resource_type: "guild-gold".into(),
+                owner: Some(PlayerId::new(GUILD_OWNER)),
+                params: Some(params.clone()),
+            })
         })
         .await
         .map_err(|e| SwarmError::Guild(e.to_string()))?;

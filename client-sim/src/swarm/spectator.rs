@@ -70,11 +70,13 @@ impl Spectator {
                     .iter()
                     .take(cap)
                     .enumerate()
-                    .map(|(i, owner)| ClientMessage::Subscribe {
-                        req: i as u64 + 1,
-                        resource_id: None,
-                        owner: Some(owner.clone()),
-                        from_version: None,
+                    .map(|(i, owner)| {
+                        ClientMessage::Subscribe(warden::protocol::Subscribe {
+                            req: i as u64 + 1,
+                            resource_id: None,
+                            owner: Some(owner.clone()),
+                            from_version: None,
+                        })
                     })
                     .collect()
             } else {
@@ -82,11 +84,13 @@ impl Spectator {
                 seen.iter()
                     .take(cap)
                     .enumerate()
-                    .map(|(i, (id, s))| ClientMessage::Subscribe {
-                        req: i as u64 + 1,
-                        resource_id: Some(*id),
-                        owner: None,
-                        from_version: Some(s.last),
+                    .map(|(i, (id, s))| {
+                        ClientMessage::Subscribe(warden::protocol::Subscribe {
+                            req: i as u64 + 1,
+                            resource_id: Some(*id),
+                            owner: None,
+                            from_version: Some(s.last),
+                        })
                     })
                     .collect()
             };
@@ -148,7 +152,7 @@ impl Spectator {
                     .or_default()
                     .update(base_version, version);
             }
-            ServerMessage::Error { code, .. } => shared.rec.error(&code),
+            ServerMessage::Error { code, .. } => shared.rec.error(code.as_str()),
             _ => {}
         }
     }
