@@ -7,7 +7,7 @@
 //!   commit, the MongoDB backend, and the conformance suite every backend passes.
 //! - [`auth`]: signed tokens (JWT) and the server secret.
 //! - [`actor`]: one tokio task per live resource; the [`actor::Registry`] routes commands to them.
-//! - [`bus`]: the node's hub that fans committed changes out to listeners.
+//! - [`hub`]: the node's hub that fans committed changes out to listeners.
 //! - [`projection`]: the query handler, and repair and rebuild of the read model from the log.
 //! - [`clock`]: where actors get "now" (a manual clock in tests).
 //! - `relay`: brings other nodes' commits (shared MongoDB) to this node's hub (with the
@@ -22,7 +22,7 @@
 pub mod actor;
 pub mod admin;
 pub mod auth;
-pub mod bus;
+pub mod hub;
 pub mod clock;
 pub mod demo;
 pub mod domain;

@@ -3,7 +3,7 @@
 //! backend writes a resource's view with its commit.)
 
 use crate::actor::{ActorConfig, Registry};
-use crate::bus::Hub;
+use crate::hub::Hub;
 use crate::clock::{Clock, SystemClock};
 use crate::domain::Catalogue;
 use crate::metrics::Metrics;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use warden::actor::{ActorConfig, CommandError, CommandRequest, Registry};
-use warden::bus::Hub;
+use warden::hub::Hub;
 use warden::clock::ManualClock;
 use warden::domain::{
     AddResource, AllocateResource, Catalogue, Command, CommandId, CreateResource, Principal,

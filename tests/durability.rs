@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use warden::actor::{ActorConfig, CommandReply, CommandRequest, Registry};
-use warden::bus::Hub;
+use warden::hub::Hub;
 use warden::clock::ManualClock;
 use warden::domain::{
     AddResource, AllocateResource, Catalogue, ClientResource, Command, CommandId, CreateResource,

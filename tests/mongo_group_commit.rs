@@ -11,7 +11,7 @@ use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use warden::actor::CommandRequest;
-use warden::bus::Hub;
+use warden::hub::Hub;
 use warden::domain::{
     AddResource, Balance, Command, CommandId, CreateResource, PlayerId, Principal, ResourceEvent,
     ResourceId, ResourceParams, ServerResource, Timestamp, replay, stamp,

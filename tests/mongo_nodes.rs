@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 use warden::actor::{CommandError, CommandReply, CommandRequest};
-use warden::bus::Change;
+use warden::hub::Change;
 use warden::domain::{
     AddResource, Command, CommandId, CreateResource, PlayerId, Principal, ResourceId,
     ResourceParams, replay,

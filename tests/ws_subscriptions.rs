@@ -316,7 +316,7 @@ async fn changes_the_hub_never_saw_are_read_from_the_log() {
     // A second writer on the same store whose changes go to a hub nobody here listens to.
     let elsewhere = warden::actor::Registry::new(
         server.store.clone(),
-        std::sync::Arc::new(warden::bus::Hub::new()),
+        std::sync::Arc::new(warden::hub::Hub::new()),
         server.node.registry().catalogue().clone(),
         server.node.registry().clock().clone(),
         warden::actor::ActorConfig::default(),

@@ -2,7 +2,7 @@
 
 use crate::actor::resource_actor::{Mail, ResourceActor};
 use crate::actor::{CommandError, CommandReply, CommandRequest};
-use crate::bus::Hub;
+use crate::hub::Hub;
 use crate::clock::Clock;
 use crate::domain::{Catalogue, Command, ResourceId};
 use crate::metrics::Metrics;

@@ -3,7 +3,7 @@
 
 use crate::actor::registry::Shared;
 use crate::actor::{CommandError, CommandReply, CommandRequest};
-use crate::bus::Change;
+use crate::hub::Change;
 use crate::domain::{
     self, Command, CommandId, EventEnvelope, Principal, Rejection, ResourceId, ServerResource,
 };

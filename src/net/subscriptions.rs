@@ -17,7 +17,7 @@
 //! themselves are queued without waiting: a client that cannot take them fills its queue and is
 //! closed with 4008.
 
-use crate::bus::Change;
+use crate::hub::Change;
 use crate::domain::{
     self, Audience, ClientResource, EventEnvelope, PlayerId, Principal, ResourceId, ServerResource,
 };
