@@ -22,10 +22,10 @@
 pub mod actor;
 pub mod admin;
 pub mod auth;
-pub mod hub;
 pub mod clock;
 pub mod demo;
 pub mod domain;
+pub mod hub;
 pub mod metrics;
 pub mod net;
 pub mod node;

@@ -307,26 +307,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?,
         ),
     };
-    let types: Vec<&str> = catalogue.types.keys().map(String::as_str).collect();
-    let game = format!("ws://{}/v1", listener.local_addr()?);
-    let admin = match &admin_listener {
-        Some(l) => format!("http://{}/metrics", l.local_addr()?),
-        None => "off".to_string(),
-    };
-    // The MongoDB URI may hold credentials: only the store's kind is logged.
-    let data = match backend.kind() {
-        "embedded" => args.data_dir.display().to_string(),
-        other => other.to_string(),
-    };
-    tracing::info!(
-        game = %game,
-        admin = %admin,
-        data = %data,
-        data_dir = %args.data_dir.display(),
-        store = backend.kind(),
-        types = ?types,
-        "warden serving: game {game}, admin {admin}, data {data}"
-    );
+    announce(
+        &args,
+        &backend,
+        &catalogue,
+        &listener,
+        admin_listener.as_ref(),
+    )?;
     let metrics = if admin_listener.is_some() {
         warden::metrics::Metrics::new()
     } else {
@@ -347,17 +334,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stop_admin = CancellationToken::new();
     let game_addr = listener.local_addr()?;
     let admin_task = admin_listener.map(|l| {
-        let mut state = warden::admin::AdminState::new(node.clone(), shutdown.clone());
-        if backend.kind() == "embedded" {
-            state = state.with_data_dir(&args.data_dir);
-        }
-        #[cfg(feature = "mongodb")]
-        if let Some(mongo) = &backend.mongo {
-            state = state.with_mongo(mongo.clone());
-        }
-        let routes = warden::admin::router(state).merge(warden::admin::console::router(
-            warden::admin::console::ConsoleConfig { game_addr },
-        ));
+        let routes = admin_routes(&node, &backend, &args, shutdown.clone(), game_addr);
         tokio::spawn(warden::admin::serve(l, routes, stop_admin.clone()))
     });
     warden::net::serve(listener, node.clone(), keys, config, shutdown).await?;
@@ -377,6 +354,58 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     drop(backend);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The one line that says where the server listens and what it serves.
+fn announce(
+    args: &ServeArgs,
+    backend: &warden::store::Backend,
+    catalogue: &Catalogue,
+    listener: &tokio::net::TcpListener,
+    admin_listener: Option<&tokio::net::TcpListener>,
+) -> anyhow::Result<()> {
+    let types: Vec<&str> = catalogue.types.keys().map(String::as_str).collect();
+    let game = format!("ws://{}/v1", listener.local_addr()?);
+    let admin = match &admin_listener {
+        Some(l) => format!("http://{}/metrics", l.local_addr()?),
+        None => "off".to_string(),
+    };
+    // The MongoDB URI may hold credentials: only the store's kind is logged.
+    let data = match backend.kind() {
+        "embedded" => args.data_dir.display().to_string(),
+        other => other.to_string(),
+    };
+    tracing::info!(
+        game = %game,
+        admin = %admin,
+        data = %data,
+        data_dir = %args.data_dir.display(),
+        store = backend.kind(),
+        types = ?types,
+        "warden serving: game {game}, admin {admin}, data {data}"
+    );
+    Ok(())
+}
+
+/// The admin routes (`/metrics`, `/healthz`, `/readyz` and the console) of a serving node.
+fn admin_routes(
+    node: &Arc<Node>,
+    backend: &warden::store::Backend,
+    args: &ServeArgs,
+    shutdown: CancellationToken,
+    game_addr: std::net::SocketAddr,
+) -> axum::Router {
+    let mut state = warden::admin::AdminState::new(node.clone(), shutdown);
+    if backend.kind() == "embedded" {
+        state = state.with_data_dir(&args.data_dir);
+    }
+    #[cfg(feature = "mongodb")]
+    if let Some(mongo) = &backend.mongo {
+        state = state.with_mongo(mongo.clone());
+    }
+    warden::admin::router(state).merge(warden::admin::console::router(
+        warden::admin::console::ConsoleConfig { game_addr },
+    ))
 }
 
 /// Cancels `shutdown` on Ctrl-C or SIGTERM.

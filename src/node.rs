@@ -3,9 +3,9 @@
 //! backend writes a resource's view with its commit.)
 
 use crate::actor::{ActorConfig, Registry};
-use crate::hub::Hub;
 use crate::clock::{Clock, SystemClock};
 use crate::domain::Catalogue;
+use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::projection::QueryHandler;
 #[cfg(feature = "mongodb")]

@@ -32,8 +32,8 @@
 //! made them already did. The read model needs no relay: each node writes the views of its own
 //! commits into the shared `read_model` collection in its commit path (see `store::mongo`).
 
-use crate::hub::{Change, Hub};
 use crate::domain::{self, PlayerId, ResourceId, ServerResource};
+use crate::hub::{Change, Hub};
 use crate::store::StoreError;
 use crate::store::mongo::{CommitDoc, MongoStore};
 use futures::StreamExt;

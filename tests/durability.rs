@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use warden::actor::{ActorConfig, CommandReply, CommandRequest, Registry};
-use warden::hub::Hub;
 use warden::clock::ManualClock;
 use warden::domain::{
     AddResource, AllocateResource, Catalogue, ClientResource, Command, CommandId, CreateResource,
     LockResource, Principal, ResourceId, ServerResource, UnlockResource, replay,
 };
+use warden::hub::Hub;
 use warden::node::{Node, NodeConfig};
 use warden::projection::{catch_up, rebuild};
 use warden::store::Backend;

@@ -11,11 +11,11 @@ use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use warden::actor::CommandRequest;
-use warden::hub::Hub;
 use warden::domain::{
     AddResource, Balance, Command, CommandId, CreateResource, PlayerId, Principal, ResourceEvent,
     ResourceId, ResourceParams, ServerResource, Timestamp, replay, stamp,
 };
+use warden::hub::Hub;
 use warden::node::{Node, NodeConfig};
 use warden::relay::{Relay, RelayConfig};
 use warden::store::mongo::MongoStore;

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 use warden::actor::{CommandError, CommandReply, CommandRequest};
-use warden::hub::Change;
 use warden::domain::{
     AddResource, Command, CommandId, CreateResource, PlayerId, Principal, ResourceId,
     ResourceParams, replay,
 };
+use warden::hub::Change;
 use warden::node::{Node, NodeConfig};
 use warden::store::{Backend, EventStore};
 

@@ -84,68 +84,14 @@ fn latency(registry: &Registry, name: &str, help: &str) -> Histogram {
 }
 
 impl Instruments {
+    // Longer than most functions on purpose: one entry per instrument, its name and help
+    // side by side, read as a table (docs/operations.md lists the same names).
     pub(super) fn new() -> Self {
         let r = Registry::new();
-        let info = IntCounterVec::new(
-            Opts::new("warden_build_info", "The running version (always 1)."),
-            &["version"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(info.clone())).expect("registered once");
-        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).inc();
-
-        let store = &*STORE;
-        for c in [
-            Box::new(store.group_commits.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(store.appends_per_commit.clone()),
-            Box::new(store.commit_write_seconds.clone()),
-        ] {
-            r.register(c).expect("registered once");
-        }
-        #[cfg(target_os = "linux")]
-        r.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))
-        .expect("registered once");
-
+        register_process_wide(&r);
         let mut close_codes = CLOSE_CODES.to_vec();
         close_codes.push(CLOSE_OTHER);
-        let commands_vec = IntCounterVec::new(
-            Opts::new(
-                "warden_commands_total",
-                "Commands answered, by kind and outcome (applied, duplicate, or the refusal code).",
-            ),
-            &["kind", "outcome"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(commands_vec.clone()))
-            .expect("registered once");
-        let outcomes = command_outcomes();
-        let commands = COMMAND_KINDS
-            .iter()
-            .map(|k| {
-                outcomes
-                    .iter()
-                    .map(|o| commands_vec.with_label_values(&[*k, *o]))
-                    .collect()
-            })
-            .collect();
-        let seconds_vec = prometheus::HistogramVec::new(
-            HistogramOpts::new(
-                "warden_command_duration_seconds",
-                "Commands that reached the actors, from receipt to reply, by kind.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["kind"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(seconds_vec.clone()))
-            .expect("registered once");
-        let command_seconds = COMMAND_KINDS
-            .iter()
-            .map(|k| seconds_vec.with_label_values(&[*k]))
-            .collect();
-
+        let (commands, command_seconds) = command_instruments(&r);
         Self {
             connections_open: gauge(
                 &r,
@@ -261,6 +207,72 @@ impl Instruments {
             registry: r,
         }
     }
+}
+
+/// Registers what every node's registry shows of the whole process: the build, the embedded
+/// store's group commit, and the process collector.
+fn register_process_wide(r: &Registry) {
+    let info = IntCounterVec::new(
+        Opts::new("warden_build_info", "The running version (always 1)."),
+        &["version"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(info.clone())).expect("registered once");
+    info.with_label_values(&[env!("CARGO_PKG_VERSION")]).inc();
+
+    let store = &*STORE;
+    for c in [
+        Box::new(store.group_commits.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(store.appends_per_commit.clone()),
+        Box::new(store.commit_write_seconds.clone()),
+    ] {
+        r.register(c).expect("registered once");
+    }
+    #[cfg(target_os = "linux")]
+    r.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))
+    .expect("registered once");
+}
+
+/// The commands table (`[kind][outcome]`) and the command latency by kind.
+fn command_instruments(r: &Registry) -> (Vec<Vec<IntCounter>>, Vec<Histogram>) {
+    let commands_vec = IntCounterVec::new(
+        Opts::new(
+            "warden_commands_total",
+            "Commands answered, by kind and outcome (applied, duplicate, or the refusal code).",
+        ),
+        &["kind", "outcome"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(commands_vec.clone()))
+        .expect("registered once");
+    let outcomes = command_outcomes();
+    let commands = COMMAND_KINDS
+        .iter()
+        .map(|k| {
+            outcomes
+                .iter()
+                .map(|o| commands_vec.with_label_values(&[*k, *o]))
+                .collect()
+        })
+        .collect();
+    let seconds_vec = prometheus::HistogramVec::new(
+        HistogramOpts::new(
+            "warden_command_duration_seconds",
+            "Commands that reached the actors, from receipt to reply, by kind.",
+        )
+        .buckets(LATENCY_BUCKETS.to_vec()),
+        &["kind"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(seconds_vec.clone()))
+        .expect("registered once");
+    let command_seconds = COMMAND_KINDS
+        .iter()
+        .map(|k| seconds_vec.with_label_values(&[*k]))
+        .collect();
+    (commands, command_seconds)
 }
 
 /// CPU seconds (user + system) the process has used, to the clock tick; `None` where unknown.

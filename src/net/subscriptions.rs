@@ -17,10 +17,10 @@
 //! themselves are queued without waiting: a client that cannot take them fills its queue and is
 //! closed with 4008.
 
-use crate::hub::Change;
 use crate::domain::{
     self, Audience, ClientResource, EventEnvelope, PlayerId, Principal, ResourceId, ServerResource,
 };
+use crate::hub::Change;
 use crate::net::outbox::Outbox;
 use crate::net::reply::RequestError;
 use crate::node::Node;
