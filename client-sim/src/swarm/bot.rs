@@ -11,7 +11,7 @@
 
 use crate::check::{Entry, Op, Outcome};
 use crate::conn::{self, ConnError, Ws};
-use crate::swarm::{Shared, TimedOut};
+use crate::swarm::{SwarmEnv, TimedOut};
 use bytes::Bytes;
 use rand::RngExt;
 use std::collections::{HashMap, VecDeque};
@@ -77,7 +77,7 @@ enum Wake {
 }
 
 pub struct Bot {
-    shared: Arc<Shared>,
+    shared: Arc<SwarmEnv>,
     index: usize,
     player: PlayerId,
     role: Role,
@@ -113,7 +113,7 @@ enum ClientMessageKind {
 }
 
 impl Bot {
-    pub fn new(shared: Arc<Shared>, index: usize) -> Self {
+    pub fn new(shared: Arc<SwarmEnv>, index: usize) -> Self {
         let guild_member = (index as f64)
             < shared.config.guild_fraction * shared.config.bots as f64
             && !shared.guild.is_empty();

@@ -52,8 +52,9 @@ pub enum SwarmError {
 #[derive(Debug)]
 pub struct TimedOut;
 
-/// What bots and spectators share.
-pub struct Shared {
+/// What every bot and spectator of a swarm reads: the run's settings, the token keys, the
+/// recorder, the stop signal and the guild resources.
+pub struct SwarmEnv {
     pub config: SwarmConfig,
     pub keys: TokenKeys,
     pub rec: Arc<Recorder>,
@@ -66,7 +67,7 @@ pub struct Shared {
     all_ready: Notify,
 }
 
-impl Shared {
+impl SwarmEnv {
     fn bot_ready(&self) {
         if self.ready.fetch_add(1, Ordering::AcqRel) + 1 >= self.config.bots {
             self.all_ready.notify_waiters();
@@ -104,7 +105,7 @@ pub async fn run(
     drop(service);
 
     let stop = cancel.child_token();
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(SwarmEnv {
         config: config.clone(),
         keys: keys.clone(),
         rec: rec.clone(),

@@ -5,7 +5,7 @@
 use crate::check::Seen;
 use crate::conn;
 use crate::metrics::unix_us_now;
-use crate::swarm::Shared;
+use crate::swarm::SwarmEnv;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,7 +36,7 @@ impl Spectator {
     /// version it saw, as docs/protocol.md prescribes, as often as needed.
     pub async fn run(
         self: Arc<Self>,
-        shared: Arc<Shared>,
+        shared: Arc<SwarmEnv>,
         owners: Vec<PlayerId>,
         stop: CancellationToken,
     ) {
@@ -124,7 +124,7 @@ impl Spectator {
         }
     }
 
-    fn on_message(&self, shared: &Shared, msg: ServerMessage) {
+    fn on_message(&self, shared: &SwarmEnv, msg: ServerMessage) {
         match msg {
             ServerMessage::Subscribed { resources, .. } => {
                 let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
