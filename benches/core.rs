@@ -30,6 +30,7 @@ use warden::domain::{
     decide, decide_create, replay, stamp,
 };
 use warden::node::{Node, NodeConfig};
+use warden::store::Backend;
 use warden::store::EventStore;
 use warden::store::embedded::{
     CommitStats, DEFAULT_CACHE_MB, EmbeddedOptions, EmbeddedStore, MAX_BATCH,
@@ -359,8 +360,11 @@ async fn durable_run(
     // Create the resources (and preload their logs) first, with actors that then stop, so the
     // measured actors start from what the store holds.
     let ids = {
-        let node = Node::start(store.clone(), store.clone(), config.clone());
-        let ids = create_resources(&node.registry, resources, clients).await;
+        let node = Node::start(
+            &Backend::local(store.clone(), store.clone()),
+            config.clone(),
+        );
+        let ids = create_resources(node.registry(), resources, clients).await;
         node.shutdown().await;
         Arc::new(ids)
     };
@@ -372,8 +376,8 @@ async fn durable_run(
             started.elapsed().as_secs_f64()
         );
     }
-    let node = Node::start(store.clone(), store.clone(), config);
-    let registry = node.registry.clone();
+    let node = Node::start(&Backend::local(store.clone(), store.clone()), config);
+    let registry = node.registry().clone();
     let before = store.commit_stats();
     let cpu_before = process_cpu();
     let started = Instant::now();

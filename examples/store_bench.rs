@@ -104,13 +104,13 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(name: &str, backend: &Backend, args: &Args) -> anyhow::Result<()> {
-    let node = Arc::new(Node::start_on(backend, NodeConfig::default()));
+    let node = Arc::new(Node::start(backend, NodeConfig::default()));
     let service = Principal::service("bench");
     let creates = (0..args.resources).map(|i| {
         let node = node.clone();
         let service = service.clone();
         async move {
-            node.registry
+            node.registry()
                 .execute(CommandRequest {
                     command_id: CommandId::new(),
                     principal: service,
@@ -146,7 +146,7 @@ async fn run(name: &str, backend: &Backend, args: &Args) -> anyhow::Result<()> {
             for _ in 0..per_client {
                 let id = ids[rand::rng().random_range(0..ids.len())];
                 let t = Instant::now();
-                node.registry
+                node.registry()
                     .execute(CommandRequest {
                         command_id: CommandId::new(),
                         principal: service.clone(),

@@ -34,6 +34,7 @@ use warden::domain::{CommandId, ResourceId, Role};
 use warden::net::NetConfig;
 use warden::node::{Node, NodeConfig};
 use warden::protocol::{self, ClientMessage, ServerMessage};
+use warden::store::Backend;
 use warden::store::embedded::EmbeddedStore;
 
 struct Args {
@@ -122,26 +123,26 @@ async fn recv(ws: &mut Ws) -> anyhow::Result<ServerMessage> {
 
 fn request(op: &str, req: u64, id: ResourceId) -> ClientMessage {
     match op {
-        "ping" => ClientMessage::Ping { req },
-        "get" => ClientMessage::Get {
+        "ping" => ClientMessage::Ping(warden::protocol::Ping { req }),
+        "get" => ClientMessage::Get(warden::protocol::Get {
             req,
             resource_id: id,
-        },
+        }),
         // Alternate add and allocate so the amount stays put.
-        _ if req.is_multiple_of(2) => ClientMessage::Add {
+        _ if req.is_multiple_of(2) => ClientMessage::Add(warden::protocol::Add {
             req,
             command_id: CommandId::new(),
             resource_id: id,
             amount: 1,
             reason: String::new(),
-        },
-        _ => ClientMessage::Allocate {
+        }),
+        _ => ClientMessage::Allocate(warden::protocol::Allocate {
             req,
             command_id: CommandId::new(),
             resource_id: id,
             amount: 1,
             reason: String::new(),
-        },
+        }),
     }
 }
 
@@ -153,13 +154,13 @@ async fn drive(
     warmup: Instant,
     until: Instant,
 ) -> anyhow::Result<Vec<u32>> {
-    let create = ClientMessage::Create {
+    let create = ClientMessage::Create(warden::protocol::Create {
         req: 1,
         command_id: CommandId::new(),
         resource_type: "gold".into(),
         owner: None,
         params: None,
-    };
+    });
     ws.send(Message::Binary(protocol::encode(&create).into()))
         .await?;
     let id = match recv(&mut ws).await? {
@@ -234,8 +235,7 @@ impl LocalServer {
             warden::metrics::Metrics::off()
         };
         let node = Arc::new(Node::start(
-            store.clone(),
-            store.clone(),
+            &Backend::local(store.clone(), store.clone()),
             NodeConfig {
                 metrics,
                 ..NodeConfig::default()
@@ -448,13 +448,13 @@ async fn fanout(args: Args) -> anyhow::Result<()> {
     .await?;
     let (addr, keys) = (server.addr, server.keys.clone());
     let mut writer = connect(addr, &keys.mint("owner", Role::Player, 3600)).await?;
-    let create = ClientMessage::Create {
+    let create = ClientMessage::Create(warden::protocol::Create {
         req: 1,
         command_id: CommandId::new(),
         resource_type: "wood".into(),
         owner: None,
         params: None,
-    };
+    });
     writer
         .send(Message::Binary(protocol::encode(&create).into()))
         .await?;
@@ -467,12 +467,12 @@ async fn fanout(args: Args) -> anyhow::Result<()> {
     for _ in 0..args.conns {
         let mut ws = connect(addr, &token).await?;
         for req in 0..args.subs as u64 {
-            let sub = ClientMessage::Subscribe {
+            let sub = ClientMessage::Subscribe(warden::protocol::Subscribe {
                 req,
                 resource_id: Some(id),
                 owner: None,
                 from_version: None,
-            };
+            });
             ws.send(Message::Binary(protocol::encode(&sub).into()))
                 .await?;
         }
@@ -482,13 +482,13 @@ async fn fanout(args: Args) -> anyhow::Result<()> {
         watchers.push(ws);
     }
     let start = Instant::now();
-    let add = ClientMessage::Add {
+    let add = ClientMessage::Add(warden::protocol::Add {
         req: 2,
         command_id: CommandId::new(),
         resource_id: id,
         amount: 1,
         reason: String::new(),
-    };
+    });
     writer
         .send(Message::Binary(protocol::encode(&add).into()))
         .await?;

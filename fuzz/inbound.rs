@@ -15,7 +15,7 @@ use warden::domain::{
     Principal, ResourceEvent, ResourceId, ServerResource, Timestamp,
 };
 use warden::net::inbound::{Refusal, read_request};
-use warden::protocol::{self, ClientMessage};
+use warden::protocol::{self, ClientMessage, ErrorCode};
 
 /// What a run found.
 #[derive(Debug, Default)]
@@ -60,14 +60,14 @@ pub fn corpus() -> Vec<Vec<u8>> {
     let rid = ResourceId::new();
     let cid = CommandId::new;
     let msgs = vec![
-        ClientMessage::Create {
+        ClientMessage::Create(warden::protocol::Create {
             req: 1,
             command_id: cid(),
             resource_type: "gold".into(),
             owner: None,
             params: None,
-        },
-        ClientMessage::Create {
+        }),
+        ClientMessage::Create(warden::protocol::Create {
             req: u64::MAX,
             command_id: cid(),
             resource_type: "tokens".into(),
@@ -77,61 +77,61 @@ pub fn corpus() -> Vec<Vec<u8>> {
                 max_amount: u64::MAX,
                 regen_milli: 1_000_000,
             }),
-        },
-        ClientMessage::Allocate {
+        }),
+        ClientMessage::Allocate(warden::protocol::Allocate {
             req: 7,
             command_id: cid(),
             resource_id: rid,
             amount: 200,
             reason: "Purchase item".into(),
-        },
-        ClientMessage::Add {
+        }),
+        ClientMessage::Add(warden::protocol::Add {
             req: 8,
             command_id: cid(),
             resource_id: rid,
             amount: u64::MAX,
             reason: String::new(),
-        },
-        ClientMessage::Lock {
+        }),
+        ClientMessage::Lock(warden::protocol::Lock {
             req: 9,
             command_id: cid(),
             resource_id: rid,
             reason: "raid".into(),
             duration_ms: 86_400_000,
-        },
-        ClientMessage::Unlock {
+        }),
+        ClientMessage::Unlock(warden::protocol::Unlock {
             req: 10,
             command_id: cid(),
             resource_id: rid,
-        },
-        ClientMessage::Get {
+        }),
+        ClientMessage::Get(warden::protocol::Get {
             req: 11,
             resource_id: rid,
-        },
-        ClientMessage::List {
+        }),
+        ClientMessage::List(warden::protocol::List {
             req: 12,
             owner: Some(PlayerId::new("alice")),
-        },
-        ClientMessage::History {
+        }),
+        ClientMessage::History(warden::protocol::History {
             req: 13,
             resource_id: rid,
             after_version: 5,
             limit: Some(1000),
-        },
-        ClientMessage::Subscribe {
+        }),
+        ClientMessage::Subscribe(warden::protocol::Subscribe {
             req: 14,
             resource_id: Some(rid),
             owner: None,
             from_version: Some(3),
-        },
-        ClientMessage::Subscribe {
+        }),
+        ClientMessage::Subscribe(warden::protocol::Subscribe {
             req: 15,
             resource_id: None,
             owner: Some(PlayerId::new("alice")),
             from_version: None,
-        },
-        ClientMessage::Unsubscribe { req: 16, sub: 1 },
-        ClientMessage::Ping { req: 17 },
+        }),
+        ClientMessage::Unsubscribe(warden::protocol::Unsubscribe { req: 16, sub: 1 }),
+        ClientMessage::Ping(warden::protocol::Ping { req: 17 }),
     ];
     msgs.iter().map(protocol::encode).collect()
 }
@@ -373,7 +373,7 @@ pub fn sample_state(locked: bool) -> ServerResource {
 }
 
 /// The codes a refused frame may carry (docs/protocol.md §5).
-const REFUSAL_CODES: &[&str] = &["bad_message", "unknown_type"];
+const REFUSAL_CODES: &[ErrorCode] = &[ErrorCode::BadMessage, ErrorCode::UnknownType];
 
 /// Runs one input through the inbound path and the domain's validation; `Err` describes a
 /// property violation.
@@ -395,12 +395,12 @@ fn check(bytes: &[u8], states: &[ServerResource], catalogue: &Catalogue) -> Resu
     }
     let now = Timestamp(1_767_225_630_000);
     let command = match msg {
-        ClientMessage::Create {
+        ClientMessage::Create(warden::protocol::Create {
             resource_type,
             owner,
             params,
             ..
-        } => {
+        }) => {
             let create = domain::CreateResource {
                 resource_type,
                 owner,
@@ -411,37 +411,37 @@ fn check(bytes: &[u8], states: &[ServerResource], catalogue: &Catalogue) -> Resu
             }
             return Ok(true);
         }
-        ClientMessage::Allocate {
+        ClientMessage::Allocate(warden::protocol::Allocate {
             resource_id,
             amount,
             reason,
             ..
-        } => Command::Allocate(domain::AllocateResource {
+        }) => Command::Allocate(domain::AllocateResource {
             resource_id,
             amount,
             reason,
         }),
-        ClientMessage::Add {
+        ClientMessage::Add(warden::protocol::Add {
             resource_id,
             amount,
             reason,
             ..
-        } => Command::Add(domain::AddResource {
+        }) => Command::Add(domain::AddResource {
             resource_id,
             amount,
             reason,
         }),
-        ClientMessage::Lock {
+        ClientMessage::Lock(warden::protocol::Lock {
             resource_id,
             reason,
             duration_ms,
             ..
-        } => Command::Lock(domain::LockResource {
+        }) => Command::Lock(domain::LockResource {
             resource_id,
             reason,
             duration_ms,
         }),
-        ClientMessage::Unlock { resource_id, .. } => {
+        ClientMessage::Unlock(warden::protocol::Unlock { resource_id, .. }) => {
             Command::Unlock(domain::UnlockResource { resource_id })
         }
         _ => return Ok(true),

@@ -43,17 +43,6 @@ pub enum AuthError {
     },
 }
 
-impl AuthError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            AuthError::Missing => "unauthorized",
-            AuthError::Expired => "token_expired",
-            AuthError::Invalid(_) => "unauthorized",
-            AuthError::Secret { .. } => "internal",
-        }
-    }
-}
-
 /// Signs and verifies tokens with one secret.
 #[derive(Clone)]
 pub struct TokenKeys {

@@ -7,6 +7,7 @@ use crate::domain::{
     LockResource, Principal, ResourceId, UnlockResource,
 };
 use crate::node::Node;
+use crate::protocol::Coded;
 
 /// One step's outcome as the scenario saw it.
 #[derive(Debug)]
@@ -22,7 +23,13 @@ impl Step {
     pub fn as_expected(&self) -> bool {
         match &self.outcome {
             Ok(_) => self.expect_ok,
-            Err(e) => !self.expect_ok && e.code() == "locked",
+            Err(e) => {
+                !self.expect_ok
+                    && matches!(
+                        e,
+                        CommandError::Rejected(crate::domain::Rejection::Locked { .. })
+                    )
+            }
         }
     }
 
@@ -53,7 +60,7 @@ pub struct DemoReport {
 pub async fn run(node: &Node) -> anyhow::Result<DemoReport> {
     let player = Principal::player("player123");
     let send = |command: Command| {
-        let registry = node.registry.clone();
+        let registry = node.registry().clone();
         let principal = player.clone();
         async move {
             registry
@@ -141,7 +148,7 @@ pub async fn run(node: &Node) -> anyhow::Result<DemoReport> {
         });
     }
     // Each view was written with its command's commit: the read model is current already.
-    let read_models = node.queries.list_by_owner(&player.player).await?;
+    let read_models = node.queries().list(&player, &player.player).await?;
     Ok(DemoReport {
         resource_id: id,
         steps,

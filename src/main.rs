@@ -13,6 +13,7 @@ use warden::clock::ManualClock;
 use warden::domain::{Catalogue, Role};
 use warden::net::NetConfig;
 use warden::node::{Node, NodeConfig};
+use warden::store::Backend;
 use warden::store::embedded::{DEFAULT_CACHE_MB, EmbeddedOptions, EmbeddedStore};
 use warden::store::transfer;
 
@@ -306,6 +307,63 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?,
         ),
     };
+    announce(
+        &args,
+        &backend,
+        &catalogue,
+        &listener,
+        admin_listener.as_ref(),
+    )?;
+    let metrics = if admin_listener.is_some() {
+        warden::metrics::Metrics::new()
+    } else {
+        warden::metrics::Metrics::off()
+    };
+    let node = Arc::new(Node::start(
+        &backend,
+        NodeConfig {
+            catalogue: Arc::new(catalogue),
+            metrics,
+            ..NodeConfig::default()
+        },
+    ));
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+    // The admin listener outlives the game sessions: `/readyz` answers 503 from the moment
+    // shutdown begins, while sessions finish, and it stops before the node does.
+    let stop_admin = CancellationToken::new();
+    let game_addr = listener.local_addr()?;
+    let admin_task = admin_listener.map(|l| {
+        let routes = admin_routes(&node, &backend, &args, shutdown.clone(), game_addr);
+        tokio::spawn(warden::admin::serve(l, routes, stop_admin.clone()))
+    });
+    warden::net::serve(listener, node.clone(), keys, config, shutdown).await?;
+    stop_admin.cancel();
+    if let Some(task) = admin_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "admin listener failed"),
+            Err(e) => tracing::warn!(error = %e, "admin listener panicked"),
+        }
+    }
+    tracing::info!("sessions closed; stopping the node");
+    match Arc::into_inner(node) {
+        Some(node) => node.shutdown().await,
+        None => tracing::warn!("node still in use at shutdown"),
+    }
+    drop(backend);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The one line that says where the server listens and what it serves.
+fn announce(
+    args: &ServeArgs,
+    backend: &warden::store::Backend,
+    catalogue: &Catalogue,
+    listener: &tokio::net::TcpListener,
+    admin_listener: Option<&tokio::net::TcpListener>,
+) -> anyhow::Result<()> {
     let types: Vec<&str> = catalogue.types.keys().map(String::as_str).collect();
     let game = format!("ws://{}/v1", listener.local_addr()?);
     let admin = match &admin_listener {
@@ -326,56 +384,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         types = ?types,
         "warden serving: game {game}, admin {admin}, data {data}"
     );
-    let metrics = if admin_listener.is_some() {
-        warden::metrics::Metrics::new()
-    } else {
-        warden::metrics::Metrics::off()
-    };
-    let node = Arc::new(Node::start_on(
-        &backend,
-        NodeConfig {
-            catalogue: Arc::new(catalogue),
-            metrics,
-            ..NodeConfig::default()
-        },
-    ));
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signal_shutdown(shutdown.clone()));
-    // The admin listener outlives the game sessions: `/readyz` answers 503 from the moment
-    // shutdown begins, while sessions finish, and it stops before the node does.
-    let stop_admin = CancellationToken::new();
-    let game_addr = listener.local_addr()?;
-    let admin_task = admin_listener.map(|l| {
-        let mut state = warden::admin::AdminState::new(node.clone(), shutdown.clone());
-        if backend.kind() == "embedded" {
-            state = state.with_data_dir(&args.data_dir);
-        }
-        #[cfg(feature = "mongodb")]
-        if let Some(mongo) = &backend.mongo {
-            state = state.with_mongo(mongo.clone());
-        }
-        let routes = warden::admin::router(state).merge(warden::admin::console::router(
-            warden::admin::console::ConsoleConfig { game_addr },
-        ));
-        tokio::spawn(warden::admin::serve(l, routes, stop_admin.clone()))
-    });
-    warden::net::serve(listener, node.clone(), keys, config, shutdown).await?;
-    stop_admin.cancel();
-    if let Some(task) = admin_task {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "admin listener failed"),
-            Err(e) => tracing::warn!(error = %e, "admin listener panicked"),
-        }
-    }
-    tracing::info!("sessions closed; stopping the node");
-    match Arc::into_inner(node) {
-        Some(node) => node.shutdown().await,
-        None => tracing::warn!("node still in use at shutdown"),
-    }
-    drop(backend);
-    tracing::info!("stopped");
     Ok(())
+}
+
+/// The admin routes (`/metrics`, `/healthz`, `/readyz` and the console) of a serving node.
+fn admin_routes(
+    node: &Arc<Node>,
+    backend: &warden::store::Backend,
+    args: &ServeArgs,
+    shutdown: CancellationToken,
+    game_addr: std::net::SocketAddr,
+) -> axum::Router {
+    let mut state = warden::admin::AdminState::new(node.clone(), shutdown);
+    if backend.kind() == "embedded" {
+        state = state.with_data_dir(&args.data_dir);
+    }
+    #[cfg(feature = "mongodb")]
+    if let Some(mongo) = &backend.mongo {
+        state = state.with_mongo(mongo.clone());
+    }
+    warden::admin::router(state).merge(warden::admin::console::router(
+        warden::admin::console::ConsoleConfig { game_addr },
+    ))
 }
 
 /// Cancels `shutdown` on Ctrl-C or SIGTERM.
@@ -415,7 +445,7 @@ async fn demo(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         clock: Arc::new(clock),
         ..NodeConfig::default()
     };
-    let node = Node::start(store.clone(), store.clone(), config);
+    let node = Node::start(&Backend::local(store.clone(), store.clone()), config);
     let report = warden::demo::run(&node).await?;
     println!("Warden seed scenario (store: {})", dir.display());
     println!("resource {}", report.resource_id);
@@ -450,9 +480,10 @@ async fn demo(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         );
     }
     println!("\naudit trail:");
+    let owner = warden::domain::Principal::player("player123");
     for e in node
-        .queries
-        .history(report.resource_id, 0, usize::MAX)
+        .queries()
+        .history(&owner, report.resource_id, 0, usize::MAX)
         .await?
     {
         println!(

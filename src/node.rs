@@ -3,14 +3,14 @@
 //! backend writes a resource's view with its commit.)
 
 use crate::actor::{ActorConfig, Registry};
-use crate::bus::Hub;
 use crate::clock::{Clock, SystemClock};
 use crate::domain::Catalogue;
+use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::projection::QueryHandler;
 #[cfg(feature = "mongodb")]
 use crate::relay::{Relay, RelayConfig};
-use crate::store::{Backend, EventStore, ReadModelStore};
+use crate::store::Backend;
 use std::sync::Arc;
 
 /// How to build a node; every field has a working default.
@@ -21,6 +21,12 @@ pub struct NodeConfig {
     pub actors: ActorConfig,
     /// Where every layer of the node records its metrics (`Metrics::off()` records nothing).
     pub metrics: Metrics,
+    /// The hub to publish on; `None` gives the node its own. (Tests share one between several
+    /// nodes on one store, to stand for the relay.)
+    pub hub: Option<Arc<Hub>>,
+    /// Tunables of the relay a node on MongoDB runs (tests poll faster or slower).
+    #[cfg(feature = "mongodb")]
+    pub relay: RelayConfig,
 }
 
 impl Default for NodeConfig {
@@ -30,19 +36,25 @@ impl Default for NodeConfig {
             clock: Arc::new(SystemClock),
             actors: ActorConfig::default(),
             metrics: Metrics::new(),
+            hub: None,
+            #[cfg(feature = "mongodb")]
+            relay: RelayConfig::default(),
         }
     }
 }
 
-/// A running node.
+/// A running node. The front end uses its small API: [`registry`](Self::registry) for commands,
+/// [`queries`](Self::queries) for reads, [`hub`](Self::hub) for live changes, and its clock and
+/// metrics; it never reaches the stores.
 pub struct Node {
-    pub registry: Registry,
-    pub queries: QueryHandler,
-    pub hub: Arc<Hub>,
-    pub store: Arc<dyn EventStore>,
-    pub read: Arc<dyn ReadModelStore>,
+    /// Finds or spawns the actor of a resource and runs commands through it.
+    registry: Registry,
+    /// Every read a client can make.
+    queries: QueryHandler,
+    /// Committed changes, per resource and per owner, for live subscriptions.
+    hub: Arc<Hub>,
     /// The node's metrics, shared by its actors, sessions and subscriptions.
-    pub metrics: Metrics,
+    metrics: Metrics,
     /// Publishes other nodes' commits on `hub` when the store is shared (MongoDB).
     #[cfg(feature = "mongodb")]
     relay: Option<Relay>,
@@ -52,38 +64,32 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node with its own hub. Must be called inside a tokio runtime.
-    pub fn start(
-        store: Arc<dyn EventStore>,
-        read: Arc<dyn ReadModelStore>,
-        config: NodeConfig,
-    ) -> Self {
-        Self::start_with_hub(store, read, Arc::new(Hub::new()), config)
-    }
-
     /// Starts a node on the stores `backend` names; on MongoDB also starts the relay that brings
-    /// other nodes' changes to this node's subscribers.
-    #[cfg(feature = "mongodb")]
-    pub fn start_on(backend: &Backend, config: NodeConfig) -> Self {
-        Self::start_on_with_relay(backend, config, RelayConfig::default())
-    }
-
-    /// Starts a node on the stores `backend` names.
-    #[cfg(not(feature = "mongodb"))]
-    pub fn start_on(backend: &Backend, config: NodeConfig) -> Self {
-        Self::start(backend.events.clone(), backend.read.clone(), config)
-    }
-
-    /// [`start_on`](Self::start_on) with relay tunables (tests poll faster or slower).
-    #[cfg(feature = "mongodb")]
-    pub fn start_on_with_relay(
-        backend: &Backend,
-        config: NodeConfig,
-        relay_config: RelayConfig,
-    ) -> Self {
-        let mut node = Self::start(backend.events.clone(), backend.read.clone(), config);
+    /// other nodes' changes to this node's subscribers. Must be called inside a tokio runtime.
+    pub fn start(backend: &Backend, config: NodeConfig) -> Self {
+        let hub = config.hub.unwrap_or_else(|| Arc::new(Hub::new()));
+        let registry = Registry::with_metrics(
+            backend.events.clone(),
+            hub.clone(),
+            config.catalogue,
+            config.clock,
+            config.actors,
+            config.metrics.clone(),
+        );
+        #[allow(unused_mut)] // set below on MongoDB only
+        let mut node = Self {
+            registry,
+            queries: QueryHandler::new(backend.events.clone(), backend.read.clone()),
+            hub,
+            metrics: config.metrics,
+            #[cfg(feature = "mongodb")]
+            relay: None,
+            #[cfg(feature = "mongodb")]
+            repair: None,
+        };
+        #[cfg(feature = "mongodb")]
         if let Some(feed) = backend.feed() {
-            node.relay = Some(Relay::start(feed, node.hub.clone(), relay_config));
+            node.relay = Some(Relay::start(feed, node.hub.clone(), config.relay));
             // MongoDB writes views right after the commit documents, not atomically with them:
             // repair, in the background, any view a crash between the two left behind.
             let (events, read) = (backend.events.clone(), backend.read.clone());
@@ -98,16 +104,36 @@ impl Node {
         node
     }
 
-    /// True while this node's relay follows a change stream (false when it polls or there is
-    /// no relay).
-    #[cfg(feature = "mongodb")]
-    pub fn relay_streaming(&self) -> bool {
-        self.relay.as_ref().is_some_and(Relay::is_streaming)
+    /// Commands: the actor registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
-    /// True while this node's relay follows a change stream: never without MongoDB.
-    #[cfg(not(feature = "mongodb"))]
+    /// Reads: views, history, past states, and what subscriptions start and repair from.
+    pub fn queries(&self) -> &QueryHandler {
+        &self.queries
+    }
+
+    /// Live changes committed through this node (and, with a relay, through the others).
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// The node's clock (the one its rules read).
+    pub fn clock(&self) -> &dyn Clock {
+        self.registry.clock().as_ref()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// True while this node's relay follows a change stream (false when it polls or there is
+    /// no relay).
     pub fn relay_streaming(&self) -> bool {
+        #[cfg(feature = "mongodb")]
+        return self.relay.as_ref().is_some_and(Relay::is_streaming);
+        #[cfg(not(feature = "mongodb"))]
         false
     }
 
@@ -117,35 +143,6 @@ impl Node {
         return self.relay.is_some();
         #[cfg(not(feature = "mongodb"))]
         false
-    }
-
-    /// Starts a node publishing to `hub` (several registries may share one in tests).
-    pub fn start_with_hub(
-        store: Arc<dyn EventStore>,
-        read: Arc<dyn ReadModelStore>,
-        hub: Arc<Hub>,
-        config: NodeConfig,
-    ) -> Self {
-        let registry = Registry::with_metrics(
-            store.clone(),
-            hub.clone(),
-            config.catalogue,
-            config.clock,
-            config.actors,
-            config.metrics.clone(),
-        );
-        Self {
-            registry,
-            queries: QueryHandler::new(store.clone(), read.clone()),
-            hub,
-            store,
-            read,
-            metrics: config.metrics,
-            #[cfg(feature = "mongodb")]
-            relay: None,
-            #[cfg(feature = "mongodb")]
-            repair: None,
-        }
     }
 
     /// Stops the relay, then finishes in-flight commands and stops the actors.

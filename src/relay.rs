@@ -33,8 +33,8 @@
 //! made them already did. The read model needs no relay: each node writes the views of its own
 //! commits into the shared read model in its commit path (see `store::mongo`).
 
-use crate::bus::{Change, Hub};
 use crate::domain::{self, PlayerId, ResourceId, ServerResource};
+use crate::hub::{Change, Hub};
 use crate::store::StoreError;
 use crate::store::feed::{Commit, CommitFeed, ResumeToken};
 use futures::StreamExt;

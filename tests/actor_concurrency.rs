@@ -16,6 +16,8 @@ use warden::domain::{
     ResourceEvent, ResourceId, ResourceParams, replay,
 };
 use warden::node::{Node, NodeConfig};
+use warden::protocol::Coded;
+use warden::store::Backend;
 use warden::store::embedded::EmbeddedStore;
 use warden::store::{AppendError, AppendRequest, CommitRecord, EventStore, Loaded, StoreError};
 
@@ -211,14 +213,13 @@ async fn many_concurrent_writers_on_one_node_lose_no_update() {
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let clock = ManualClock::at(1_767_225_600_000);
     let node = Node::start(
-        store.clone(),
-        store.clone(),
+        &Backend::local(store.clone(), store.clone()),
         config(&clock, ActorConfig::default()),
     );
-    let id = create_static(&node.registry).await;
+    let id = create_static(node.registry()).await;
 
     let racers: Vec<_> = (0..RACERS)
-        .map(|r| tokio::spawn(race(node.registry.clone(), id, r, EACH)))
+        .map(|r| tokio::spawn(race(node.registry().clone(), id, r, EACH)))
         .collect();
     let mut seen = Vec::new();
     for r in racers {
@@ -235,7 +236,7 @@ async fn many_concurrent_writers_on_one_node_lose_no_update() {
     assert_eq!(Some(&stored), replay(None, &log).as_ref());
 
     // The read model holds the same final state (written with each commit, so already there).
-    let view = node.queries.get(id).await.unwrap().unwrap();
+    let view = node.queries().view(id).await.unwrap().unwrap();
     assert_eq!(view, warden::domain::ClientResource::from_server(&stored));
     node.shutdown().await;
 }
@@ -250,25 +251,23 @@ async fn a_stale_actor_on_another_node_conflicts_reloads_and_applies_once() {
     });
     let clock = ManualClock::at(1_767_225_600_000);
     let a = Node::start(
-        store.clone(),
-        inner.clone(),
+        &Backend::local(store.clone(), inner.clone()),
         config(&clock, ActorConfig::default()),
     );
     let b = Node::start(
-        store.clone(),
-        inner.clone(),
+        &Backend::local(store.clone(), inner.clone()),
         config(&clock, ActorConfig::default()),
     );
-    let id = create_static(&a.registry).await;
+    let id = create_static(a.registry()).await;
 
     // Given: b's actor has loaded the resource (version 2 after its own command) ...
-    let b1 = race(b.registry.clone(), id, 1, 1).await;
+    let b1 = race(b.registry().clone(), id, 1, 1).await;
     assert_eq!(b1.ok[0].2.version, 2);
     // ... and then a commits version 3, so b's copy is stale.
-    let a1 = race(a.registry.clone(), id, 2, 1).await;
+    let a1 = race(a.registry().clone(), id, 2, 1).await;
     assert_eq!(a1.ok[0].2.version, 3);
     // When: b decides on its stale copy.
-    let b2 = race(b.registry.clone(), id, 3, 1).await;
+    let b2 = race(b.registry().clone(), id, 3, 1).await;
     // Then: its append conflicted, it reloaded and committed on top of a's change.
     assert!(
         store.conflicts.load(Ordering::Relaxed) >= 1,
@@ -300,13 +299,23 @@ async fn two_nodes_racing_on_one_resource_commit_each_version_once() {
         backoff: Duration::from_micros(50),
         ..ActorConfig::default()
     };
-    let a = Node::start(store.clone(), inner.clone(), config(&clock, actors.clone()));
-    let b = Node::start(store.clone(), inner.clone(), config(&clock, actors));
-    let id = create_static(&a.registry).await;
+    let a = Node::start(
+        &Backend::local(store.clone(), inner.clone()),
+        config(&clock, actors.clone()),
+    );
+    let b = Node::start(
+        &Backend::local(store.clone(), inner.clone()),
+        config(&clock, actors),
+    );
+    let id = create_static(a.registry()).await;
 
     let racers: Vec<_> = (0..2 * RACERS_PER_NODE)
         .map(|r| {
-            let registry = if r % 2 == 0 { &a.registry } else { &b.registry };
+            let registry = if r % 2 == 0 {
+                a.registry()
+            } else {
+                b.registry()
+            };
             tokio::spawn(race(registry.clone(), id, r, EACH))
         })
         .collect();

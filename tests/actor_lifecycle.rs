@@ -17,6 +17,8 @@ use warden::domain::{
     ResourceEvent, ResourceId, replay,
 };
 use warden::node::{Node, NodeConfig};
+use warden::protocol::Coded;
+use warden::store::Backend;
 use warden::store::embedded::EmbeddedStore;
 use warden::store::{AppendError, AppendRequest, CommitRecord, EventStore, Loaded, StoreError};
 
@@ -75,8 +77,7 @@ async fn an_idle_actor_passivates_and_the_next_command_reloads_from_the_store() 
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let clock = ManualClock::at(1_767_225_600_000);
     let node = Node::start(
-        store.clone(),
-        store.clone(),
+        &Backend::local(store.clone(), store.clone()),
         NodeConfig {
             clock: Arc::new(clock.clone()),
             actors: ActorConfig {
@@ -86,18 +87,18 @@ async fn an_idle_actor_passivates_and_the_next_command_reloads_from_the_store() 
             ..NodeConfig::default()
         },
     );
-    let id = execute(&node.registry, create_gold())
+    let id = execute(node.registry(), create_gold())
         .await
         .unwrap()
         .resource_id;
     for _ in 0..3 {
         clock.advance_ms(1_500);
-        execute(&node.registry, add(id, 1)).await.unwrap();
+        execute(node.registry(), add(id, 1)).await.unwrap();
     }
-    assert_eq!(node.registry.live_actors(), 1);
+    assert_eq!(node.registry().live_actors(), 1);
 
     // When nothing happens for longer than idle_after, the actor stops.
-    until_live_actors(&node.registry, 0).await;
+    until_live_actors(node.registry(), 0).await;
 
     // The store holds the log (a snapshot comes every 64 versions) ...
     let loaded = store.load(id).await.unwrap();
@@ -107,8 +108,8 @@ async fn an_idle_actor_passivates_and_the_next_command_reloads_from_the_store() 
     );
     // ... and a new actor built from it decides exactly as the old one would have.
     clock.advance_ms(1_500);
-    let reply = execute(&node.registry, add(id, 1)).await.unwrap();
-    assert_eq!(node.registry.live_actors(), 1);
+    let reply = execute(node.registry(), add(id, 1)).await.unwrap();
+    assert_eq!(node.registry().live_actors(), 1);
     let log = store.events(id, 0, usize::MAX).await.unwrap();
     assert_eq!(reply.version, 5);
     assert_eq!(replay(None, &log).as_ref(), Some(&reply.resource));
@@ -122,20 +123,19 @@ async fn a_lock_expires_by_itself_through_the_actors_timer() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let node = Node::start(
-        store.clone(),
-        store.clone(),
+        &Backend::local(store.clone(), store.clone()),
         NodeConfig {
             clock: Arc::new(SystemClock),
             ..NodeConfig::default()
         },
     );
-    let id = execute(&node.registry, create_gold())
+    let id = execute(node.registry(), create_gold())
         .await
         .unwrap()
         .resource_id;
-    let mut changes = node.hub.subscribe_resource(id);
+    let mut changes = node.hub().subscribe_resource(id);
     let locked = execute(
-        &node.registry,
+        node.registry(),
         Command::Lock(LockResource {
             resource_id: id,
             reason: "Maintenance".into(),
@@ -182,7 +182,7 @@ async fn a_lock_expires_by_itself_through_the_actors_timer() {
     );
 
     // The read model holds that state: its view was written in the same commit.
-    let view = node.queries.get(id).await.unwrap().unwrap();
+    let view = node.queries().view(id).await.unwrap().unwrap();
     assert_eq!(view, warden::domain::ClientResource::from_server(&state));
     assert!(!view.locked);
     node.shutdown().await;
@@ -192,17 +192,20 @@ async fn a_lock_expires_by_itself_through_the_actors_timer() {
 async fn a_command_to_a_missing_resource_is_not_found_and_leaves_no_actor() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let node = Node::start(store.clone(), store.clone(), NodeConfig::default());
+    let node = Node::start(
+        &Backend::local(store.clone(), store.clone()),
+        NodeConfig::default(),
+    );
 
     let missing = ResourceId::new();
-    let r = execute(&node.registry, add(missing, 1)).await.unwrap_err();
+    let r = execute(node.registry(), add(missing, 1)).await.unwrap_err();
     assert_eq!(r.code(), "not_found");
-    until_live_actors(&node.registry, 0).await;
+    until_live_actors(node.registry(), 0).await;
     assert_eq!(store.head(missing).await.unwrap(), 0, "nothing written");
 
     // A refused create leaves no actor either.
     let r = execute(
-        &node.registry,
+        node.registry(),
         Command::Create(CreateResource {
             resource_type: "diamonds".into(),
             owner: None,
@@ -212,7 +215,7 @@ async fn a_command_to_a_missing_resource_is_not_found_and_leaves_no_actor() {
     .await
     .unwrap_err();
     assert_eq!(r.code(), "unknown_resource_type");
-    until_live_actors(&node.registry, 0).await;
+    until_live_actors(node.registry(), 0).await;
     assert!(store.resource_ids().await.unwrap().is_empty());
     node.shutdown().await;
 }
@@ -267,14 +270,13 @@ async fn shutdown_answers_every_command_already_in_a_mailbox() {
         arrived: AtomicU64::new(0),
     });
     let node = Node::start(
-        store.clone(),
-        inner.clone(),
+        &Backend::local(store.clone(), inner.clone()),
         NodeConfig {
             clock: Arc::new(ManualClock::at(1_767_225_600_000)),
             ..NodeConfig::default()
         },
     );
-    let registry = node.registry.clone();
+    let registry = node.registry().clone();
     let id = execute(&registry, create_gold()).await.unwrap().resource_id;
 
     // Given: the actor is stuck in an append ...

@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 use warden::actor::{ActorConfig, CommandError, CommandRequest, Registry};
-use warden::bus::Hub;
 use warden::clock::ManualClock;
 use warden::domain::{
     AddResource, AllocateResource, Catalogue, Command, CommandId, CreateResource, Principal,
     Rejection, ResourceId, ResourceParams,
 };
+use warden::hub::Hub;
 use warden::store::EventStore;
 use warden::store::embedded::EmbeddedStore;
 

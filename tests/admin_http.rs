@@ -99,12 +99,14 @@ async fn metrics_count_exactly_the_commands_sent_by_kind_and_outcome() {
     // Given 3 applied commands (create, add, lock), 1 refused `locked`, 1 duplicate add.
     let id = alice.create_id("wood").await;
     let add_id = CommandId::new();
-    let add = |req| ClientMessage::Add {
-        req,
-        command_id: add_id,
-        resource_id: id,
-        amount: 5,
-        reason: "quest".into(),
+    let add = |req| {
+        ClientMessage::Add(warden::protocol::Add {
+            req,
+            command_id: add_id,
+            resource_id: id,
+            amount: 5,
+            reason: "quest".into(),
+        })
     };
     applied(&alice.request(add).await);
     applied(&alice.lock(id, "trade", 60_000).await);
@@ -293,13 +295,13 @@ async fn readyz_turns_503_when_shutdown_begins_before_sessions_close() {
     for _ in 0..200 {
         let req = carol.next_req();
         carol
-            .send(&ClientMessage::Add {
+            .send(&ClientMessage::Add(warden::protocol::Add {
                 req,
                 command_id: CommandId::new(),
                 resource_id: id,
                 amount: 1,
                 reason: String::new(),
-            })
+            }))
             .await;
     }
     // …when graceful shutdown begins,

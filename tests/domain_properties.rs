@@ -17,6 +17,8 @@ use warden::domain::{
     replay, stamp,
 };
 use warden::node::{Node, NodeConfig};
+use warden::protocol::Coded;
+use warden::store::Backend;
 use warden::store::EventStore;
 use warden::store::embedded::EmbeddedStore;
 
@@ -349,8 +351,7 @@ async fn run_through_node(
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let clock = ManualClock::at(T0);
     let node = Node::start(
-        store.clone(),
-        store.clone(),
+        &Backend::local(store.clone(), store.clone()),
         NodeConfig {
             clock: Arc::new(clock.clone()),
             ..NodeConfig::default()
@@ -358,7 +359,7 @@ async fn run_through_node(
     );
     let (creator, cmd) = create(params);
     let created = node
-        .registry
+        .registry()
         .execute(CommandRequest {
             command_id: CommandId::new(),
             principal: creator,
@@ -371,7 +372,7 @@ async fn run_through_node(
     for step in steps {
         clock.advance_ms(step.dt);
         let outcome = node
-            .registry
+            .registry()
             .execute(CommandRequest {
                 command_id: CommandId::new(),
                 principal: step.who.principal(),

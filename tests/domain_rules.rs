@@ -10,6 +10,7 @@ use warden::domain::{
     MAX_LOCK_MS, MAX_REASON_BYTES, Principal, Rejection, ResourceEvent, ResourceId, ResourceParams,
     ServerResource, Timestamp, UnlockResource, apply, decide, decide_create, stamp,
 };
+use warden::protocol::Coded;
 
 /// The instant every scenario starts at.
 const T0: i64 = 1_767_225_600_000;

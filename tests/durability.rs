@@ -9,14 +9,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use warden::actor::{ActorConfig, CommandReply, CommandRequest, Registry};
-use warden::bus::Hub;
 use warden::clock::ManualClock;
 use warden::domain::{
     AddResource, AllocateResource, Catalogue, ClientResource, Command, CommandId, CreateResource,
     LockResource, Principal, ResourceId, ServerResource, UnlockResource, replay,
 };
+use warden::hub::Hub;
 use warden::node::{Node, NodeConfig};
 use warden::projection::{catch_up, rebuild};
+use warden::store::Backend;
 use warden::store::embedded::EmbeddedStore;
 use warden::store::{EventStore, ReadModelStore};
 
@@ -24,8 +25,7 @@ const T0: i64 = 1_767_225_600_000;
 
 fn start(store: &Arc<EmbeddedStore>, clock: &ManualClock) -> Node {
     Node::start(
-        store.clone(),
-        store.clone(),
+        &Backend::local(store.clone(), store.clone()),
         NodeConfig {
             clock: Arc::new(clock.clone()),
             ..NodeConfig::default()
@@ -102,7 +102,7 @@ async fn every_acknowledged_command_survives_dropping_everything() {
 
     // Given: eight players writing at once (so appends share group commits) ...
     let players: Vec<_> = (0..8)
-        .map(|p| tokio::spawn(play(node.registry.clone(), p, 20)))
+        .map(|p| tokio::spawn(play(node.registry().clone(), p, 20)))
         .collect();
     let mut acked = Vec::new();
     for p in players {
@@ -213,7 +213,7 @@ async fn commit_through_bare_registry(
 async fn create_gold(store: &Arc<EmbeddedStore>, clock: &ManualClock) -> ResourceId {
     let node = start(store, clock);
     let (_, created) = send(
-        &node.registry,
+        node.registry(),
         &Principal::player("alice"),
         Command::Create(CreateResource {
             resource_type: "gold".into(),
@@ -415,7 +415,7 @@ fn crash_child(dir: &std::path::Path) {
         let node = start(&store, &ManualClock::at(T0));
         let writers: Vec<_> = (0..CRASH_WRITERS)
             .map(|p| {
-                let registry = node.registry.clone();
+                let registry = node.registry().clone();
                 let store = store.clone();
                 tokio::spawn(async move {
                     let who = Principal::player(format!("crash-{p}"));

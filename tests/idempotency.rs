@@ -12,6 +12,8 @@ use warden::domain::{
     ResourceParams,
 };
 use warden::node::{Node, NodeConfig};
+use warden::protocol::Coded;
+use warden::store::Backend;
 use warden::store::EventStore;
 use warden::store::embedded::EmbeddedStore;
 
@@ -19,8 +21,7 @@ const T0: i64 = 1_767_225_600_000;
 
 fn start(store: &Arc<EmbeddedStore>) -> Node {
     Node::start(
-        store.clone(),
-        store.clone(),
+        &Backend::local(store.clone(), store.clone()),
         NodeConfig {
             clock: Arc::new(ManualClock::at(T0)),
             ..NodeConfig::default()
@@ -96,11 +97,11 @@ async fn the_same_command_id_twice_applies_once_and_answers_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let node = start(&store);
-    let id = given(&node.registry, 1000).await;
+    let id = given(node.registry(), 1000).await;
 
     let cid = CommandId::new();
-    let first = execute(&node.registry, cid, add(id, 10)).await.unwrap();
-    let again = execute(&node.registry, cid, add(id, 10)).await.unwrap();
+    let first = execute(node.registry(), cid, add(id, 10)).await.unwrap();
+    let again = execute(node.registry(), cid, add(id, 10)).await.unwrap();
 
     assert!(!first.duplicate);
     assert!(
@@ -130,17 +131,17 @@ async fn a_retry_answers_the_original_outcome_even_after_later_changes() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let node = start(&store);
-    let id = given(&node.registry, 1000).await;
+    let id = given(node.registry(), 1000).await;
 
     let cid = CommandId::new();
-    let first = execute(&node.registry, cid, add(id, 10)).await.unwrap();
-    execute(&node.registry, CommandId::new(), add(id, 1))
+    let first = execute(node.registry(), cid, add(id, 10)).await.unwrap();
+    execute(node.registry(), CommandId::new(), add(id, 1))
         .await
         .unwrap();
-    execute(&node.registry, CommandId::new(), add(id, 1))
+    execute(node.registry(), CommandId::new(), add(id, 1))
         .await
         .unwrap();
-    let again = execute(&node.registry, cid, add(id, 10)).await.unwrap();
+    let again = execute(node.registry(), cid, add(id, 10)).await.unwrap();
 
     assert!(again.duplicate);
     assert_eq!(
@@ -160,18 +161,18 @@ async fn a_retried_allocate_that_succeeded_stays_a_success_when_the_balance_is_n
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let node = start(&store);
-    let id = given(&node.registry, 100).await;
+    let id = given(node.registry(), 100).await;
 
     let cid = CommandId::new();
-    let first = execute(&node.registry, cid, allocate(id, 80))
+    let first = execute(node.registry(), cid, allocate(id, 80))
         .await
         .unwrap();
     assert_eq!(first.resource.balance.amount, 20);
     // A fresh allocate of 80 would now be refused ...
-    let fresh = execute(&node.registry, CommandId::new(), allocate(id, 80)).await;
+    let fresh = execute(node.registry(), CommandId::new(), allocate(id, 80)).await;
     assert_eq!(fresh.unwrap_err().code(), "insufficient");
     // ... but the retry of the one that succeeded gets its success back.
-    let again = execute(&node.registry, cid, allocate(id, 80))
+    let again = execute(node.registry(), cid, allocate(id, 80))
         .await
         .unwrap();
     assert!(again.duplicate);
@@ -187,8 +188,8 @@ async fn a_repeated_create_returns_the_same_resource_and_creates_nothing() {
     let node = start(&store);
 
     let cid = CommandId::new();
-    let first = execute(&node.registry, cid, create_gold()).await.unwrap();
-    let again = execute(&node.registry, cid, create_gold()).await.unwrap();
+    let first = execute(node.registry(), cid, create_gold()).await.unwrap();
+    let again = execute(node.registry(), cid, create_gold()).await.unwrap();
 
     assert!(again.duplicate);
     assert_eq!(again.resource_id, first.resource_id);
@@ -206,18 +207,18 @@ async fn reusing_a_command_id_on_another_resource_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let node = start(&store);
-    let one = given(&node.registry, 100).await;
-    let other = given(&node.registry, 100).await;
+    let one = given(node.registry(), 100).await;
+    let other = given(node.registry(), 100).await;
 
     let cid = CommandId::new();
-    execute(&node.registry, cid, add(one, 1)).await.unwrap();
+    execute(node.registry(), cid, add(one, 1)).await.unwrap();
     // Whether the command would succeed on the other resource ...
-    let r = execute(&node.registry, cid, add(other, 1))
+    let r = execute(node.registry(), cid, add(other, 1))
         .await
         .unwrap_err();
     assert_eq!(r.code(), "command_id_reused");
     // ... or be refused there.
-    let r = execute(&node.registry, cid, allocate(other, 1_000))
+    let r = execute(node.registry(), cid, allocate(other, 1_000))
         .await
         .unwrap_err();
     assert_eq!(r.code(), "command_id_reused");
@@ -229,7 +230,7 @@ async fn reusing_a_command_id_on_another_resource_is_refused() {
     assert_eq!(store.head(one).await.unwrap(), 2);
     // A create under an id that an add used is not a repeat of that add: it must not answer
     // with the add's resource as if it had been created.
-    let r = execute(&node.registry, cid, create_gold())
+    let r = execute(node.registry(), cid, create_gold())
         .await
         .unwrap_err();
     assert_eq!(r.code(), "command_id_reused");
@@ -247,12 +248,12 @@ async fn idempotency_holds_across_a_restart() {
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let node = start(&store);
     let create_id = CommandId::new();
-    let created = execute(&node.registry, create_id, create_gold())
+    let created = execute(node.registry(), create_id, create_gold())
         .await
         .unwrap();
     let id = created.resource_id;
     let cid = CommandId::new();
-    let first = execute(&node.registry, cid, allocate(id, 999))
+    let first = execute(node.registry(), cid, allocate(id, 999))
         .await
         .unwrap();
     node.shutdown().await;
@@ -260,7 +261,7 @@ async fn idempotency_holds_across_a_restart() {
 
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let node = start(&store);
-    let again = execute(&node.registry, cid, allocate(id, 999))
+    let again = execute(node.registry(), cid, allocate(id, 999))
         .await
         .unwrap();
     assert!(again.duplicate);
@@ -268,7 +269,7 @@ async fn idempotency_holds_across_a_restart() {
         (again.version, &again.resource),
         (first.version, &first.resource)
     );
-    let recreated = execute(&node.registry, create_id, create_gold())
+    let recreated = execute(node.registry(), create_id, create_gold())
         .await
         .unwrap();
     assert!(recreated.duplicate);
@@ -284,12 +285,14 @@ async fn another_player_replaying_a_command_id_learns_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let node = start(&store);
-    let id = given(&node.registry, 500).await;
+    let id = given(node.registry(), 500).await;
     let c = CommandId::new();
-    execute(&node.registry, c, allocate(id, 100)).await.unwrap();
+    execute(node.registry(), c, allocate(id, 100))
+        .await
+        .unwrap();
     // When mallory sends a command with the same id on alice's resource
     let replay = node
-        .registry
+        .registry()
         .execute(CommandRequest {
             command_id: c,
             principal: Principal::player("mallory"),
@@ -343,7 +346,7 @@ async fn twenty_copies_in_flight_at_once_apply_once_and_all_get_that_outcome() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let node = start(&store);
-    let id = given(&node.registry, 1000).await;
+    let id = given(node.registry(), 1000).await;
 
     let cid = CommandId::new();
     let copies = (0..20)
@@ -353,7 +356,7 @@ async fn twenty_copies_in_flight_at_once_apply_once_and_all_get_that_outcome() {
             command: allocate(id, 7),
         })
         .collect();
-    assert_eq!(all_at_once(&node.registry, copies).await, (1, 19, 0, 0));
+    assert_eq!(all_at_once(node.registry(), copies).await, (1, 19, 0, 0));
     assert_eq!(store.head(id).await.unwrap(), 2, "applied once");
     let state = store.load(id).await.unwrap().state().unwrap();
     assert_eq!(state.balance.amount, 993);
@@ -368,7 +371,7 @@ async fn resends_of_committed_commands_mixed_with_new_ones_settle_without_confli
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let node = start(&store);
-    let id = given(&node.registry, 1000).await;
+    let id = given(node.registry(), 1000).await;
 
     // 200 commands committed, whose replies the clients never saw.
     let committed: Vec<CommandRequest> = (0..200)
@@ -382,7 +385,7 @@ async fn resends_of_committed_commands_mixed_with_new_ones_settle_without_confli
             },
         })
         .collect();
-    let first = run_at_once(&node.registry, committed.clone()).await;
+    let first = run_at_once(node.registry(), committed.clone()).await;
     assert_eq!(count(&first), (200, 0, 0, 0));
     assert_eq!(store.head(id).await.unwrap(), 201);
 
@@ -400,7 +403,7 @@ async fn resends_of_committed_commands_mixed_with_new_ones_settle_without_confli
             },
         });
     }
-    let outcomes = run_at_once(&node.registry, mixed).await;
+    let outcomes = run_at_once(node.registry(), mixed).await;
     assert_eq!(count(&outcomes), (200, 200, 0, 0));
     assert_eq!(store.head(id).await.unwrap(), 401, "each new command once");
     // Each resend got exactly its first outcome: version, state and events.
@@ -424,8 +427,8 @@ async fn the_same_id_for_a_different_command_is_refused_as_reused() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let node = start(&store);
-    let id = given(&node.registry, 1000).await;
-    let r = &node.registry;
+    let id = given(node.registry(), 1000).await;
+    let r = node.registry();
 
     let spend = CommandId::new();
     execute(r, spend, allocate(id, 10)).await.unwrap();

@@ -11,11 +11,11 @@ use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use warden::actor::CommandRequest;
-use warden::bus::Hub;
 use warden::domain::{
     AddResource, Balance, Command, CommandId, CreateResource, PlayerId, Principal, ResourceEvent,
     ResourceId, ResourceParams, ServerResource, Timestamp, replay, stamp,
 };
+use warden::hub::Hub;
 use warden::node::{Node, NodeConfig};
 use warden::relay::{Relay, RelayConfig};
 use warden::store::mongo::MongoStore;
@@ -232,14 +232,14 @@ async fn polling_5000_watched_resources_costs_at_most_10_queries_a_tick() {
         read: store_b.clone(),
         mongo: Some(store_b.clone()),
     };
-    let node_b = Arc::new(Node::start_on(&backend_b, NodeConfig::default()));
+    let node_b = Arc::new(Node::start(&backend_b, NodeConfig::default()));
     let service = Principal::service("game-backend");
     let creates = (0..5_000).map(|i| {
         let node_b = node_b.clone();
         let service = service.clone();
         async move {
             node_b
-                .registry
+                .registry()
                 .execute(CommandRequest {
                     command_id: CommandId::new(),
                     principal: service,
@@ -290,7 +290,7 @@ async fn polling_5000_watched_resources_costs_at_most_10_queries_a_tick() {
     let first_tick = relay.ticks();
     for id in &ids[..50] {
         node_b
-            .registry
+            .registry()
             .execute(CommandRequest {
                 command_id: CommandId::new(),
                 principal: service.clone(),

@@ -17,6 +17,7 @@ use warden::domain::{
     AddResource, Command, CommandId, CreateResource, PlayerId, Principal, ResourceParams,
 };
 use warden::node::{Node, NodeConfig};
+use warden::protocol::Coded;
 use warden::store::mongo::{MongoConfig, MongoStore};
 use warden::store::{Backend, EventStore};
 
@@ -39,10 +40,10 @@ async fn a_lost_insert_reply_is_an_error_and_the_retry_returns_the_original_outc
         read: store.clone(),
         mongo: Some(store.clone()),
     };
-    let node = Node::start_on(&backend, NodeConfig::default());
+    let node = Node::start(&backend, NodeConfig::default());
     let service = Principal::service("game-backend");
     let id = node
-        .registry
+        .registry()
         .execute(CommandRequest {
             command_id: CommandId::new(),
             principal: service.clone(),
@@ -70,8 +71,8 @@ async fn a_lost_insert_reply_is_an_error_and_the_retry_returns_the_original_outc
     };
 
     // (the create's view was written before its reply, so the next insert is the add's commit)
-    node.queries
-        .get(id)
+    node.queries()
+        .view(id)
         .await
         .unwrap()
         .expect("the view is written");
@@ -79,7 +80,7 @@ async fn a_lost_insert_reply_is_an_error_and_the_retry_returns_the_original_outc
     // When the reply to the add's insert is lost after MongoDB committed it,
     let command_id = CommandId::new();
     proxy.lose_next_insert_reply();
-    let first = node.registry.execute(add(command_id)).await;
+    let first = node.registry().execute(add(command_id)).await;
 
     // then the add is reported as unavailable, not as done (nobody knows if it happened),
     match &first {
@@ -88,7 +89,7 @@ async fn a_lost_insert_reply_is_an_error_and_the_retry_returns_the_original_outc
     }
     assert!(!proxy.armed(), "the proxy did lose an insert reply");
     // and its retry with the same command id returns the original outcome,
-    let retry = node.registry.execute(add(command_id)).await.unwrap();
+    let retry = node.registry().execute(add(command_id)).await.unwrap();
     assert!(
         retry.duplicate,
         "the retry is recognised as the same command"

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 use warden::actor::{CommandError, CommandReply, CommandRequest};
-use warden::bus::Change;
 use warden::domain::{
     AddResource, Command, CommandId, CreateResource, PlayerId, Principal, ResourceId,
     ResourceParams, replay,
 };
+use warden::hub::Change;
 use warden::node::{Node, NodeConfig};
 use warden::store::{Backend, EventStore};
 
@@ -27,7 +27,7 @@ async fn node_on(store: Arc<warden::store::mongo::MongoStore>) -> Node {
         read: store.clone(),
         mongo: Some(store),
     };
-    Node::start_on(&backend, NodeConfig::default())
+    Node::start(&backend, NodeConfig::default())
 }
 
 fn service() -> Principal {
@@ -35,7 +35,7 @@ fn service() -> Principal {
 }
 
 async fn create(node: &Node, owner: &str) -> CommandReply {
-    node.registry
+    node.registry()
         .execute(CommandRequest {
             command_id: CommandId::new(),
             principal: service(),
@@ -58,7 +58,7 @@ async fn create(node: &Node, owner: &str) -> CommandReply {
 async fn add_one(node: &Node, id: ResourceId, command_id: CommandId) -> CommandReply {
     loop {
         let outcome = node
-            .registry
+            .registry()
             .execute(CommandRequest {
                 command_id,
                 principal: service(),
@@ -107,7 +107,7 @@ async fn writers_on_two_nodes_lose_no_update_and_a_subscriber_hears_both() {
     let b = node_on(store_b.clone()).await;
     let id = create(&a, "alice").await.resource_id;
     // and a subscriber on node A that the relay has started serving (it announces the head).
-    let mut rx = a.hub.subscribe_resource(id);
+    let mut rx = a.hub().subscribe_resource(id);
     collect_until(&mut rx, |seen| seen.iter().any(|c| c.version() >= 1)).await;
 
     // When 4 writers on each node add 1, 15 times each, to that resource,
@@ -116,7 +116,7 @@ async fn writers_on_two_nodes_lose_no_update_and_a_subscriber_hears_both() {
     let mut tasks = Vec::new();
     for node in [&a, &b] {
         for _ in 0..WRITERS {
-            let registry = node.registry.clone();
+            let registry = node.registry().clone();
             tasks.push(tokio::spawn({
                 async move {
                     let mut ids = Vec::new();
@@ -211,7 +211,7 @@ async fn an_owner_subscriber_hears_of_a_resource_created_on_the_other_node() {
     let store_b = mongo_support::another_node(&db).await;
     let a = node_on(store_a).await;
     let b = node_on(store_b).await;
-    let mut rx = a.hub.subscribe_owner(&PlayerId::new("bob"));
+    let mut rx = a.hub().subscribe_owner(&PlayerId::new("bob"));
 
     // When a resource is created for bob through node B and then credited there,
     let id = create(&b, "bob").await.resource_id;

@@ -20,6 +20,7 @@ use warden::domain::{
     ResourceParams,
 };
 use warden::node::{Node, NodeConfig};
+use warden::protocol::Coded;
 use warden::store::mongo::{MongoConfig, MongoStore};
 use warden::store::{Backend, EventStore};
 
@@ -63,9 +64,9 @@ async fn commands_fail_as_unavailable_while_mongodb_is_down_and_recover_without_
         read: store.clone(),
         mongo: Some(store.clone()),
     };
-    let node = Node::start_on(&backend, NodeConfig::default());
+    let node = Node::start(&backend, NodeConfig::default());
     let created = node
-        .registry
+        .registry()
         .execute(CommandRequest {
             command_id: CommandId::new(),
             principal: Principal::service("game-backend"),
@@ -85,7 +86,7 @@ async fn commands_fail_as_unavailable_while_mongodb_is_down_and_recover_without_
     let mut acknowledged: Vec<CommandReply> = Vec::new();
     for _ in 0..5 {
         acknowledged.push(
-            node.registry
+            node.registry()
                 .execute(add(id, CommandId::new()))
                 .await
                 .unwrap(),
@@ -95,7 +96,7 @@ async fn commands_fail_as_unavailable_while_mongodb_is_down_and_recover_without_
     // When MongoDB dies, every command fails with `unavailable`: none is reported as done.
     mongo.kill();
     for _ in 0..3 {
-        match node.registry.execute(add(id, CommandId::new())).await {
+        match node.registry().execute(add(id, CommandId::new())).await {
             Err(e @ CommandError::Store(_)) => assert_eq!(e.code(), "unavailable"),
             other => panic!("a command during the outage must be unavailable, got {other:?}"),
         }
@@ -108,7 +109,7 @@ async fn commands_fail_as_unavailable_while_mongodb_is_down_and_recover_without_
     for _ in 0..5 {
         let command_id = CommandId::new();
         let reply = loop {
-            match node.registry.execute(add(id, command_id)).await {
+            match node.registry().execute(add(id, command_id)).await {
                 Ok(reply) => break reply,
                 Err(e) if e.code() == "unavailable" && tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -86,7 +86,7 @@ async fn readyz_is_503_while_mongodb_is_unreachable_and_200_when_it_returns() {
         read: store.clone(),
         mongo: Some(store.clone()),
     };
-    let node = Arc::new(Node::start_on(&backend, NodeConfig::default()));
+    let node = Arc::new(Node::start(&backend, NodeConfig::default()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let state = AdminState::new(node.clone(), CancellationToken::new())

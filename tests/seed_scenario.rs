@@ -7,6 +7,8 @@ use std::sync::Arc;
 use warden::clock::ManualClock;
 use warden::domain::{ClientResource, Principal, ResourceEvent};
 use warden::node::{Node, NodeConfig};
+use warden::protocol::Coded;
+use warden::store::Backend;
 use warden::store::EventStore;
 use warden::store::embedded::EmbeddedStore;
 
@@ -16,8 +18,7 @@ async fn the_seed_scenario_runs_as_the_seed_says() {
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     // A clock that does not move: no regeneration between steps, so the seed's exact amounts.
     let node = Node::start(
-        store.clone(),
-        store.clone(),
+        &Backend::local(store.clone(), store.clone()),
         NodeConfig {
             clock: Arc::new(ManualClock::at(1_767_225_600_000)),
             ..NodeConfig::default()
@@ -41,7 +42,7 @@ async fn the_seed_scenario_runs_as_the_seed_says() {
         .iter()
         .map(|s| match &s.outcome {
             Ok(reply) => Ok(reply.resource.balance.amount),
-            Err(e) => Err(e.code()),
+            Err(e) => Err(e.code().as_str()),
         })
         .collect();
     assert_eq!(

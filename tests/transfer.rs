@@ -16,6 +16,7 @@ use warden::domain::{
     Principal, ResourceId, UnlockResource,
 };
 use warden::node::{Node, NodeConfig};
+use warden::store::Backend;
 use warden::store::embedded::EmbeddedStore;
 use warden::store::transfer::{self, TransferError};
 use warden::store::{EventStore, ReadModelStore};
@@ -40,8 +41,7 @@ async fn populated_store(dir: &std::path::Path) -> (Arc<EmbeddedStore>, Vec<Reso
     let store = Arc::new(EmbeddedStore::open(dir).unwrap());
     let clock = ManualClock::at(T0);
     let node = Node::start(
-        store.clone(),
-        store.clone(),
+        &Backend::local(store.clone(), store.clone()),
         NodeConfig {
             clock: Arc::new(clock.clone()),
             ..NodeConfig::default()
@@ -56,8 +56,8 @@ async fn populated_store(dir: &std::path::Path) -> (Arc<EmbeddedStore>, Vec<Reso
                 params: None,
             })
         };
-        let gold = run(&node.registry, who, create("gold")).await;
-        let mana = run(&node.registry, who, create("mana")).await;
+        let gold = run(node.registry(), who, create("gold")).await;
+        let mana = run(node.registry(), who, create("mana")).await;
         for i in 0..20u64 {
             let command = if i % 2 == 0 {
                 Command::Add(AddResource {
@@ -72,10 +72,10 @@ async fn populated_store(dir: &std::path::Path) -> (Arc<EmbeddedStore>, Vec<Reso
                     reason: format!("shop {i}"),
                 })
             };
-            run(&node.registry, who, command).await;
+            run(node.registry(), who, command).await;
         }
         run(
-            &node.registry,
+            node.registry(),
             who,
             Command::Lock(LockResource {
                 resource_id: mana,
@@ -85,7 +85,7 @@ async fn populated_store(dir: &std::path::Path) -> (Arc<EmbeddedStore>, Vec<Reso
         )
         .await;
         run(
-            &node.registry,
+            node.registry(),
             who,
             Command::Unlock(UnlockResource { resource_id: mana }),
         )
@@ -95,7 +95,7 @@ async fn populated_store(dir: &std::path::Path) -> (Arc<EmbeddedStore>, Vec<Reso
     // A lock that expires before the next command: that command commits two events.
     let gold = ids[0];
     run(
-        &node.registry,
+        node.registry(),
         "alice",
         Command::Lock(LockResource {
             resource_id: gold,
@@ -106,7 +106,7 @@ async fn populated_store(dir: &std::path::Path) -> (Arc<EmbeddedStore>, Vec<Reso
     .await;
     clock.advance_ms(50);
     run(
-        &node.registry,
+        node.registry(),
         "alice",
         Command::Allocate(AllocateResource {
             resource_id: gold,

@@ -111,12 +111,14 @@ async fn a_repeated_command_id_returns_the_first_outcome() {
     let mut c = server.connect("alice", Role::Player).await;
     let id = c.create_id("gold").await;
     let command_id = CommandId::new();
-    let send = |req| ClientMessage::Allocate {
-        req,
-        command_id,
-        resource_id: id,
-        amount: 10,
-        reason: String::new(),
+    let send = |req| {
+        ClientMessage::Allocate(warden::protocol::Allocate {
+            req,
+            command_id,
+            resource_id: id,
+            amount: 10,
+            reason: String::new(),
+        })
     };
     let first = c.request(send).await;
     let again = c.request(send).await;
@@ -257,26 +259,30 @@ async fn the_authorization_matrix_holds() {
 
     // A player may not create for someone else or choose parameters.
     let for_bob = alice
-        .request(|req| ClientMessage::Create {
-            req,
-            command_id: CommandId::new(),
-            resource_type: "gold".into(),
-            owner: Some(PlayerId::new("bob")),
-            params: None,
+        .request(|req| {
+            ClientMessage::Create(warden::protocol::Create {
+                req,
+                command_id: CommandId::new(),
+                resource_type: "gold".into(),
+                owner: Some(PlayerId::new("bob")),
+                params: None,
+            })
         })
         .await;
     assert_eq!(error_code(&for_bob), "forbidden");
     let rich = alice
-        .request(|req| ClientMessage::Create {
-            req,
-            command_id: CommandId::new(),
-            resource_type: "gold".into(),
-            owner: None,
-            params: Some(ResourceParams {
-                initial_amount: 5000,
-                max_amount: 5000,
-                regen_milli: 0,
-            }),
+        .request(|req| {
+            ClientMessage::Create(warden::protocol::Create {
+                req,
+                command_id: CommandId::new(),
+                resource_type: "gold".into(),
+                owner: None,
+                params: Some(ResourceParams {
+                    initial_amount: 5000,
+                    max_amount: 5000,
+                    regen_milli: 0,
+                }),
+            })
         })
         .await;
     assert_eq!(error_code(&rich), "forbidden");
@@ -292,16 +298,18 @@ async fn the_authorization_matrix_holds() {
         ServerMessage::History { .. }
     ));
     let gift = service
-        .request(|req| ClientMessage::Create {
-            req,
-            command_id: CommandId::new(),
-            resource_type: "gems".into(),
-            owner: Some(PlayerId::new("bob")),
-            params: Some(ResourceParams {
-                initial_amount: 3,
-                max_amount: 10,
-                regen_milli: 0,
-            }),
+        .request(|req| {
+            ClientMessage::Create(warden::protocol::Create {
+                req,
+                command_id: CommandId::new(),
+                resource_type: "gems".into(),
+                owner: Some(PlayerId::new("bob")),
+                params: Some(ResourceParams {
+                    initial_amount: 3,
+                    max_amount: 10,
+                    regen_milli: 0,
+                }),
+            })
         })
         .await;
     assert_eq!(applied(&gift).owner, PlayerId::new("bob"));
@@ -547,7 +555,9 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     }
     // And the session that sent all of it is still open.
     assert!(matches!(
-        alice.request(|req| ClientMessage::Ping { req }).await,
+        alice
+            .request(|req| ClientMessage::Ping(warden::protocol::Ping { req }))
+            .await,
         ServerMessage::Pong { .. }
     ));
     server.stop().await;
@@ -624,13 +634,13 @@ async fn protocol_abuse_closes_only_that_session() {
 fn worked_example() -> (ClientMessage, ServerMessage) {
     let resource_id = ResourceId("0193a5c0-0000-7000-8000-000000000001".parse().unwrap());
     let command_id = CommandId("0193a5c0-0000-7000-8000-0000000000aa".parse().unwrap());
-    let request = ClientMessage::Allocate {
+    let request = ClientMessage::Allocate(warden::protocol::Allocate {
         req: 7,
         command_id,
         resource_id,
         amount: 200,
         reason: "Purchase item".into(),
-    };
+    });
     let reply = ServerMessage::Applied {
         req: 7,
         command_id,

@@ -93,7 +93,9 @@ async fn req_is_kept_whenever_it_can_be_read_and_keys_must_be_strings() {
     }
     // The session is still open and well.
     assert!(matches!(
-        alice.request(|req| ClientMessage::Ping { req }).await,
+        alice
+            .request(|req| ClientMessage::Ping(warden::protocol::Ping { req }))
+            .await,
         ServerMessage::Pong { .. }
     ));
     server.stop().await;
@@ -170,12 +172,14 @@ async fn resends_get_the_first_outcome_and_a_reused_id_is_refused() {
     let mut alice = server.connect("alice", Role::Player).await;
     let id = alice.create_id("gold").await;
     let cid = CommandId::new();
-    let allocate = |req, amount| ClientMessage::Allocate {
-        req,
-        command_id: cid,
-        resource_id: id,
-        amount,
-        reason: "potion".into(),
+    let allocate = |req, amount| {
+        ClientMessage::Allocate(warden::protocol::Allocate {
+            req,
+            command_id: cid,
+            resource_id: id,
+            amount,
+            reason: "potion".into(),
+        })
     };
     // 20 copies at once.
     let mut reqs = Vec::new();

@@ -14,6 +14,7 @@ use warden::domain::{AddResource, AllocateResource, Command, CommandId, Principa
 use warden::net::{NetConfig, NetStats};
 use warden::node::Node;
 use warden::protocol::ServerMessage;
+use warden::store::EventStore;
 
 /// Commands written through the node's actors (not over the wire) to make a long log quickly:
 /// many in flight, so the actor commits them in large groups.
@@ -22,7 +23,7 @@ async fn write_through_core(node: &Arc<Node>, id: ResourceId, count: u64) {
         .map(|n| {
             let node = node.clone();
             async move {
-                node.registry
+                node.registry()
                     .execute(change(id, n))
                     .await
                     .expect("committed");
@@ -107,7 +108,7 @@ async fn a_resume_100_000_versions_behind_gets_every_version_once_then_live_ones
     let mut alice = server.connect("alice", Role::Player).await;
     let id = alice.create_id("gold").await;
     write_through_core(&server.node, id, 100_000).await;
-    assert_eq!(server.node.store.head(id).await.unwrap(), 100_001);
+    assert_eq!(server.store.head(id).await.unwrap(), 100_001);
 
     // Given a writer that keeps changing the resource the whole time,
     let stop = Arc::new(AtomicBool::new(false));
@@ -117,7 +118,7 @@ async fn a_resume_100_000_versions_behind_gets_every_version_once_then_live_ones
         async move {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
-                node.registry
+                node.registry()
                     .execute(change(id, n))
                     .await
                     .expect("committed");
@@ -139,7 +140,7 @@ async fn a_resume_100_000_versions_behind_gets_every_version_once_then_live_ones
     got += follow(&mut reader, id, sub, 100_001, 100_001 + during).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
-    let head = server.node.store.head(id).await.unwrap();
+    let head = server.store.head(id).await.unwrap();
     got += follow(&mut reader, id, sub, 100_001 + during, head).await;
     assert_eq!(got, head - 1);
 
@@ -174,12 +175,12 @@ async fn a_slow_consumer_closed_with_4008_resumes_and_catches_up() {
             .await
             .unwrap();
     use futures::SinkExt;
-    let subscribe = warden::protocol::ClientMessage::Subscribe {
+    let subscribe = warden::protocol::ClientMessage::Subscribe(warden::protocol::Subscribe {
         req: 1,
         resource_id: Some(id),
         owner: None,
         from_version: None,
-    };
+    });
     slow.send(Message::Binary(warden::protocol::encode(&subscribe).into()))
         .await
         .unwrap();
@@ -227,7 +228,7 @@ async fn a_slow_consumer_closed_with_4008_resumes_and_catches_up() {
     if let Some(frame) = close {
         assert_eq!(u16::from(frame.code), 4008);
     }
-    let head = server.node.store.head(id).await.unwrap();
+    let head = server.store.head(id).await.unwrap();
     assert!(head - last > 20_000, "a backlog far larger than the queue");
 
     // When it resumes from the last version it got, it catches up and stays live.

@@ -27,13 +27,13 @@ async fn every_acknowledged_command_survives_a_graceful_shutdown_and_restart() {
     for _ in 0..300 {
         let req = c.next_req();
         let command_id = CommandId::new();
-        c.send(&ClientMessage::Add {
+        c.send(&ClientMessage::Add(warden::protocol::Add {
             req,
             command_id,
             resource_id: id,
             amount: 1,
             reason: String::new(),
-        })
+        }))
         .await;
         sent.push(command_id);
     }
@@ -74,11 +74,13 @@ async fn every_acknowledged_command_survives_a_graceful_shutdown_and_restart() {
     let mut after = 0;
     loop {
         let reply = c
-            .request(|req| ClientMessage::History {
-                req,
-                resource_id: id,
-                after_version: after,
-                limit: None,
+            .request(|req| {
+                ClientMessage::History(warden::protocol::History {
+                    req,
+                    resource_id: id,
+                    after_version: after,
+                    limit: None,
+                })
             })
             .await;
         let ServerMessage::History { events, .. } = reply else {

@@ -18,11 +18,13 @@ async fn state_at(
     version: Option<u64>,
     at: Option<i64>,
 ) -> ServerMessage {
-    c.request(|req| ClientMessage::StateAt {
-        req,
-        resource_id: id,
-        version,
-        at: at.map(Timestamp),
+    c.request(|req| {
+        ClientMessage::StateAt(warden::protocol::StateAt {
+            req,
+            resource_id: id,
+            version,
+            at: at.map(Timestamp),
+        })
     })
     .await
 }

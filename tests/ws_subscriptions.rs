@@ -8,6 +8,7 @@ use futures::SinkExt;
 use warden::domain::{ClientResource, CommandId, ResourceId, Role};
 use warden::net::{NetConfig, NetStats};
 use warden::protocol::{ClientMessage, ServerMessage};
+use warden::store::EventStore;
 
 /// Reads updates of `id` until `head`, checking each follows the previous with no gap or repeat.
 /// Returns every view received.
@@ -91,7 +92,7 @@ async fn every_subscriber_sees_every_version_in_order_in_its_own_view() {
     for w in writers {
         w.await.unwrap();
     }
-    let head = server.node.store.head(id).await.unwrap();
+    let head = server.store.head(id).await.unwrap();
     assert!(head > 200, "most commands committed");
 
     let owner_views = follow(&mut owner_sub, id, start, head).await;
@@ -185,7 +186,9 @@ async fn resume_after_a_dropped_connection_delivers_missed_changes_exactly_once(
     assert_eq!(live[0].amount, 1000);
     // Nothing else arrives: a ping round-trip finds no stray update queued before the pong.
     let req = reader.next_req();
-    reader.send(&ClientMessage::Ping { req }).await;
+    reader
+        .send(&ClientMessage::Ping(warden::protocol::Ping { req }))
+        .await;
     assert!(matches!(
         reader.recv().await,
         Some(ServerMessage::Pong { .. })
@@ -222,12 +225,12 @@ async fn a_subscriber_that_never_reads_is_cut_off_and_others_are_not_delayed() {
     // Many subscriptions to the same resource: each change is queued once per subscription, so
     // its queue fills quickly.
     for req in 1..=32 {
-        let subscribe = ClientMessage::Subscribe {
+        let subscribe = ClientMessage::Subscribe(warden::protocol::Subscribe {
             req,
             resource_id: Some(id),
             owner: None,
             from_version: None,
-        };
+        });
         slow.send(tokio_tungstenite::tungstenite::Message::Binary(
             warden::protocol::encode(&subscribe).into(),
         ))
@@ -249,21 +252,21 @@ async fn a_subscriber_that_never_reads_is_cut_off_and_others_are_not_delayed() {
         for n in 0..IN_FLIGHT {
             let req = writer.next_req();
             let msg = if n % 2 == 0 {
-                ClientMessage::Add {
+                ClientMessage::Add(warden::protocol::Add {
                     req,
                     command_id: CommandId::new(),
                     resource_id: id,
                     amount: 1,
                     reason: String::new(),
-                }
+                })
             } else {
-                ClientMessage::Allocate {
+                ClientMessage::Allocate(warden::protocol::Allocate {
                     req,
                     command_id: CommandId::new(),
                     resource_id: id,
                     amount: 1,
                     reason: String::new(),
-                }
+                })
             };
             writer.send(&msg).await;
             reqs.push(req);
@@ -275,7 +278,7 @@ async fn a_subscriber_that_never_reads_is_cut_off_and_others_are_not_delayed() {
         // The fast subscriber keeps up the whole time.
         follow(&mut fast, id, start + sent - IN_FLIGHT, start + sent).await;
     }
-    let head = server.node.store.head(id).await.unwrap();
+    let head = server.store.head(id).await.unwrap();
     assert_eq!(head, start + sent);
 
     // The slow client finds its stream ended; if the close frame got through, it says why.
@@ -312,10 +315,10 @@ async fn changes_the_hub_never_saw_are_read_from_the_log() {
 
     // A second writer on the same store whose changes go to a hub nobody here listens to.
     let elsewhere = warden::actor::Registry::new(
-        server.node.store.clone(),
-        std::sync::Arc::new(warden::bus::Hub::new()),
-        server.node.registry.catalogue().clone(),
-        server.node.registry.clock().clone(),
+        server.store.clone(),
+        std::sync::Arc::new(warden::hub::Hub::new()),
+        server.node.registry().catalogue().clone(),
+        server.node.registry().clock().clone(),
         warden::actor::ActorConfig::default(),
     );
     for _ in 0..3 {

@@ -33,7 +33,7 @@ impl MongoServer {
             read: store.clone(),
             mongo: Some(store),
         };
-        let node = Arc::new(Node::start_on(&backend, NodeConfig::default()));
+        let node = Arc::new(Node::start(&backend, NodeConfig::default()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = Server::new(listener, node.clone(), keys.clone(), NetConfig::default());
         let addr = server.local_addr().unwrap();
@@ -82,12 +82,14 @@ async fn add_one(client: &mut Client, id: ResourceId) -> u64 {
     let command_id = CommandId::new();
     loop {
         let reply = client
-            .request(|req| ClientMessage::Add {
-                req,
-                command_id,
-                resource_id: id,
-                amount: 1,
-                reason: "two nodes".into(),
+            .request(|req| {
+                ClientMessage::Add(warden::protocol::Add {
+                    req,
+                    command_id,
+                    resource_id: id,
+                    amount: 1,
+                    reason: "two nodes".into(),
+                })
             })
             .await;
         match &reply {

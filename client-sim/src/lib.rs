@@ -6,7 +6,7 @@
 //!   a shared handle that pipelines requests and matches replies by `req`.
 //! - [`tokens`]: minting tokens with the server's secret.
 //! - [`scenario`]: the seed scenario over the wire.
-//! - [`swarm`]: bots, spectators, the final audit.
+//! - [`config`]: what a swarm runs; [`swarm`]: bots, spectators, the final audit.
 //! - [`check`]: the invariant check, a pure function over the ledger of acknowledged outcomes,
 //!   what subscribers saw, and the server's final state.
 //! - [`metrics`]: latency histograms, counters, delivery lag.
@@ -14,6 +14,7 @@
 //! - [`server`]: the server's own figures, from its `/metrics` before and after (`--admin-url`).
 
 pub mod check;
+pub mod config;
 pub mod conn;
 pub mod metrics;
 pub mod plot;

@@ -2,8 +2,8 @@
 //! object for a script (`--json`).
 
 use crate::check::CheckResult;
+use crate::config::SwarmConfig;
 use crate::metrics::{Percentiles, Recorder, SecondStats};
-use crate::swarm::SwarmConfig;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -118,12 +118,14 @@ pub async fn run(url: &str, keys: &TokenKeys) -> Result<ScenarioReport, Scenario
     let client = Client::connect(url, &token).await?;
     let started = Instant::now();
     let created = client
-        .request(|req| ClientMessage::Create {
-            req,
-            command_id: CommandId::new(),
-            resource_type: "gold".into(),
-            owner: None,
-            params: None,
+        .request(|req| {
+            ClientMessage::Create(warden::protocol::Create {
+                req,
+                command_id: CommandId::new(),
+                resource_type: "gold".into(),
+                owner: None,
+                params: None,
+            })
         })
         .await?;
     let (id, first) = match created {
@@ -149,12 +151,14 @@ pub async fn run(url: &str, keys: &TokenKeys) -> Result<ScenarioReport, Scenario
     type Build = Box<dyn Fn(u64) -> ClientMessage>;
     let allocate = |amount: u64| -> Build {
         let command_id = CommandId::new();
-        Box::new(move |req| ClientMessage::Allocate {
-            req,
-            command_id,
-            resource_id: id,
-            amount,
-            reason: "Purchase item".into(),
+        Box::new(move |req| {
+            ClientMessage::Allocate(warden::protocol::Allocate {
+                req,
+                command_id,
+                resource_id: id,
+                amount,
+                reason: "Purchase item".into(),
+            })
         })
     };
     let script: Vec<(&'static str, Expect, Build)> = vec![
@@ -174,12 +178,14 @@ pub async fn run(url: &str, keys: &TokenKeys) -> Result<ScenarioReport, Scenario
             },
             {
                 let command_id = CommandId::new();
-                Box::new(move |req| ClientMessage::Add {
-                    req,
-                    command_id,
-                    resource_id: id,
-                    amount: 500,
-                    reason: "Quest reward".into(),
+                Box::new(move |req| {
+                    ClientMessage::Add(warden::protocol::Add {
+                        req,
+                        command_id,
+                        resource_id: id,
+                        amount: 500,
+                        reason: "Quest reward".into(),
+                    })
                 })
             },
         ),
@@ -191,12 +197,14 @@ pub async fn run(url: &str, keys: &TokenKeys) -> Result<ScenarioReport, Scenario
             },
             {
                 let command_id = CommandId::new();
-                Box::new(move |req| ClientMessage::Lock {
-                    req,
-                    command_id,
-                    resource_id: id,
-                    reason: "Maintenance".into(),
-                    duration_ms: 300_000,
+                Box::new(move |req| {
+                    ClientMessage::Lock(warden::protocol::Lock {
+                        req,
+                        command_id,
+                        resource_id: id,
+                        reason: "Maintenance".into(),
+                        duration_ms: 300_000,
+                    })
                 })
             },
         ),
@@ -213,10 +221,12 @@ pub async fn run(url: &str, keys: &TokenKeys) -> Result<ScenarioReport, Scenario
             },
             {
                 let command_id = CommandId::new();
-                Box::new(move |req| ClientMessage::Unlock {
-                    req,
-                    command_id,
-                    resource_id: id,
+                Box::new(move |req| {
+                    ClientMessage::Unlock(warden::protocol::Unlock {
+                        req,
+                        command_id,
+                        resource_id: id,
+                    })
                 })
             },
         ),
@@ -237,7 +247,7 @@ pub async fn run(url: &str, keys: &TokenKeys) -> Result<ScenarioReport, Scenario
         let reply = client.request(&*build).await?;
         let result = match reply {
             ServerMessage::Applied { resource, .. } => Ok(resource),
-            ServerMessage::Error { code, message, .. } => Err((code, message)),
+            ServerMessage::Error { code, message, .. } => Err((code.to_string(), message)),
             other => Err(("unexpected_reply".into(), format!("{other:?}"))),
         };
         let problem = match (&expect, &result) {
@@ -277,7 +287,7 @@ pub async fn run(url: &str, keys: &TokenKeys) -> Result<ScenarioReport, Scenario
     let deadline = Instant::now() + READ_MODEL_WAIT;
     let (read_models, current) = loop {
         let list = match client
-            .request(|req| ClientMessage::List { req, owner: None })
+            .request(|req| ClientMessage::List(warden::protocol::List { req, owner: None }))
             .await?
         {
             ServerMessage::Resources { resources, .. } => resources,

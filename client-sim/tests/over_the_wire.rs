@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use warden::auth::TokenKeys;
 use warden::net::NetConfig;
 use warden::node::{Node, NodeConfig};
+use warden::store::Backend;
 use warden::store::embedded::EmbeddedStore;
 
 struct Server {
@@ -24,7 +25,10 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
         let keys = TokenKeys::from_secret(b"client-sim-test-secret");
-        let node = Arc::new(Node::start(store.clone(), store, NodeConfig::default()));
+        let node = Arc::new(Node::start(
+            &Backend::local(store.clone(), store),
+            NodeConfig::default(),
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("ws://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
@@ -232,7 +236,10 @@ async fn a_swarm_rides_out_a_server_restart_and_its_check_still_passes() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let keys = TokenKeys::from_secret(b"client-sim-test-secret");
-    let node = Arc::new(Node::start(store.clone(), store, NodeConfig::default()));
+    let node = Arc::new(Node::start(
+        &Backend::local(store.clone(), store),
+        NodeConfig::default(),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let serve = {

@@ -7,14 +7,67 @@
 mod registry;
 mod resource_actor;
 
-pub use registry::{ActorConfig, Registry};
+pub use registry::Registry;
 
+use crate::clock::Clock;
+use crate::domain::Catalogue;
 use crate::domain::{
     ClientResource, Command, CommandId, EventEnvelope, Principal, Rejection, ResourceId,
     ServerResource,
 };
-use crate::store::StoreError;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::store::{EventStore, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
 use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+/// Tunables of the actors, with documented defaults.
+#[derive(Clone, Debug)]
+pub struct ActorConfig {
+    /// Commands that may queue for one resource; senders wait when it is full (back-pressure).
+    pub mailbox: usize,
+    /// An actor with no command for this long (and no lock to expire) stops and frees its memory.
+    pub idle_after: Duration,
+    /// Attempts at a command that keeps meeting version conflicts before answering `conflict`.
+    pub max_attempts: u32,
+    /// Upper bound of the random back-off before the second attempt; it doubles per attempt.
+    pub backoff: Duration,
+    /// Most commands an actor takes from its mailbox at once: it decides them one after another
+    /// on the state each leads to and commits them in one `append_many` (one group commit), so a
+    /// hot resource is not held to one fsync per command. `1` commits each command before
+    /// deciding the next.
+    pub pipeline: usize,
+}
+
+impl Default for ActorConfig {
+    fn default() -> Self {
+        Self {
+            mailbox: 256,
+            idle_after: Duration::from_secs(60),
+            max_attempts: 10,
+            backoff: Duration::from_millis(2),
+            pipeline: 256,
+        }
+    }
+}
+
+/// What every actor of one registry reads.
+pub(crate) struct ActorEnv {
+    /// The event log the actors load from and append to.
+    pub store: Arc<dyn EventStore>,
+    /// Where committed changes are published.
+    pub hub: Arc<Hub>,
+    /// The resource types `create` may name.
+    pub catalogue: Arc<Catalogue>,
+    /// "Now" for the rules.
+    pub clock: Arc<dyn Clock>,
+    pub config: ActorConfig,
+    /// Cancelled when the registry shuts down: every actor finishes its mailbox and stops.
+    pub shutdown: CancellationToken,
+    pub metrics: Metrics,
+}
 
 /// A command as it reaches an actor: who sends it, and the id that makes retries safe.
 #[derive(Clone, Debug)]
@@ -58,17 +111,4 @@ pub enum CommandError {
     Store(#[from] StoreError),
     #[error("the server is shutting down")]
     ShuttingDown,
-}
-
-impl CommandError {
-    /// The stable code a client sees (docs/protocol.md).
-    pub fn code(&self) -> &'static str {
-        match self {
-            CommandError::Rejected(r) => r.code(),
-            CommandError::CommandIdReused => "command_id_reused",
-            CommandError::Contention => "conflict",
-            CommandError::Store(_) => "unavailable",
-            CommandError::ShuttingDown => "shutting_down",
-        }
-    }
 }

@@ -1,12 +1,12 @@
 //! The actor of one resource: decides its commands in mailbox order and commits them with a
 //! version check, several at once when several are waiting (see [`ResourceActor::handle`]).
 
-use crate::actor::registry::Shared;
-use crate::actor::{CommandError, CommandReply, CommandRequest};
-use crate::bus::Change;
+use crate::actor::{ActorEnv, CommandError, CommandReply, CommandRequest};
 use crate::domain::{
     self, Command, CommandId, EventEnvelope, Principal, Rejection, ResourceId, ServerResource,
+    Timestamp,
 };
+use crate::hub::Change;
 use crate::store::{AppendError, AppendRequest, CommitRecord, StoreError};
 use rand::RngExt;
 use std::collections::{HashMap, VecDeque};
@@ -22,10 +22,12 @@ pub(crate) struct Mail {
 
 pub(crate) struct ResourceActor {
     id: ResourceId,
-    /// Tells this actor's registry slot apart from a later actor's for the same resource.
-    generation: u64,
     mailbox: mpsc::Receiver<Mail>,
-    shared: Arc<Shared>,
+    /// What every actor of the registry reads.
+    env: Arc<ActorEnv>,
+    /// Takes this actor out of its registry (so new commands go to a new actor); called once,
+    /// when it stops taking new commands.
+    release: Option<Box<dyn FnOnce() + Send + Sync>>,
     /// The state as last loaded or committed by this actor; `None` if it does not exist.
     state: Option<ServerResource>,
     /// False until loaded, and again after a conflict or a store error (the store knows better).
@@ -35,25 +37,25 @@ pub(crate) struct ResourceActor {
 impl ResourceActor {
     pub fn new(
         id: ResourceId,
-        generation: u64,
         is_new: bool,
         mailbox: mpsc::Receiver<Mail>,
-        shared: Arc<Shared>,
+        env: Arc<ActorEnv>,
+        release: Box<dyn FnOnce() + Send + Sync>,
     ) -> Self {
         // A resource created under a freshly generated id has nothing to load.
         Self {
             id,
-            generation,
             mailbox,
-            shared,
+            env,
+            release: Some(release),
             state: None,
             fresh: is_new,
         }
     }
 
     pub async fn run(mut self) {
-        let idle_after = self.shared.config.idle_after;
-        let shutdown = self.shared.shutdown.clone();
+        let idle_after = self.env.config.idle_after;
+        let shutdown = self.env.shutdown.clone();
         loop {
             let lock_timer = self.lock_timer();
             tokio::select! {
@@ -63,7 +65,7 @@ impl ResourceActor {
                 },
                 _ = sleep_or_forever(lock_timer) => self.expire_lock().await,
                 _ = tokio::time::sleep(idle_after), if lock_timer.is_none() => {
-                    self.shared.metrics.passivated();
+                    self.env.metrics.passivated();
                     break;
                 }
                 _ = shutdown.cancelled() => break,
@@ -74,7 +76,9 @@ impl ResourceActor {
             }
         }
         // Leave the registry first so new commands go to a new actor, then finish what is queued.
-        self.shared.release(self.id, self.generation);
+        if let Some(release) = self.release.take() {
+            release();
+        }
         self.mailbox.close();
         while let Some(mail) = self.mailbox.recv().await {
             self.handle(mail).await;
@@ -84,7 +88,7 @@ impl ResourceActor {
     /// How long until the current lock expires, if there is one.
     fn lock_timer(&self) -> Option<Duration> {
         let lock = self.state.as_ref()?.lock.as_ref()?;
-        let now = self.shared.clock.now();
+        let now = self.env.clock.now();
         Some(Duration::from_millis(lock.expires_at.ms_since(now)))
     }
 
@@ -106,7 +110,7 @@ impl ResourceActor {
     /// Takes `first` and whatever else waits in the mailbox (up to the pipeline limit) and runs
     /// them as one batch.
     async fn handle(&mut self, first: Mail) {
-        let limit = self.shared.config.pipeline.max(1);
+        let limit = self.env.config.pipeline.max(1);
         let mut batch = vec![first];
         while batch.len() < limit {
             match self.mailbox.try_recv() {
@@ -118,7 +122,7 @@ impl ResourceActor {
     }
 
     async fn reload(&mut self) -> Result<(), StoreError> {
-        self.state = self.shared.store.load(self.id).await?.state();
+        self.state = self.env.store.load(self.id).await?.state();
         self.fresh = true;
         Ok(())
     }
@@ -140,7 +144,7 @@ impl ResourceActor {
     ///   duplicate.
     async fn execute_batch(&mut self, todo: Vec<Mail>) {
         let (todo, copies) = InFlight::collapse(todo);
-        let max_attempts = self.shared.config.max_attempts.max(1);
+        let max_attempts = self.env.config.max_attempts.max(1);
         // Rounds lost to contention (a conflict or a store error) so far.
         let mut contended_rounds = 0;
         let mut todo = todo;
@@ -165,9 +169,8 @@ impl ResourceActor {
                 }
                 break;
             }
-            self.shared.metrics.retry();
-            let cap =
-                self.shared.config.backoff.as_micros() as u64 * (1 << contended_rounds.min(10));
+            self.env.metrics.retry();
+            let cap = self.env.config.backoff.as_micros() as u64 * (1 << contended_rounds.min(10));
             let jitter = rand::rng().random_range(0..=cap.max(1));
             tokio::time::sleep(Duration::from_micros(jitter)).await;
         }
@@ -183,16 +186,79 @@ impl ResourceActor {
     /// (more resends) are answered with their first outcome, and the rest go back to be decided
     /// again without back-off. A batch of resends thus settles in one or two rounds.
     async fn attempt(&mut self, todo: Vec<Mail>) -> (Vec<Mail>, bool) {
-        let now = self.shared.clock.now();
-        // Decide each command on the state the ones before it lead to.
+        let now = self.env.clock.now();
+        let (decided, appends) = self.decide_run(&todo, now);
+        let mut outcomes = if appends.is_empty() {
+            Vec::new()
+        } else {
+            let started = std::time::Instant::now();
+            let outcomes = self.env.store.append_many(appends).await;
+            self.env.metrics.commit(started.elapsed());
+            outcomes
+        }
+        .into_iter();
+
+        // Settle each command in order.
+        let mut round = Round {
+            intact: true,
+            ..Round::default()
+        };
+        for (mail, decided) in todo.into_iter().zip(decided) {
+            let outcome = match decided {
+                Decided::Append { events, next } => {
+                    let appended = outcomes.next().unwrap_or_else(|| {
+                        Err(StoreError::NoOutcome(
+                            "the store answered fewer appends than it was given",
+                        )
+                        .into())
+                    });
+                    match self
+                        .settle_append(&mail, events, next, appended, &mut round)
+                        .await
+                    {
+                        Some(outcome) => outcome,
+                        None => {
+                            round.again.push(mail);
+                            continue;
+                        }
+                    }
+                }
+                _ if !round.intact => {
+                    round.again.push(mail);
+                    continue;
+                }
+                Decided::NoOp(state) => Ok(CommandReply {
+                    resource_id: self.id,
+                    version: state.version,
+                    events: Vec::new(),
+                    resource: state,
+                    duplicate: false,
+                }),
+                Decided::Rejected(rejection) => self.rejected(&mail.request, rejection).await,
+            };
+            let _ = mail.reply.send(outcome);
+        }
+        if round.stale {
+            self.fresh = false;
+            return (round.again, true);
+        }
+        if round.broke_on_duplicate && !round.again.is_empty() {
+            return (self.answer_resends(round.again).await, false);
+        }
+        (round.again, false)
+    }
+
+    /// Decides each command of `todo` on the state the ones before it lead to; returns what
+    /// each decided and the appends of those that produced events, in order.
+    fn decide_run(&self, todo: &[Mail], now: Timestamp) -> (Vec<Decided>, Vec<AppendRequest>) {
         let mut speculative = self.state.clone();
         let mut decided = Vec::with_capacity(todo.len());
         let mut appends = Vec::new();
-        for mail in &todo {
+        for mail in todo {
             let request = &mail.request;
             let outcome = match (&speculative, &request.command) {
                 (None, Command::Create(create)) => {
-                    domain::decide_create(&self.shared.catalogue, &request.principal, create, now)
+                    domain::decide_create(&self.env.catalogue, &request.principal, create, now)
                         .map(|e| vec![e])
                 }
                 (None, _) => Err(Rejection::NotFound(self.id)),
@@ -222,104 +288,67 @@ impl ResourceActor {
                 }
             });
         }
-        let mut outcomes = if appends.is_empty() {
-            Vec::new()
-        } else {
-            let started = std::time::Instant::now();
-            let outcomes = self.shared.store.append_many(appends).await;
-            self.shared.metrics.commit(started.elapsed());
-            outcomes
-        }
-        .into_iter();
+        (decided, appends)
+    }
 
-        // Settle each command in order; `intact` holds while everything before committed as
-        // decided, `stale` once the store may hold more than `self.state`.
-        let mut intact = true;
-        let mut stale = false;
-        let mut broke_on_duplicate = false;
-        let mut again = Vec::new();
-        for (mail, decided) in todo.into_iter().zip(decided) {
-            let outcome = match decided {
-                Decided::Append { events, next } => {
-                    let appended = outcomes.next().unwrap_or_else(|| {
-                        Err(StoreError::NoOutcome(
-                            "the store answered fewer appends than it was given",
-                        )
-                        .into())
-                    });
-                    match appended {
-                        Ok(_) => {
-                            // Committed, so the state it was decided on was the stored one.
-                            self.state = Some(next.clone());
-                            self.shared
-                                .hub
-                                .publish(Arc::new(Change::new(events.clone(), next.clone())));
-                            Ok(CommandReply {
-                                resource_id: self.id,
-                                version: next.version,
-                                events,
-                                resource: next,
-                                duplicate: false,
-                            })
-                        }
-                        Err(AppendError::Conflict { .. }) => {
-                            // Only the first refusal says something about the store; the ones
-                            // after it are the broken chain's.
-                            if intact {
-                                stale = true;
-                                self.shared.metrics.conflict();
-                            }
-                            intact = false;
-                            again.push(mail);
-                            continue;
-                        }
-                        Err(AppendError::Duplicate(record)) => {
-                            // Nothing was written: `self.state` is still the stored state, but
-                            // the commands after this one were decided on top of it.
-                            if intact {
-                                broke_on_duplicate = true;
-                            }
-                            intact = false;
-                            self.original_outcome(&mail.request, record).await
-                        }
-                        Err(AppendError::Store(e)) => {
-                            // The outcome is unknown to us: reload before the next command.
-                            intact = false;
-                            stale = true;
-                            Err(e.into())
-                        }
-                    }
-                }
-                _ if !intact => {
-                    again.push(mail);
-                    continue;
-                }
-                Decided::NoOp(state) => Ok(CommandReply {
+    /// The outcome of one decided append, given the store's answer; `None` when the command is
+    /// to be decided again. Publishes what committed.
+    async fn settle_append(
+        &mut self,
+        mail: &Mail,
+        events: Vec<EventEnvelope>,
+        next: ServerResource,
+        appended: Result<CommitRecord, AppendError>,
+        round: &mut Round,
+    ) -> Option<Result<CommandReply, CommandError>> {
+        match appended {
+            Ok(_) => {
+                // Committed, so the state it was decided on was the stored one.
+                self.state = Some(next.clone());
+                self.env
+                    .hub
+                    .publish(Arc::new(Change::new(events.clone(), next.clone())));
+                Some(Ok(CommandReply {
                     resource_id: self.id,
-                    version: state.version,
-                    events: Vec::new(),
-                    resource: state,
+                    version: next.version,
+                    events,
+                    resource: next,
                     duplicate: false,
-                }),
-                Decided::Rejected(rejection) => self.rejected(&mail.request, rejection).await,
-            };
-            let _ = mail.reply.send(outcome);
+                }))
+            }
+            Err(AppendError::Conflict { .. }) => {
+                // Only the first refusal says something about the store; the ones after it are
+                // the broken chain's.
+                if round.intact {
+                    round.stale = true;
+                    self.env.metrics.conflict();
+                }
+                round.intact = false;
+                None
+            }
+            Err(AppendError::Duplicate(record)) => {
+                // Nothing was written: `self.state` is still the stored state, but the commands
+                // after this one were decided on top of it.
+                if round.intact {
+                    round.broke_on_duplicate = true;
+                }
+                round.intact = false;
+                Some(self.original_outcome(&mail.request, record).await)
+            }
+            Err(AppendError::Store(e)) => {
+                // The outcome is unknown to us: reload before the next command.
+                round.intact = false;
+                round.stale = true;
+                Some(Err(e.into()))
+            }
         }
-        if stale {
-            self.fresh = false;
-            return (again, true);
-        }
-        if broke_on_duplicate && !again.is_empty() {
-            again = self.answer_resends(again).await;
-        }
-        (again, false)
     }
 
     /// Answers the commands of `mails` whose id is already committed with their first outcome;
     /// returns the others, in order.
     async fn answer_resends(&self, mails: Vec<Mail>) -> Vec<Mail> {
         let ids: Vec<CommandId> = mails.iter().map(|m| m.request.command_id).collect();
-        let records = match self.shared.store.find_commands(&ids).await {
+        let records = match self.env.store.find_commands(&ids).await {
             Ok(records) => records,
             // Decided again, they meet their duplicates in the store one by one.
             Err(_) => return mails,
@@ -359,7 +388,7 @@ impl ResourceActor {
         let mut after = 0;
         while after < upto {
             let page = match self
-                .shared
+                .env
                 .store
                 .events(self.id, after, (upto - after).min(PAGE) as usize)
                 .await
@@ -407,7 +436,7 @@ impl ResourceActor {
         request: &CommandRequest,
         rejection: Rejection,
     ) -> Result<CommandReply, CommandError> {
-        match self.shared.store.find_command(request.command_id).await? {
+        match self.env.store.find_command(request.command_id).await? {
             Some(record) => self.original_outcome(request, record).await,
             None => Err(CommandError::Rejected(rejection)),
         }
@@ -429,7 +458,7 @@ impl ResourceActor {
             return Err(CommandError::CommandIdReused);
         }
         let history = self
-            .shared
+            .env
             .store
             .events(record.resource_id, 0, record.last_version as usize)
             .await?;
@@ -554,6 +583,19 @@ fn copy_error(e: &CommandError) -> CommandError {
         CommandError::Store(e) => CommandError::Store(e.clone()),
         CommandError::ShuttingDown => CommandError::ShuttingDown,
     }
+}
+
+/// How one round of a batch is settling.
+#[derive(Default)]
+struct Round {
+    /// Everything before the current command committed as decided.
+    intact: bool,
+    /// The store may hold more than the actor's state: reload and back off before the next round.
+    stale: bool,
+    /// The run first broke on a duplicate (a resend of a committed command).
+    broke_on_duplicate: bool,
+    /// The commands to decide again, in order.
+    again: Vec<Mail>,
 }
 
 /// What deciding one command of a batch produced, before the store has answered.

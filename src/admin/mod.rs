@@ -8,7 +8,6 @@
 
 pub mod console;
 
-use crate::domain::ResourceId;
 use crate::metrics::{Metrics, ScrapeGauges};
 use crate::node::Node;
 use axum::Router;
@@ -104,7 +103,7 @@ impl AdminState {
     }
 
     pub fn metrics(&self) -> &Metrics {
-        &self.inner.node.metrics
+        self.inner.node.metrics()
     }
 }
 
@@ -152,7 +151,7 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         None => None,
     };
     let gauges = ScrapeGauges {
-        actors_live: node.registry.live_actors(),
+        actors_live: node.registry().live_actors(),
         store_disk_bytes: disk,
         relay_streaming: node.has_relay().then(|| node.relay_streaming()),
         #[cfg(feature = "mongodb")]
@@ -193,9 +192,8 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     if state.inner.draining.is_cancelled() {
         return unready("shutting_down", None);
     }
-    let store = state.node().store.clone();
-    // Any read proves the store answers; the nil id names no resource.
-    let probe = store.head(ResourceId(uuid::Uuid::nil()));
+    let node = state.node().clone();
+    let probe = node.queries().probe();
     match tokio::time::timeout(state.inner.ready_timeout, probe).await {
         Ok(Ok(_)) if !state.inner.draining.is_cancelled() => {
             (StatusCode::OK, axum::Json(json!({ "status": "ready" }))).into_response()

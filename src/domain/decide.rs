@@ -1,9 +1,9 @@
 //! `decide` (all the rules: may refuse, never mutates) and `apply` (only changes state, never fails).
 
 use crate::domain::{
-    Balance, Catalogue, Command, CreateResource, EventEnvelope, Lock, MAX_LOCK_MS,
-    MAX_REASON_BYTES, PlayerId, Principal, Rejection, ResourceEvent, ResourceId, Role,
-    ServerResource, Timestamp, accrue,
+    AddResource, AllocateResource, Balance, Catalogue, Command, CreateResource, EventEnvelope,
+    Lock, LockResource, MAX_LOCK_MS, MAX_REASON_BYTES, PlayerId, Principal, Rejection,
+    ResourceEvent, ResourceId, Role, ServerResource, Timestamp, accrue,
 };
 
 /// Longest resource type name accepted from a service creating a custom type.
@@ -80,6 +80,7 @@ pub fn decide(
         return Err(Rejection::Forbidden("spectators cannot send commands"));
     }
     if matches!(command, Command::Create(_)) {
+        // Checked before ownership: a create never names an existing resource's owner.
         return Err(Rejection::AlreadyExists);
     }
     if !principal.is_trusted() && state.owner != principal.player {
@@ -94,101 +95,128 @@ pub fn decide(
         });
     }
     let lock = state.active_lock(now);
-
-    match command {
-        Command::Create(_) => unreachable!("handled above"),
-        Command::Allocate(c) => {
-            check_amount(c.amount)?;
-            check_reason(&c.reason)?;
-            if let Some(lock) = lock {
-                return Err(Rejection::Locked {
-                    reason: lock.reason.clone(),
-                    expires_at: lock.expires_at,
-                });
-            }
-            let now_balance = accrue(state.balance, state.max_amount, state.regen_milli, now);
-            let left = now_balance
-                .amount
-                .checked_sub(c.amount)
-                .ok_or(Rejection::Insufficient {
-                    available: now_balance.amount,
-                    requested: c.amount,
-                })?;
-            events.push(ResourceEvent::ResourceAllocated {
-                amount: c.amount,
-                reason: c.reason.clone(),
-                balance: Balance {
-                    amount: left,
-                    ..now_balance
-                },
-                by: principal.player.clone(),
-            });
-        }
-        Command::Add(c) => {
-            check_amount(c.amount)?;
-            check_reason(&c.reason)?;
-            let now_balance = accrue(state.balance, state.max_amount, state.regen_milli, now);
-            let total = now_balance
-                .amount
-                .checked_add(c.amount)
-                .ok_or(Rejection::Overflow)?;
-            if total > state.max_amount {
-                return Err(Rejection::WouldExceedMax {
-                    requested: c.amount,
-                    room: state.max_amount - now_balance.amount,
-                });
-            }
-            let carry = if total == state.max_amount {
-                0
-            } else {
-                now_balance.regen_carry
-            };
-            events.push(ResourceEvent::ResourceAdded {
-                amount: c.amount,
-                reason: c.reason.clone(),
-                balance: Balance {
-                    amount: total,
-                    regen_carry: carry,
-                    regen_at: now_balance.regen_at,
-                },
-                by: principal.player.clone(),
-            });
-        }
-        Command::Lock(c) => {
-            check_reason(&c.reason)?;
-            if c.duration_ms == 0 || c.duration_ms > MAX_LOCK_MS {
-                return Err(Rejection::InvalidDuration {
-                    max_ms: MAX_LOCK_MS,
-                });
-            }
-            if lock.is_some() {
-                return Err(Rejection::AlreadyLocked);
-            }
-            let expires_at = now
-                .checked_add_ms(c.duration_ms)
-                .ok_or(Rejection::Overflow)?;
-            events.push(ResourceEvent::ResourceLocked {
-                holder: principal.player.clone(),
-                reason: c.reason.clone(),
-                expires_at,
-            });
-        }
-        Command::Unlock(_) => {
-            let lock = lock.ok_or(Rejection::NotLocked)?;
-            if lock.holder != principal.player && !principal.is_trusted() {
-                return Err(Rejection::NotLockHolder);
-            }
-            events.push(ResourceEvent::ResourceUnlocked {
-                by: principal.player.clone(),
-            });
-        }
+    let event = match command {
+        Command::Create(_) => return Err(Rejection::AlreadyExists),
+        Command::Allocate(c) => allocate(state, principal, c, lock, now)?,
+        Command::Add(c) => add(state, principal, c, now)?,
+        Command::Lock(c) => lock_for(principal, c, lock, now)?,
+        Command::Unlock(_) => unlock(principal, lock)?,
+        Command::ExpireLock(_) if principal.is_trusted() => return Ok(events),
         Command::ExpireLock(_) => {
-            if !principal.is_trusted() {
-                return Err(Rejection::Forbidden("only the server expires locks"));
-            }
+            return Err(Rejection::Forbidden("only the server expires locks"));
         }
-    }
+    };
+    events.push(event);
     Ok(events)
+}
+
+/// Spends `c.amount` of what is there now (regeneration included), unless a lock holds.
+fn allocate(
+    state: &ServerResource,
+    principal: &Principal,
+    c: &AllocateResource,
+    lock: Option<&Lock>,
+    now: Timestamp,
+) -> Result<ResourceEvent, Rejection> {
+    check_amount(c.amount)?;
+    check_reason(&c.reason)?;
+    if let Some(lock) = lock {
+        return Err(Rejection::Locked {
+            reason: lock.reason.clone(),
+            expires_at: lock.expires_at,
+        });
+    }
+    let now_balance = accrue(state.balance, state.max_amount, state.regen_milli, now);
+    let left = now_balance
+        .amount
+        .checked_sub(c.amount)
+        .ok_or(Rejection::Insufficient {
+            available: now_balance.amount,
+            requested: c.amount,
+        })?;
+    Ok(ResourceEvent::ResourceAllocated {
+        amount: c.amount,
+        reason: c.reason.clone(),
+        balance: Balance {
+            amount: left,
+            ..now_balance
+        },
+        by: principal.player.clone(),
+    })
+}
+
+/// Adds `c.amount` up to the maximum; reaching the maximum drops the regeneration carry.
+fn add(
+    state: &ServerResource,
+    principal: &Principal,
+    c: &AddResource,
+    now: Timestamp,
+) -> Result<ResourceEvent, Rejection> {
+    check_amount(c.amount)?;
+    check_reason(&c.reason)?;
+    let now_balance = accrue(state.balance, state.max_amount, state.regen_milli, now);
+    let total = now_balance
+        .amount
+        .checked_add(c.amount)
+        .ok_or(Rejection::Overflow)?;
+    if total > state.max_amount {
+        return Err(Rejection::WouldExceedMax {
+            requested: c.amount,
+            room: state.max_amount - now_balance.amount,
+        });
+    }
+    let carry = if total == state.max_amount {
+        0
+    } else {
+        now_balance.regen_carry
+    };
+    Ok(ResourceEvent::ResourceAdded {
+        amount: c.amount,
+        reason: c.reason.clone(),
+        balance: Balance {
+            amount: total,
+            regen_carry: carry,
+            regen_at: now_balance.regen_at,
+        },
+        by: principal.player.clone(),
+    })
+}
+
+/// Locks for `c.duration_ms`, unless a lock already holds.
+fn lock_for(
+    principal: &Principal,
+    c: &LockResource,
+    lock: Option<&Lock>,
+    now: Timestamp,
+) -> Result<ResourceEvent, Rejection> {
+    check_reason(&c.reason)?;
+    if c.duration_ms == 0 || c.duration_ms > MAX_LOCK_MS {
+        return Err(Rejection::InvalidDuration {
+            max_ms: MAX_LOCK_MS,
+        });
+    }
+    if lock.is_some() {
+        return Err(Rejection::AlreadyLocked);
+    }
+    let expires_at = now
+        .checked_add_ms(c.duration_ms)
+        .ok_or(Rejection::Overflow)?;
+    Ok(ResourceEvent::ResourceLocked {
+        holder: principal.player.clone(),
+        reason: c.reason.clone(),
+        expires_at,
+    })
+}
+
+/// Ends the lock that holds now: its holder or a service may.
+fn unlock(principal: &Principal, lock: Option<&Lock>) -> Result<ResourceEvent, Rejection> {
+    let lock = lock.ok_or(Rejection::NotLocked)?;
+    if lock.holder != principal.player && !principal.is_trusted() {
+        return Err(Rejection::NotLockHolder);
+    }
+    Ok(ResourceEvent::ResourceUnlocked {
+        by: principal.player.clone(),
+    })
 }
 
 fn check_amount(amount: u64) -> Result<(), Rejection> {

@@ -141,6 +141,15 @@ impl Principal {
     pub fn is_trusted(&self) -> bool {
         self.role == Role::Service
     }
+    /// Which view of `owner`'s resources this principal gets: the owner's for the owner and
+    /// services, the spectator's for anyone else.
+    pub fn audience_for(&self, owner: &PlayerId) -> super::Audience {
+        if self.is_trusted() || &self.player == owner {
+            super::Audience::Owner
+        } else {
+            super::Audience::Spectator
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch. Rules take it as an argument; they never read a clock.

@@ -24,4 +24,4 @@ pub use ids::{CommandId, PlayerId, Principal, ResourceId, Role, Timestamp};
 pub use regen::{MAX_REGEN_MILLI, MICRO_PER_UNIT, accrue};
 pub use rejection::Rejection;
 pub use resend::is_recorded_as;
-pub use resource::{ClientResource, Lock, ServerResource, View};
+pub use resource::{Audience, ClientResource, Lock, ServerResource};

@@ -42,27 +42,3 @@ pub enum Rejection {
     #[error("resource already exists")]
     AlreadyExists,
 }
-
-impl Rejection {
-    /// The stable, machine-readable code (documented in docs/protocol.md).
-    pub fn code(&self) -> &'static str {
-        match self {
-            Rejection::InvalidAmount => "invalid_amount",
-            Rejection::Overflow => "overflow",
-            Rejection::Locked { .. } => "locked",
-            Rejection::Insufficient { .. } => "insufficient",
-            Rejection::WouldExceedMax { .. } => "exceeds_max",
-            Rejection::AlreadyLocked => "already_locked",
-            Rejection::NotLocked => "not_locked",
-            Rejection::NotLockHolder => "not_lock_holder",
-            Rejection::NotFound(_) => "not_found",
-            Rejection::NotOwner => "forbidden",
-            Rejection::Forbidden(_) => "forbidden",
-            Rejection::UnknownResourceType(_) => "unknown_resource_type",
-            Rejection::InvalidParams(_) => "invalid_params",
-            Rejection::InvalidDuration { .. } => "invalid_duration",
-            Rejection::ReasonTooLong { .. } => "reason_too_long",
-            Rejection::AlreadyExists => "already_exists",
-        }
-    }
-}

@@ -46,7 +46,7 @@ impl ServerResource {
 /// Which audience a [`ClientResource`] is shaped for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum View {
+pub enum Audience {
     /// The owner (or a service): everything in the client schema.
     Owner,
     /// Anyone watching: amounts and whether it is locked, not why or by whom, nor its regeneration.
@@ -102,10 +102,10 @@ impl ClientResource {
     }
 
     /// This view narrowed to what `view` may see.
-    pub fn redact(&self, view: View) -> Self {
+    pub fn redact(&self, view: Audience) -> Self {
         match view {
-            View::Owner => self.clone(),
-            View::Spectator => Self {
+            Audience::Owner => self.clone(),
+            Audience::Spectator => Self {
                 regen_milli: None,
                 lock_reason: None,
                 lock_expires_at: None,

@@ -2,10 +2,8 @@
 //! node's own Prometheus registry (so two nodes in one process count apart).
 
 use super::store::STORE;
-use super::{
-    CLOSE_CODES, CLOSE_OTHER, COMMAND_KINDS, COMMAND_OUTCOMES, LATENCY_BUCKETS, RECEIVED_TYPES,
-    SENT_TYPES,
-};
+use super::{CLOSE_CODES, CLOSE_OTHER, COMMAND_KINDS, LATENCY_BUCKETS, command_outcomes};
+use crate::protocol::{ClientMessage, ServerMessage};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Every instrument, registered once.
@@ -16,13 +14,13 @@ pub(super) struct Instruments {
     pub(super) connections_refused: IntCounter,
     /// By close code, in the order of [`CLOSE_CODES`], then `other`.
     pub(super) connections_closed: Vec<IntCounter>,
-    /// By client message type, in the order of [`RECEIVED_TYPES`].
+    /// By client message type, in the order of [`ClientMessage::TYPES`].
     pub(super) received: Vec<IntCounter>,
-    /// By server message type, in the order of [`SENT_TYPES`].
+    /// By server message type, in the order of [`ServerMessage::TYPES`].
     pub(super) sent: Vec<IntCounter>,
     pub(super) malformed: IntCounter,
     pub(super) rate_limited: IntCounter,
-    /// `[kind][outcome]`, in the order of [`COMMAND_KINDS`] × [`COMMAND_OUTCOMES`].
+    /// `[kind][outcome]`, in the order of [`COMMAND_KINDS`] × [`command_outcomes`].
     pub(super) commands: Vec<Vec<IntCounter>>,
     /// Receive → reply, by kind.
     pub(super) command_seconds: Vec<Histogram>,
@@ -86,67 +84,14 @@ fn latency(registry: &Registry, name: &str, help: &str) -> Histogram {
 }
 
 impl Instruments {
+    // Longer than most functions on purpose: one entry per instrument, its name and help
+    // side by side, read as a table (docs/operations.md lists the same names).
     pub(super) fn new() -> Self {
         let r = Registry::new();
-        let info = IntCounterVec::new(
-            Opts::new("warden_build_info", "The running version (always 1)."),
-            &["version"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(info.clone())).expect("registered once");
-        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).inc();
-
-        let store = &*STORE;
-        for c in [
-            Box::new(store.group_commits.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(store.appends_per_commit.clone()),
-            Box::new(store.commit_write_seconds.clone()),
-        ] {
-            r.register(c).expect("registered once");
-        }
-        #[cfg(target_os = "linux")]
-        r.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))
-        .expect("registered once");
-
+        register_process_wide(&r);
         let mut close_codes = CLOSE_CODES.to_vec();
         close_codes.push(CLOSE_OTHER);
-        let commands_vec = IntCounterVec::new(
-            Opts::new(
-                "warden_commands_total",
-                "Commands answered, by kind and outcome (applied, duplicate, or the refusal code).",
-            ),
-            &["kind", "outcome"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(commands_vec.clone()))
-            .expect("registered once");
-        let commands = COMMAND_KINDS
-            .iter()
-            .map(|k| {
-                COMMAND_OUTCOMES
-                    .iter()
-                    .map(|o| commands_vec.with_label_values(&[*k, *o]))
-                    .collect()
-            })
-            .collect();
-        let seconds_vec = prometheus::HistogramVec::new(
-            HistogramOpts::new(
-                "warden_command_duration_seconds",
-                "Commands that reached the actors, from receipt to reply, by kind.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["kind"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(seconds_vec.clone()))
-            .expect("registered once");
-        let command_seconds = COMMAND_KINDS
-            .iter()
-            .map(|k| seconds_vec.with_label_values(&[*k]))
-            .collect();
-
+        let (commands, command_seconds) = command_instruments(&r);
         Self {
             connections_open: gauge(
                 &r,
@@ -175,14 +120,14 @@ impl Instruments {
                 "warden_messages_received_total",
                 "Well-formed client messages, by type.",
                 "type",
-                &RECEIVED_TYPES,
+                ClientMessage::TYPES,
             ),
             sent: counters_by(
                 &r,
                 "warden_messages_sent_total",
                 "Server messages queued for clients, by type (`update`: subscription updates).",
                 "type",
-                &SENT_TYPES,
+                ServerMessage::TYPES,
             ),
             malformed: counter(
                 &r,
@@ -262,6 +207,72 @@ impl Instruments {
             registry: r,
         }
     }
+}
+
+/// Registers what every node's registry shows of the whole process: the build, the embedded
+/// store's group commit, and the process collector.
+fn register_process_wide(r: &Registry) {
+    let info = IntCounterVec::new(
+        Opts::new("warden_build_info", "The running version (always 1)."),
+        &["version"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(info.clone())).expect("registered once");
+    info.with_label_values(&[env!("CARGO_PKG_VERSION")]).inc();
+
+    let store = &*STORE;
+    for c in [
+        Box::new(store.group_commits.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(store.appends_per_commit.clone()),
+        Box::new(store.commit_write_seconds.clone()),
+    ] {
+        r.register(c).expect("registered once");
+    }
+    #[cfg(target_os = "linux")]
+    r.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))
+    .expect("registered once");
+}
+
+/// The commands table (`[kind][outcome]`) and the command latency by kind.
+fn command_instruments(r: &Registry) -> (Vec<Vec<IntCounter>>, Vec<Histogram>) {
+    let commands_vec = IntCounterVec::new(
+        Opts::new(
+            "warden_commands_total",
+            "Commands answered, by kind and outcome (applied, duplicate, or the refusal code).",
+        ),
+        &["kind", "outcome"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(commands_vec.clone()))
+        .expect("registered once");
+    let outcomes = command_outcomes();
+    let commands = COMMAND_KINDS
+        .iter()
+        .map(|k| {
+            outcomes
+                .iter()
+                .map(|o| commands_vec.with_label_values(&[*k, *o]))
+                .collect()
+        })
+        .collect();
+    let seconds_vec = prometheus::HistogramVec::new(
+        HistogramOpts::new(
+            "warden_command_duration_seconds",
+            "Commands that reached the actors, from receipt to reply, by kind.",
+        )
+        .buckets(LATENCY_BUCKETS.to_vec()),
+        &["kind"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(seconds_vec.clone()))
+        .expect("registered once");
+    let command_seconds = COMMAND_KINDS
+        .iter()
+        .map(|k| seconds_vec.with_label_values(&[*k]))
+        .collect();
+    (commands, command_seconds)
 }
 
 /// CPU seconds (user + system) the process has used, to the clock tick; `None` where unknown.

@@ -19,62 +19,48 @@ mod store;
 pub use store::{record_group_commit, timed_group_commit};
 
 use crate::domain::Command;
-use crate::protocol::{ClientMessage, ServerMessage};
+use crate::protocol::{ClientMessage, ErrorCode, ServerMessage, ServerMessageType};
 use instruments::{Instruments, process_cpu_seconds};
 use prometheus::TextEncoder;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Command kinds a client can send, in the order of the `commands` table.
-pub const COMMAND_KINDS: [&str; 5] = ["create", "allocate", "add", "lock", "unlock"];
+/// Command kinds a client can send, in the order of the `commands` table: the first five
+/// client message types.
+pub const COMMAND_KINDS: &[&str] = ClientMessage::TYPES.split_at(5).0;
 
-/// Outcomes of a command: applied, duplicate, then every refusal code a client can get
-/// (docs/protocol.md), then `other` for a code added later and not listed here yet.
-pub const COMMAND_OUTCOMES: [&str; 23] = [
-    "applied",
-    "duplicate",
-    "invalid_amount",
-    "overflow",
-    "locked",
-    "insufficient",
-    "exceeds_max",
-    "already_locked",
-    "not_locked",
-    "not_lock_holder",
-    "not_found",
-    "forbidden",
-    "unknown_resource_type",
-    "invalid_params",
-    "invalid_duration",
-    "reason_too_long",
-    "already_exists",
-    "command_id_reused",
-    "conflict",
-    "unavailable",
-    "shutting_down",
-    "rate_limited",
-    "other",
+/// The refusal codes a command can get (docs/protocol.md), in the order of the `commands`
+/// table after `applied` and `duplicate`; any other code counts as `other`.
+const COMMAND_REFUSALS: [ErrorCode; 20] = [
+    ErrorCode::InvalidAmount,
+    ErrorCode::Overflow,
+    ErrorCode::Locked,
+    ErrorCode::Insufficient,
+    ErrorCode::ExceedsMax,
+    ErrorCode::AlreadyLocked,
+    ErrorCode::NotLocked,
+    ErrorCode::NotLockHolder,
+    ErrorCode::NotFound,
+    ErrorCode::Forbidden,
+    ErrorCode::UnknownResourceType,
+    ErrorCode::InvalidParams,
+    ErrorCode::InvalidDuration,
+    ErrorCode::ReasonTooLong,
+    ErrorCode::AlreadyExists,
+    ErrorCode::CommandIdReused,
+    ErrorCode::Conflict,
+    ErrorCode::Unavailable,
+    ErrorCode::ShuttingDown,
+    ErrorCode::RateLimited,
 ];
 
-/// Client message types, in the order of [`ClientMessage::type_index`].
-const RECEIVED_TYPES: [&str; 12] = ClientMessage::TYPES;
-
-/// Server message types, in the order of [`sent_index`].
-const SENT_TYPES: [&str; 11] = [
-    "welcome",
-    "applied",
-    "resource",
-    "resources",
-    "history",
-    "subscribed",
-    "unsubscribed",
-    "update",
-    "pong",
-    "error",
-    "state",
-];
-const SENT_UPDATE: usize = 7;
-const SENT_ERROR: usize = 9;
+/// The `outcome` labels of the `commands` table: applied, duplicate, every refusal code, other.
+fn command_outcomes() -> Vec<&'static str> {
+    let mut outcomes = vec!["applied", "duplicate"];
+    outcomes.extend(COMMAND_REFUSALS.iter().map(|c| c.as_str()));
+    outcomes.push("other");
+    outcomes
+}
 
 /// Close codes a session can end with (docs/protocol.md); `client` when the client closed or the
 /// connection broke, `other` for anything else.
@@ -122,37 +108,21 @@ pub fn command_kind(command: &Command) -> Option<usize> {
     }
 }
 
-/// Index of a refusal code in [`COMMAND_OUTCOMES`] (`other` if it is not listed).
-fn outcome_index(code: &str) -> usize {
-    COMMAND_OUTCOMES
+/// Index of a refusal code in the `outcome` labels ([`command_outcomes`]).
+fn outcome_index(code: ErrorCode) -> usize {
+    COMMAND_REFUSALS
         .iter()
-        .position(|o| *o == code)
-        .unwrap_or(COMMAND_OUTCOMES.len() - 1)
-}
-
-fn sent_index(msg: &ServerMessage) -> usize {
-    match msg {
-        ServerMessage::Welcome { .. } => 0,
-        ServerMessage::Applied { .. } => 1,
-        ServerMessage::Resource { .. } => 2,
-        ServerMessage::Resources { .. } => 3,
-        ServerMessage::History { .. } => 4,
-        ServerMessage::Subscribed { .. } => 5,
-        ServerMessage::Unsubscribed { .. } => 6,
-        ServerMessage::Update { .. } => SENT_UPDATE,
-        ServerMessage::Pong { .. } => 8,
-        ServerMessage::Error { .. } => SENT_ERROR,
-        ServerMessage::State { .. } => 10,
-    }
+        .position(|c| *c == code)
+        .map_or(COMMAND_REFUSALS.len() + 2, |i| i + 2)
 }
 
 /// How a command ended, as the metrics count it.
 #[derive(Clone, Copy, Debug)]
-pub enum Outcome<'a> {
+pub enum Outcome {
     Applied,
     Duplicate,
     /// Refused with this code.
-    Refused(&'a str),
+    Refused(ErrorCode),
 }
 
 impl Metrics {
@@ -244,21 +214,21 @@ impl Metrics {
 
     pub fn sent(&self, msg: &ServerMessage) {
         if let Some(m) = &self.0 {
-            m.sent[sent_index(msg)].inc();
+            m.sent[msg.type_index()].inc();
         }
     }
 
     /// A subscription update was queued for a client.
     pub fn update_sent(&self) {
         if let Some(m) = &self.0 {
-            m.sent[SENT_UPDATE].inc();
+            m.sent[ServerMessageType::Update as usize].inc();
         }
     }
 
     /// An error message not built from a [`ServerMessage`] here was queued.
     pub fn error_sent(&self) {
         if let Some(m) = &self.0 {
-            m.sent[SENT_ERROR].inc();
+            m.sent[ServerMessageType::Error as usize].inc();
         }
     }
 
@@ -270,9 +240,9 @@ impl Metrics {
 
     /// A command of kind `kind` ([`command_kind`]) was refused before reaching an actor
     /// (rate limit, spectator).
-    pub fn command_refused_early(&self, kind: Option<usize>, code: &str) {
+    pub fn command_refused_early(&self, kind: Option<usize>, code: ErrorCode) {
         if let Some(m) = &self.0 {
-            if code == "rate_limited" {
+            if code == ErrorCode::RateLimited {
                 m.rate_limited.inc();
             }
             if let Some(kind) = kind {
@@ -282,7 +252,7 @@ impl Metrics {
     }
 
     /// A command that reached the actors was answered `outcome`, `received` after its receipt.
-    pub fn command(&self, kind: Option<usize>, outcome: Outcome<'_>, received: Instant) {
+    pub fn command(&self, kind: Option<usize>, outcome: Outcome, received: Instant) {
         let (Some(m), Some(kind)) = (&self.0, kind) else {
             return;
         };

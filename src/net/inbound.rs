@@ -1,16 +1,14 @@
 //! What a session checks on the way in: the shape of a frame and its envelope, read before the
-//! message's full decode (so errors carry the `req`), the known message kinds, and the token
-//! bucket behind the rate limits.
+//! message's full decode (so errors carry the `req`), and the known message kinds.
 
-use crate::protocol::{self, ClientMessage, RequestId};
-use tokio::time::Instant;
+use crate::protocol::{self, ClientMessage, ErrorCode, RequestId};
 
 /// Why a frame is not a request: the error a client gets, with its `req` when it could be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
     pub req: Option<RequestId>,
     /// `bad_message` or `unknown_type`.
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -21,17 +19,23 @@ pub fn read_request(bytes: &[u8]) -> Result<ClientMessage, Refusal> {
     let req = envelope.req;
     let refuse = |code, message: String| Refusal { req, code, message };
     match envelope.kind {
-        None => return Err(refuse("bad_message", "missing field `type`".into())),
-        Some(None) => return Err(refuse("bad_message", "`type` must be a string".into())),
+        None => return Err(refuse(ErrorCode::BadMessage, "missing field `type`".into())),
+        Some(None) => {
+            return Err(refuse(
+                ErrorCode::BadMessage,
+                "`type` must be a string".into(),
+            ));
+        }
         Some(Some(kind)) if !ClientMessage::TYPES.contains(&kind) => {
             return Err(refuse(
-                "unknown_type",
+                ErrorCode::UnknownType,
                 format!("unknown message type {kind:?}"),
             ));
         }
         Some(Some(_)) => {}
     }
-    protocol::decode::<ClientMessage>(bytes).map_err(|e| refuse("bad_message", e.to_string()))
+    protocol::decode::<ClientMessage>(bytes)
+        .map_err(|e| refuse(ErrorCode::BadMessage, e.to_string()))
 }
 
 /// What [`inspect`] read from a well-shaped frame: its `type` (`Some(None)` when it is there but
@@ -56,7 +60,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Envelope<'_>, Refusal> {
     };
     let bad = |req, message: &str| Refusal {
         req,
-        code: "bad_message",
+        code: ErrorCode::BadMessage,
         message: message.into(),
     };
     let entries = match r.map_len() {
@@ -273,41 +277,5 @@ impl<'a> Reader<'a> {
             _ => return Err("not MessagePack: reserved byte 0xc1"),
         };
         self.take(skip).map(|_| ())
-    }
-}
-
-/// A token bucket: `rate` tokens per second up to `burst`. A rate of 0 never runs out.
-pub(crate) struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl TokenBucket {
-    pub fn new(rate: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        Self {
-            rate: f64::from(rate),
-            burst,
-            tokens: burst,
-            at: Instant::now(),
-        }
-    }
-
-    pub fn take(&mut self) -> bool {
-        if self.rate == 0.0 {
-            return true;
-        }
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
     }
 }

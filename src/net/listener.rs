@@ -2,8 +2,10 @@
 
 use crate::auth::{AuthError, TokenKeys};
 use crate::domain::Principal;
-use crate::net::{NetConfig, NetError, NetStats, session};
+use crate::net::session::{self, Ctx};
+use crate::net::{NetConfig, NetError, NetStats};
 use crate::node::Node;
+use crate::protocol::{Coded, ErrorCode, SUBPROTOCOL};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,17 +16,6 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// The WebSocket subprotocol name of protocol version 1 (optional for clients to offer).
-pub const SUBPROTOCOL_V1: &str = "warden.v1";
-
-/// What every session of one server shares.
-pub(crate) struct Ctx {
-    pub node: Arc<Node>,
-    pub keys: TokenKeys,
-    pub config: NetConfig,
-    pub stats: Arc<NetStats>,
-}
 
 /// A WebSocket server over a bound listener. [`Server::stats`] exposes its counters.
 pub struct Server {
@@ -149,13 +140,13 @@ async fn connection(
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             NetStats::bump(&ctx.stats.refused);
-            ctx.node.metrics.connection_refused();
+            ctx.node.metrics().connection_refused();
             tracing::debug!(%peer, error = %e, "upgrade refused");
             return;
         }
         Err(_) => {
             NetStats::bump(&ctx.stats.refused);
-            ctx.node.metrics.connection_refused();
+            ctx.node.metrics().connection_refused();
             tracing::debug!(%peer, "upgrade timed out");
             return;
         }
@@ -196,21 +187,21 @@ fn authorize_upgrade(
     if path != "/" && path != "/v1" {
         return Err(refusal(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             "the WebSocket endpoint is /v1",
         ));
     }
     if let Some(offered) = request.headers().get("sec-websocket-protocol") {
         let offered = offered.to_str().unwrap_or("");
-        if offered.split(',').any(|p| p.trim() == SUBPROTOCOL_V1) {
+        if offered.split(',').any(|p| p.trim() == SUBPROTOCOL) {
             response.headers_mut().insert(
                 "sec-websocket-protocol",
-                HeaderValue::from_static(SUBPROTOCOL_V1),
+                HeaderValue::from_static(SUBPROTOCOL),
             );
         } else {
             return Err(refusal(
                 StatusCode::BAD_REQUEST,
-                "unsupported_protocol",
+                ErrorCode::UnsupportedProtocol,
                 "this server speaks subprotocol warden.v1 only",
             ));
         }
@@ -249,7 +240,7 @@ fn token_from(request: &Request) -> Option<&str> {
     })
 }
 
-fn refusal(status: StatusCode, code: &str, message: &str) -> ErrorResponse {
+fn refusal(status: StatusCode, code: ErrorCode, message: &str) -> ErrorResponse {
     let body = serde_json::json!({ "code": code, "message": message }).to_string();
     let mut response = ErrorResponse::new(Some(body));
     *response.status_mut() = status;

@@ -5,15 +5,21 @@
 //! - [`inbound`]: reading a client frame into a request (shape, envelope, decode), pure.
 //! - `session`: one task per connection; decodes requests, enforces the limits below, runs
 //!   commands and queries (pipelined up to [`NetConfig::max_in_flight`]), writes replies.
-//! - `requests`: what each request does, with its authorization, as plain async functions.
+//! - `requests`: what each command and read does, as plain async functions over the node's API.
+//! - `reply`: the one place where every error becomes an `error` reply with its code.
 //! - `subscriptions`: one task per live subscription; delivers every committed change in
 //!   version order with no gap and no repeat, repairing gaps from the event log.
+//! - `outbox`: a session's bounded outbound queue, shared by its replies and subscriptions.
+//! - `rate`: the token bucket behind the per-session limits.
 //!
 //! `docs/protocol.md` is the reference for client authors; the constants here and that page
 //! change together.
 
 pub mod inbound;
 mod listener;
+mod outbox;
+mod rate;
+mod reply;
 mod requests;
 mod session;
 mod subscriptions;

@@ -7,18 +7,22 @@
 //! producer puts into the outbound queue with `try_send`, and a full queue closes the session
 //! with 4008.
 
-use crate::domain::{
-    AddResource, AllocateResource, Command, CreateResource, LockResource, Principal, Role,
-    UnlockResource,
-};
-use crate::net::inbound::{self, TokenBucket};
-use crate::net::listener::Ctx;
-use crate::net::subscriptions::{self, Outbound, Outbox, SubscribeError, Target};
+use crate::auth::TokenKeys;
+use crate::domain::{Principal, Role};
+use crate::net::inbound;
+use crate::net::outbox::{Outbound, Outbox};
+use crate::net::rate::TokenBucket;
+use crate::net::reply::{self, RequestError};
+use crate::net::subscriptions::{self, Target};
 use crate::net::{
     CLOSE_GOING_AWAY, CLOSE_IDLE, CLOSE_POLICY, CLOSE_SLOW_CONSUMER, CLOSE_TOO_BIG,
-    CLOSE_UNSUPPORTED_DATA, NetStats, requests,
+    CLOSE_UNSUPPORTED_DATA, NetConfig, NetStats, requests,
 };
-use crate::protocol::{self, ClientMessage, PROTOCOL_VERSION, RequestId, ServerMessage};
+use crate::node::Node;
+use crate::protocol::{
+    self, ClientMessage, CommandMessage, ErrorCode, PROTOCOL_VERSION, Request, RequestId,
+    ServerMessage, Subscribe, Unsubscribe,
+};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -33,6 +37,18 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, Pro
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
+
+/// What every session of one server shares.
+pub(crate) struct Ctx {
+    /// The node the sessions serve.
+    pub node: Arc<Node>,
+    /// Verifies the upgrade's token.
+    pub keys: TokenKeys,
+    /// Limits and timings of every session.
+    pub config: NetConfig,
+    /// The server's counters.
+    pub stats: Arc<NetStats>,
+}
 
 /// Most queued messages written before one flush.
 const WRITE_BATCH: usize = 64;
@@ -68,23 +84,44 @@ enum Next {
     End(End),
 }
 
+/// One session's state: who it is, what it has in flight, its subscriptions and its limits.
 struct Session {
+    /// What every session shares (node, keys, limits, counters).
     ctx: Arc<Ctx>,
+    /// Who the token says this client is.
     principal: Principal,
+    /// The sending side of this session's outbound queue.
     outbox: Outbox,
+    /// Requests being answered, at most `max_in_flight`; their replies are queued as they finish.
     in_flight: FuturesUnordered<BoxFuture<'static, ServerMessage>>,
+    /// Live subscriptions by `sub` id.
     subs: HashMap<u64, SubHandle>,
+    /// The `sub` id the next subscription gets.
     next_sub: u64,
+    /// Commands per second.
     commands: TokenBucket,
+    /// Undecodable messages tolerated in a burst.
     bad: TokenBucket,
     /// Messages received, for the close log line.
     messages_in: u64,
 }
 
+/// The connection side of a session: the socket, the outbound queue's receiver, and what ends it.
+struct Wire<S> {
+    ws: S,
+    rx: mpsc::Receiver<Outbound>,
+    /// Cancelled when a producer found the outbound queue full (close with 4008).
+    overflow: CancellationToken,
+    /// Cancelled when the server shuts down.
+    shutdown: CancellationToken,
+    /// Messages written (not pings).
+    messages_out: u64,
+}
+
 /// Runs a session on an upgraded connection until the client leaves, it breaks a rule that ends
 /// sessions, or `shutdown` is cancelled.
 pub(crate) async fn run<S>(
-    mut ws: S,
+    ws: S,
     principal: Principal,
     ctx: Arc<Ctx>,
     shutdown: CancellationToken,
@@ -93,21 +130,26 @@ where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send,
 {
     NetStats::bump(&ctx.stats.open);
-    ctx.node.metrics.connection_opened();
-    let mut messages_out = 0u64;
-    let config = ctx.config.clone();
+    ctx.node.metrics().connection_opened();
     // Capacity: `outbound_queue` messages; full means this client cannot keep up, so whoever
     // finds it full closes the session (4008) instead of waiting.
-    let (tx, mut rx) = mpsc::channel::<Outbound>(config.outbound_queue.max(1));
+    let (tx, rx) = mpsc::channel::<Outbound>(ctx.config.outbound_queue.max(1));
     let overflow = CancellationToken::new();
+    let mut wire = Wire {
+        ws,
+        rx,
+        overflow: overflow.clone(),
+        shutdown,
+        messages_out: 0,
+    };
     let mut session = Session {
-        outbox: Outbox::new(tx, overflow.clone()),
+        outbox: Outbox::new(tx, overflow),
         principal,
         in_flight: FuturesUnordered::new(),
         subs: HashMap::new(),
         next_sub: 1,
-        commands: TokenBucket::new(config.commands_per_second, config.commands_burst),
-        bad: TokenBucket::new(1, config.bad_message_burst),
+        commands: TokenBucket::new(ctx.config.commands_per_second, ctx.config.commands_burst),
+        bad: TokenBucket::new(1, ctx.config.bad_message_burst),
         messages_in: 0,
         ctx,
     };
@@ -115,152 +157,97 @@ where
         protocol: PROTOCOL_VERSION,
         player: session.principal.player.clone(),
         role: session.principal.role,
-        server_time: session.ctx.node.registry.clock().now(),
-        limits: config.limits(),
+        server_time: session.ctx.node.clock().now(),
+        limits: session.ctx.config.limits(),
     });
-
-    let mut idle_deadline = Instant::now() + config.idle_timeout;
-    let mut ping =
-        tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
-    let mut draining = false;
-    let end = loop {
-        if draining && session.in_flight.is_empty() && rx.is_empty() {
-            break End::Close(CLOSE_GOING_AWAY, "server shutting down");
-        }
-        let can_read = !draining && session.in_flight.len() < config.max_in_flight;
-        tokio::select! {
-            biased;
-            _ = overflow.cancelled() => {
-                break End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resubscribe with from_version");
-            }
-            _ = shutdown.cancelled(), if !draining => {
-                // Stop reading; answer what is in flight, then close.
-                draining = true;
-                for sub in session.subs.values() {
-                    sub.cancel.cancel();
-                }
-            }
-            Some(first) = rx.recv() => {
-                // Replies already decided join this write instead of waiting for the next flush.
-                session.queue_ready_replies();
-                let give_up = async {
-                    tokio::select! {
-                        _ = overflow.cancelled() => {}
-                        _ = async {
-                            shutdown.cancelled().await;
-                            tokio::time::sleep(config.close_timeout).await;
-                        } => {}
-                    }
-                };
-                tokio::select! {
-                    written = write_batch(&mut ws, first, &mut rx) => match written {
-                        Ok(frames) => {
-                            messages_out += frames;
-                            // Room again: wake catch-ups waiting to queue updates from the log.
-                            session.outbox.drained();
-                        }
-                        Err(_) => break End::Gone,
-                    },
-                    _ = give_up => {
-                        if overflow.is_cancelled() {
-                            continue; // the first branch closes with 4008
-                        }
-                        break End::Gone;
-                    }
-                }
-            }
-            Some(reply) = session.in_flight.next(), if !session.in_flight.is_empty() => {
-                session.send(&reply);
-                session.queue_ready_replies();
-            }
-            frame = ws.next(), if can_read => {
-                idle_deadline = Instant::now() + config.idle_timeout;
-                let mut next = session.on_frame(frame).await;
-                // Frames the socket has already delivered are handled before anything is
-                // written, so their replies can share one write and one flush.
-                while matches!(next, Next::Continue)
-                    && session.in_flight.len() < config.max_in_flight
-                {
-                    match ws.next().now_or_never() {
-                        Some(frame) => next = session.on_frame(frame).await,
-                        None => break,
-                    }
-                }
-                match next {
-                    Next::Continue => {}
-                    Next::End(end) => break end,
-                }
-            }
-            _ = tokio::time::sleep_until(idle_deadline), if !draining => {
-                break End::Close(CLOSE_IDLE, "idle timeout: no message or pong received");
-            }
-            _ = ping.tick() => {
-                session.outbox.ping();
-            }
-        }
-    };
-
-    // Stop every subscription and wait for it (each stops at once when cancelled), so none
-    // outlives its session: when the server's `run` returns, nothing holds the node.
-    let subs: Vec<SubHandle> = session.subs.drain().map(|(_, sub)| sub).collect();
-    for sub in &subs {
-        sub.cancel.cancel();
-    }
-    for sub in subs {
-        let _ = sub.task.await;
-    }
-    let stats = session.ctx.stats.clone();
-    let metrics = session.ctx.node.metrics.clone();
-    let mut closed = Closed {
-        code: None,
-        reason: "",
-        messages_in: session.messages_in,
-        messages_out,
-    };
-    match end {
-        End::Gone => {}
-        End::Close(code, reason) => {
-            closed.code = Some(code);
-            closed.reason = reason;
-            if code == CLOSE_SLOW_CONSUMER {
-                NetStats::bump(&stats.slow_consumers);
-            }
-            if matches!(code, CLOSE_UNSUPPORTED_DATA | CLOSE_POLICY | CLOSE_TOO_BIG) {
-                NetStats::bump(&stats.abuse_closes);
-            }
-            let frame = CloseFrame {
-                code: CloseCode::from(code),
-                reason: reason.into(),
-            };
-            let close_timeout = config.close_timeout;
-            // Deliver the close frame, then read until the client answers it, so the socket is
-            // not reset with unread data (which could lose the close frame on the client side).
-            let _ = tokio::time::timeout(close_timeout, async {
-                if code != CLOSE_SLOW_CONSUMER {
-                    // Queued replies first (a shutdown's last answers); a slow consumer's queue
-                    // is exactly what it could not take, so it is dropped.
-                    while let Ok(msg) = rx.try_recv() {
-                        if matches!(msg, Outbound::Frame(_)) {
-                            closed.messages_out += 1;
-                        }
-                        if ws.feed(msg.into_message()).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                if ws.send(Message::Close(Some(frame))).await.is_err() {
-                    return;
-                }
-                while let Some(Ok(_)) = ws.next().await {}
-            })
-            .await;
-        }
-    }
-    stats
+    let end = session.serve(&mut wire).await;
+    session.stop_subscriptions().await;
+    let (ctx, messages_in) = (session.ctx.clone(), session.messages_in);
+    drop(session);
+    let closed = wire.close(end, messages_in, &ctx).await;
+    ctx.stats
         .open
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    metrics.connection_closed(closed.code);
+    ctx.node.metrics().connection_closed(closed.code);
     closed
+}
+
+impl<S> Wire<S>
+where
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send,
+{
+    /// Writes `first` and whatever else is queued (up to a batch), then flushes, unless the
+    /// session overflows or the shutdown's grace runs out first. `None` when written.
+    async fn write(&mut self, first: Outbound, close_timeout: std::time::Duration) -> Option<End> {
+        let give_up = async {
+            tokio::select! {
+                _ = self.overflow.cancelled() => {}
+                _ = async {
+                    self.shutdown.cancelled().await;
+                    tokio::time::sleep(close_timeout).await;
+                } => {}
+            }
+        };
+        tokio::select! {
+            written = write_batch(&mut self.ws, first, &mut self.rx) => match written {
+                Ok(frames) => {
+                    self.messages_out += frames;
+                    None
+                }
+                Err(_) => Some(End::Gone),
+            },
+            // An overflow is closed with 4008 by the session's loop.
+            _ = give_up => (!self.overflow.is_cancelled()).then_some(End::Gone),
+        }
+    }
+
+    /// Ends the connection: for a close by the server, the last queued replies (unless it is a
+    /// slow consumer's), the close frame, then whatever the client still sends until it answers
+    /// the close, so the socket is not reset with unread data (which could lose the close frame
+    /// on the client side).
+    async fn close(mut self, end: End, messages_in: u64, ctx: &Ctx) -> Closed {
+        let mut closed = Closed {
+            code: None,
+            reason: "",
+            messages_in,
+            messages_out: self.messages_out,
+        };
+        let End::Close(code, reason) = end else {
+            return closed;
+        };
+        closed.code = Some(code);
+        closed.reason = reason;
+        if code == CLOSE_SLOW_CONSUMER {
+            NetStats::bump(&ctx.stats.slow_consumers);
+        }
+        if matches!(code, CLOSE_UNSUPPORTED_DATA | CLOSE_POLICY | CLOSE_TOO_BIG) {
+            NetStats::bump(&ctx.stats.abuse_closes);
+        }
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(ctx.config.close_timeout, async {
+            if code != CLOSE_SLOW_CONSUMER {
+                // Queued replies first (a shutdown's last answers); a slow consumer's queue is
+                // exactly what it could not take, so it is dropped.
+                while let Ok(msg) = self.rx.try_recv() {
+                    if matches!(msg, Outbound::Frame(_)) {
+                        closed.messages_out += 1;
+                    }
+                    if self.ws.feed(msg.into_message()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            if self.ws.send(Message::Close(Some(frame))).await.is_err() {
+                return;
+            }
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
+        closed
+    }
 }
 
 /// Writes `first` and whatever else is queued (up to a batch), then flushes. Returns how many
@@ -289,6 +276,97 @@ where
 }
 
 impl Session {
+    /// The session's loop: reads requests (pipelined up to `max_in_flight`), queues their
+    /// replies, writes the queue in batches, pings, and watches the idle deadline, until
+    /// something ends the session.
+    async fn serve<S>(&mut self, wire: &mut Wire<S>) -> End
+    where
+        S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send,
+    {
+        let config = self.ctx.config.clone();
+        let mut idle_deadline = Instant::now() + config.idle_timeout;
+        let mut ping =
+            tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
+        let mut draining = false;
+        loop {
+            if draining && self.in_flight.is_empty() && wire.rx.is_empty() {
+                return End::Close(CLOSE_GOING_AWAY, "server shutting down");
+            }
+            let can_read = !draining && self.in_flight.len() < config.max_in_flight;
+            tokio::select! {
+                biased;
+                _ = wire.overflow.cancelled() => {
+                    return End::Close(
+                        CLOSE_SLOW_CONSUMER,
+                        "slow consumer: resubscribe with from_version",
+                    );
+                }
+                _ = wire.shutdown.cancelled(), if !draining => {
+                    // Stop reading; answer what is in flight, then close.
+                    draining = true;
+                    for sub in self.subs.values() {
+                        sub.cancel.cancel();
+                    }
+                }
+                Some(first) = wire.rx.recv() => {
+                    // Replies already decided join this write instead of waiting for the next
+                    // flush.
+                    self.queue_ready_replies();
+                    if let Some(end) = wire.write(first, config.close_timeout).await {
+                        return end;
+                    }
+                    // Room again: wake catch-ups waiting to queue updates from the log.
+                    self.outbox.drained();
+                }
+                Some(reply) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.send(&reply);
+                    self.queue_ready_replies();
+                }
+                frame = wire.ws.next(), if can_read => {
+                    idle_deadline = Instant::now() + config.idle_timeout;
+                    if let Next::End(end) = self.on_frames(frame, &mut wire.ws).await {
+                        return end;
+                    }
+                }
+                _ = tokio::time::sleep_until(idle_deadline), if !draining => {
+                    return End::Close(CLOSE_IDLE, "idle timeout: no message or pong received");
+                }
+                _ = ping.tick() => {
+                    self.outbox.ping();
+                }
+            }
+        }
+    }
+
+    /// Handles `frame`, then every frame the socket has already delivered, before anything is
+    /// written, so their replies can share one write and one flush.
+    async fn on_frames<S>(&mut self, frame: Option<Result<Message, WsError>>, ws: &mut S) -> Next
+    where
+        S: Stream<Item = Result<Message, WsError>> + Unpin,
+    {
+        let mut next = self.on_frame(frame).await;
+        while matches!(next, Next::Continue) && self.in_flight.len() < self.ctx.config.max_in_flight
+        {
+            match ws.next().now_or_never() {
+                Some(frame) => next = self.on_frame(frame).await,
+                None => break,
+            }
+        }
+        next
+    }
+
+    /// Stops every subscription and waits for it (each stops at once when cancelled), so none
+    /// outlives its session: when the server's `run` returns, nothing holds the node.
+    async fn stop_subscriptions(&mut self) {
+        let subs: Vec<SubHandle> = self.subs.drain().map(|(_, sub)| sub).collect();
+        for sub in &subs {
+            sub.cancel.cancel();
+        }
+        for sub in subs {
+            let _ = sub.task.await;
+        }
+    }
+
     /// Queues every in-flight reply that is already decided, without waiting for the others.
     fn queue_ready_replies(&mut self) {
         while let Some(Some(reply)) = self.in_flight.next().now_or_never() {
@@ -298,12 +376,13 @@ impl Session {
 
     /// Queues a message for the client (closing the session if the queue is full).
     fn send(&self, msg: &ServerMessage) {
-        self.ctx.node.metrics.sent(msg);
+        self.ctx.node.metrics().sent(msg);
         self.outbox.send(Bytes::from(protocol::encode(msg)));
     }
 
-    fn error(&self, req: Option<RequestId>, code: &str, message: impl Into<String>) {
-        self.send(&requests::error(req, code, message));
+    /// Queues the `error` reply to `req`.
+    fn refuse(&self, req: RequestId, e: RequestError) {
+        self.send(&e.into_reply(Some(req)));
     }
 
     async fn on_frame(&mut self, frame: Option<Result<Message, WsError>>) -> Next {
@@ -336,236 +415,131 @@ impl Session {
         }
     }
 
-    /// Counts an undecodable message; too many in a burst ends the session.
-    fn bad_message(&mut self, req: Option<RequestId>, code: &str, message: String) -> Next {
-        self.ctx.node.metrics.malformed();
-        self.error(req, code, message);
-        if self.bad.take() {
-            Next::Continue
-        } else {
-            Next::End(End::Close(CLOSE_POLICY, "too many malformed messages"))
-        }
-    }
-
     async fn on_message(&mut self, bytes: &[u8]) -> Next {
         let msg = match inbound::read_request(bytes) {
             Ok(msg) => msg,
-            Err(refusal) => return self.bad_message(refusal.req, refusal.code, refusal.message),
+            Err(refusal) => {
+                // Counted as bad input; too many in a burst ends the session.
+                self.ctx.node.metrics().malformed();
+                let e = RequestError::new(refusal.code, refusal.message);
+                self.send(&e.into_reply(refusal.req));
+                return if self.bad.take() {
+                    Next::Continue
+                } else {
+                    Next::End(End::Close(CLOSE_POLICY, "too many malformed messages"))
+                };
+            }
         };
         NetStats::bump(&self.ctx.stats.requests);
-        self.ctx.node.metrics.received(&msg);
+        self.ctx.node.metrics().received(&msg);
         self.dispatch(msg).await;
         Next::Continue
     }
 
-    /// What each message does in an open session (the only state a session has).
+    /// What each message does in an open session: commands and reads run as in-flight requests
+    /// (their replies queued as they finish); subscriptions and pings are answered here.
     async fn dispatch(&mut self, msg: ClientMessage) {
-        let principal = self.principal.clone();
-        let node = self.ctx.node.clone();
-        match msg {
-            ClientMessage::Create {
-                req,
-                command_id,
-                resource_type,
-                owner,
-                params,
-            } => self.command(
-                req,
-                command_id,
-                Command::Create(CreateResource {
-                    resource_type,
-                    owner,
-                    params,
-                }),
-            ),
-            ClientMessage::Allocate {
-                req,
-                command_id,
-                resource_id,
-                amount,
-                reason,
-            } => self.command(
-                req,
-                command_id,
-                Command::Allocate(AllocateResource {
-                    resource_id,
-                    amount,
-                    reason,
-                }),
-            ),
-            ClientMessage::Add {
-                req,
-                command_id,
-                resource_id,
-                amount,
-                reason,
-            } => self.command(
-                req,
-                command_id,
-                Command::Add(AddResource {
-                    resource_id,
-                    amount,
-                    reason,
-                }),
-            ),
-            ClientMessage::Lock {
-                req,
-                command_id,
-                resource_id,
-                reason,
-                duration_ms,
-            } => self.command(
-                req,
-                command_id,
-                Command::Lock(LockResource {
-                    resource_id,
-                    reason,
-                    duration_ms,
-                }),
-            ),
-            ClientMessage::Unlock {
-                req,
-                command_id,
-                resource_id,
-            } => self.command(
-                req,
-                command_id,
-                Command::Unlock(UnlockResource { resource_id }),
-            ),
-            ClientMessage::Get { req, resource_id } => {
-                self.in_flight
-                    .push(Box::pin(requests::get(node, principal, req, resource_id)));
-            }
-            ClientMessage::List { req, owner } => {
-                self.in_flight
-                    .push(Box::pin(requests::list(node, principal, req, owner)));
-            }
-            ClientMessage::History {
-                req,
-                resource_id,
-                after_version,
-                limit,
-            } => {
-                self.in_flight.push(Box::pin(requests::history(
-                    node,
-                    principal,
-                    req,
-                    resource_id,
-                    after_version,
-                    limit,
-                )));
-            }
-            ClientMessage::StateAt {
-                req,
-                resource_id,
-                version,
-                at,
-            } => {
-                self.in_flight.push(Box::pin(requests::state_at(
-                    node,
-                    principal,
-                    req,
-                    resource_id,
-                    version,
-                    at,
-                )));
-            }
-            ClientMessage::Subscribe {
-                req,
-                resource_id,
-                owner,
-                from_version,
-            } => self.subscribe(req, resource_id, owner, from_version).await,
-            ClientMessage::Unsubscribe { req, sub } => match self.subs.remove(&sub) {
-                Some(handle) => {
-                    // Wait for the task so no update of this subscription follows the reply.
-                    handle.cancel.cancel();
-                    let _ = handle.task.await;
-                    self.send(&ServerMessage::Unsubscribed { req, sub });
-                }
-                None => self.error(
-                    Some(req),
-                    "unknown_subscription",
-                    format!("no live subscription {sub} in this session"),
-                ),
-            },
-            ClientMessage::Ping { req } => self.send(&ServerMessage::Pong {
-                req,
-                server_time: self.ctx.node.registry.clock().now(),
+        let (node, principal) = (self.ctx.node.clone(), self.principal.clone());
+        match Request::from(msg) {
+            Request::Command(m) => self.command(m),
+            Request::Get(m) => self.start(m.req, requests::get(node, principal, m)),
+            Request::List(m) => self.start(m.req, requests::list(node, principal, m)),
+            Request::History(m) => self.start(m.req, requests::history(node, principal, m)),
+            Request::StateAt(m) => self.start(m.req, requests::state_at(node, principal, m)),
+            Request::Subscribe(m) => self.subscribe(m).await,
+            Request::Unsubscribe(m) => self.unsubscribe(m).await,
+            Request::Ping(m) => self.send(&ServerMessage::Pong {
+                req: m.req,
+                server_time: self.ctx.node.clock().now(),
             }),
         }
     }
 
-    fn command(&mut self, req: RequestId, command_id: crate::domain::CommandId, command: Command) {
-        let kind = crate::metrics::command_kind(&command);
-        if self.principal.role == Role::Spectator {
-            self.ctx
-                .node
-                .metrics
-                .command_refused_early(kind, "forbidden");
-            return self.error(Some(req), "forbidden", "spectators cannot send commands");
-        }
-        if !self.commands.take() {
-            self.ctx
-                .node
-                .metrics
-                .command_refused_early(kind, "rate_limited");
-            return self.error(
-                Some(req),
-                "rate_limited",
+    /// Puts a request in flight; its reply (or error) is queued when it finishes.
+    fn start(
+        &mut self,
+        req: RequestId,
+        answer: impl Future<Output = reply::Answer> + Send + 'static,
+    ) {
+        self.in_flight
+            .push(Box::pin(answer.map(move |a| reply::reply(req, a))));
+    }
+
+    /// A command: refused here if a spectator sent it or the session is over its rate, else run
+    /// through the resource's actor.
+    fn command(&mut self, msg: CommandMessage) {
+        let kind = crate::metrics::command_kind(&msg.command);
+        let refusal = if self.principal.role == Role::Spectator {
+            Some(RequestError::new(
+                ErrorCode::Forbidden,
+                "spectators cannot send commands",
+            ))
+        } else if !self.commands.take() {
+            Some(RequestError::new(
+                ErrorCode::RateLimited,
                 format!(
                     "more than {} commands per second; slow down and retry with the same command_id",
                     self.ctx.config.commands_per_second
                 ),
-            );
+            ))
+        } else {
+            None
+        };
+        if let Some(e) = refusal {
+            self.ctx.node.metrics().command_refused_early(kind, e.code);
+            return self.refuse(msg.req, e);
         }
-        self.in_flight.push(Box::pin(requests::command(
-            self.ctx.node.clone(),
-            self.principal.clone(),
-            req,
-            command_id,
-            command,
-            std::time::Instant::now(),
-        )));
+        let (node, principal) = (self.ctx.node.clone(), self.principal.clone());
+        let req = msg.req;
+        let received = std::time::Instant::now();
+        self.start(req, requests::command(node, principal, msg, received));
     }
 
-    async fn subscribe(
-        &mut self,
-        req: RequestId,
-        resource_id: Option<crate::domain::ResourceId>,
-        owner: Option<crate::domain::PlayerId>,
-        from_version: Option<u64>,
-    ) {
-        let target = match (resource_id, owner) {
-            (Some(id), None) => Target::Resource(id),
-            (None, Some(owner)) => {
-                if from_version.is_some() {
-                    return self.error(
-                        Some(req),
-                        "bad_message",
-                        "from_version applies to a resource_id subscription only",
-                    );
-                }
-                Target::Owner(owner)
+    async fn unsubscribe(&mut self, m: Unsubscribe) {
+        match self.subs.remove(&m.sub) {
+            Some(handle) => {
+                // Wait for the task so no update of this subscription follows the reply.
+                handle.cancel.cancel();
+                let _ = handle.task.await;
+                self.send(&ServerMessage::Unsubscribed {
+                    req: m.req,
+                    sub: m.sub,
+                });
             }
-            _ => {
-                return self.error(
-                    Some(req),
-                    "bad_message",
-                    "give exactly one of resource_id and owner",
-                );
+            None => self.refuse(
+                m.req,
+                RequestError::new(
+                    ErrorCode::UnknownSubscription,
+                    format!("no live subscription {} in this session", m.sub),
+                ),
+            ),
+        }
+    }
+
+    /// What a `subscribe` watches: exactly one of a resource and an owner.
+    fn target(m: &Subscribe) -> Result<Target, RequestError> {
+        let bad = |message| Err(RequestError::new(ErrorCode::BadMessage, message));
+        match (m.resource_id, &m.owner) {
+            (Some(id), None) => Ok(Target::Resource(id)),
+            (None, Some(_)) if m.from_version.is_some() => {
+                bad("from_version applies to a resource_id subscription only")
             }
+            (None, Some(owner)) => Ok(Target::Owner(owner.clone())),
+            _ => bad("give exactly one of resource_id and owner"),
+        }
+    }
+
+    async fn subscribe(&mut self, m: Subscribe) {
+        let target = match Self::target(&m) {
+            Ok(target) => target,
+            Err(e) => return self.refuse(m.req, e),
         };
         self.subs.retain(|_, s| !s.task.is_finished());
-        if self.subs.len() >= self.ctx.config.max_subscriptions {
-            return self.error(
-                Some(req),
-                "too_many_subscriptions",
-                format!(
-                    "at most {} subscriptions per session",
-                    self.ctx.config.max_subscriptions
-                ),
-            );
+        let max = self.ctx.config.max_subscriptions;
+        if self.subs.len() >= max {
+            let message = format!("at most {max} subscriptions per session");
+            let e = RequestError::new(ErrorCode::TooManySubscriptions, message);
+            return self.refuse(m.req, e);
         }
         let sub = self.next_sub;
         let cancel = CancellationToken::new();
@@ -574,32 +548,27 @@ impl Session {
             &self.principal,
             sub,
             target,
-            from_version,
+            m.from_version,
             self.outbox.clone(),
             cancel.clone(),
         )
         .await;
-        match started {
-            Ok((resources, task)) => {
-                self.next_sub += 1;
-                // Queued before the task can queue anything: the reply precedes every update.
-                self.send(&ServerMessage::Subscribed {
-                    req,
-                    sub,
-                    resources,
-                });
-                let open = self.ctx.node.metrics.subscription_opened();
-                let task = tokio::spawn(async move {
-                    let _open = open;
-                    task.await
-                });
-                self.subs.insert(sub, SubHandle { cancel, task });
-            }
-            Err(SubscribeError::Rejected(code, message)) => self.error(Some(req), code, message),
-            Err(SubscribeError::Store(e)) => {
-                tracing::warn!(error = %e, "subscribe failed on the store");
-                self.error(Some(req), "unavailable", "storage unavailable; retry");
-            }
-        }
+        let (resources, task) = match started {
+            Ok(started) => started,
+            Err(e) => return self.refuse(m.req, e),
+        };
+        self.next_sub += 1;
+        // Queued before the task can queue anything: the reply precedes every update.
+        self.send(&ServerMessage::Subscribed {
+            req: m.req,
+            sub,
+            resources,
+        });
+        let open = self.ctx.node.metrics().subscription_opened();
+        let task = tokio::spawn(async move {
+            let _open = open;
+            task.await
+        });
+        self.subs.insert(sub, SubHandle { cancel, task });
     }
 }

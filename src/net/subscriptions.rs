@@ -17,134 +17,31 @@
 //! themselves are queued without waiting: a client that cannot take them fills its queue and is
 //! closed with 4008.
 
-use crate::bus::Change;
 use crate::domain::{
-    self, ClientResource, EventEnvelope, PlayerId, Principal, ResourceId, ServerResource, View,
+    self, Audience, ClientResource, EventEnvelope, PlayerId, Principal, ResourceId, ServerResource,
 };
-use crate::net::requests::view_for;
+use crate::hub::Change;
+use crate::net::outbox::Outbox;
+use crate::net::reply::RequestError;
 use crate::node::Node;
-use crate::protocol::{self, ServerMessage};
+use crate::protocol::{self, ErrorCode, ServerMessage};
 use crate::store::StoreError;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::broadcast::{self, error::RecvError};
-use tokio::sync::{Notify, mpsc};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 /// Events read from the log per page while repairing a gap (the most a catching-up subscription
 /// holds at once).
 const FILL_PAGE: usize = 1_000;
 
-/// What waits in a session's outbound queue: 32 bytes a slot (a tungstenite `Message` is twice
-/// that), which matters because the queue's first block is allocated for every idle session.
-pub(crate) enum Outbound {
-    /// One encoded server message, sent as a binary frame.
-    Frame(Bytes),
-    /// A WebSocket ping (liveness).
-    Ping,
-}
-
-impl Outbound {
-    pub fn into_message(self) -> Message {
-        match self {
-            Outbound::Frame(bytes) => Message::Binary(bytes),
-            Outbound::Ping => Message::Ping(Bytes::new()),
-        }
-    }
-}
-
-/// The sending side of a session's outbound queue.
-#[derive(Clone)]
-pub(crate) struct Outbox {
-    /// Bounded (`NetConfig::outbound_queue`); only ever used with `try_send`.
-    tx: mpsc::Sender<Outbound>,
-    /// Cancelled when the queue is found full: the session then closes with 4008.
-    overflow: CancellationToken,
-    /// Notified by the session each time it has written queued messages to the socket, so a
-    /// catch-up waiting for room ([`Outbox::room`]) looks again.
-    drained: Arc<Notify>,
-}
-
-impl Outbox {
-    pub fn new(tx: mpsc::Sender<Outbound>, overflow: CancellationToken) -> Self {
-        Self {
-            tx,
-            overflow,
-            drained: Arc::new(Notify::new()),
-        }
-    }
-
-    /// Called by the session's writer after each written batch.
-    pub fn drained(&self) {
-        self.drained.notify_waiters();
-    }
-
-    /// Waits until the queue is at most half full; false if the session is gone meanwhile.
-    /// Catch-up traffic (updates read from the log) waits here, so it never fills the half of
-    /// the queue that replies and live updates need.
-    pub async fn room(&self) -> bool {
-        let free_needed = self.tx.max_capacity() / 2;
-        loop {
-            let notified = self.drained.notified();
-            tokio::pin!(notified);
-            // Registered before looking, so a drain between the look and the wait is not missed.
-            notified.as_mut().enable();
-            if self.tx.is_closed() || self.overflow.is_cancelled() {
-                return false;
-            }
-            if self.tx.capacity() > free_needed {
-                return true;
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = self.overflow.cancelled() => return false,
-                _ = self.tx.closed() => return false,
-            }
-        }
-    }
-
-    /// Queues an encoded message without waiting; false if the session is gone or could not
-    /// keep up.
-    pub fn send(&self, frame: Bytes) -> bool {
-        self.put(Outbound::Frame(frame))
-    }
-
-    /// Queues a ping, like [`Outbox::send`].
-    pub fn ping(&self) -> bool {
-        self.put(Outbound::Ping)
-    }
-
-    fn put(&self, msg: Outbound) -> bool {
-        match self.tx.try_send(msg) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.overflow.cancel();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-}
-
 /// What a subscription watches.
 pub(crate) enum Target {
     Resource(ResourceId),
     Owner(PlayerId),
-}
-
-pub(crate) enum SubscribeError {
-    /// The client's fault: a code and a message.
-    Rejected(&'static str, String),
-    Store(StoreError),
-}
-
-impl From<StoreError> for SubscribeError {
-    fn from(e: StoreError) -> Self {
-        SubscribeError::Store(e)
-    }
 }
 
 /// The last state a subscription sent for a resource, kept to replay a gap from.
@@ -172,8 +69,24 @@ struct Tracked {
     known: Option<Known>,
 }
 
-/// Reads the current state and prepares the live task. Returns the views for `subscribed` and
-/// the task, which the session spawns after queueing `subscribed` (so the reply comes first).
+impl Tracked {
+    /// At `state`'s version, holding it.
+    fn at(state: ServerResource) -> Self {
+        Self {
+            last: state.version,
+            known: Some(Known::State(Box::new(state))),
+        }
+    }
+}
+
+/// What [`start`] gives the session: the views for `subscribed` and the live task, which the
+/// session spawns after queueing `subscribed` (so the reply comes before any update).
+pub(crate) type Started = (
+    Vec<ClientResource>,
+    Pin<Box<dyn Future<Output = ()> + Send + 'static>>,
+);
+
+/// Reads the current state of what `target` covers and prepares the live task.
 pub(crate) async fn start(
     node: Arc<Node>,
     principal: &Principal,
@@ -182,98 +95,118 @@ pub(crate) async fn start(
     from_version: Option<u64>,
     outbox: Outbox,
     cancel: CancellationToken,
-) -> Result<
-    (
-        Vec<ClientResource>,
-        impl Future<Output = ()> + Send + 'static,
-    ),
-    SubscribeError,
-> {
-    let mut tracked = HashMap::new();
-    let mut views = Vec::new();
-    let owner = match &target {
-        Target::Owner(owner) => Some(owner.clone()),
-        Target::Resource(_) => None,
-    };
-    let (rx, view, resume) = match target {
-        Target::Resource(id) => {
-            // Receiver first, then the state: nothing committed in between is lost.
-            let rx = node.hub.subscribe_resource(id);
-            let state = node.store.load(id).await?.state().ok_or_else(|| {
-                SubscribeError::Rejected("not_found", format!("resource {id} not found"))
-            })?;
-            let view = view_for(principal, &state.owner);
-            match from_version {
-                Some(n) if n > state.version => {
-                    return Err(SubscribeError::Rejected(
-                        "invalid_from_version",
-                        format!(
-                            "from_version {n} is ahead of the resource's version {}",
-                            state.version
-                        ),
-                    ));
-                }
-                Some(n) => {
-                    let known = (n == state.version).then(|| Known::State(Box::new(state)));
-                    tracked.insert(id, Tracked { last: n, known });
-                }
-                None => {
-                    views.push(ClientResource::from_server(&state).redact(view));
-                    tracked.insert(
-                        id,
-                        Tracked {
-                            last: state.version,
-                            known: Some(Known::State(Box::new(state))),
-                        },
-                    );
-                }
-            }
-            (rx, view, from_version.is_some())
-        }
-        Target::Owner(owner) => {
-            let rx = node.hub.subscribe_owner(&owner);
-            let view = view_for(principal, &owner);
-            // Ids from the read model, states from the log (the read model may lag behind it).
-            // A resource too new for the read model is delivered from version 0 at its next
-            // change, by the gap repair.
-            for listed in node.queries.list_by_owner(&owner).await? {
-                if let Some(state) = node.store.load(listed.id).await?.state() {
-                    views.push(ClientResource::from_server(&state).redact(view));
-                    tracked.insert(
-                        state.id,
-                        Tracked {
-                            last: state.version,
-                            known: Some(Known::State(Box::new(state))),
-                        },
-                    );
-                }
-            }
-            (rx, view, false)
-        }
+) -> Result<Started, RequestError> {
+    let (watch, views) = match target {
+        Target::Resource(id) => for_resource(&node, principal, id, from_version).await?,
+        Target::Owner(owner) => for_owner(&node, principal, owner).await?,
     };
     let live = Live {
         node,
-        view,
-        rx,
-        tracked,
-        owner,
+        audience: watch.audience,
+        rx: watch.rx,
+        tracked: watch.tracked,
+        owner: watch.owner,
         sub,
         outbox,
     };
-    Ok((views, live.run(cancel, resume)))
+    let resume = from_version.is_some();
+    Ok((views, Box::pin(live.run(cancel, resume))))
+}
+
+/// What a subscription starts from.
+struct Watch {
+    audience: Audience,
+    rx: broadcast::Receiver<Arc<Change>>,
+    tracked: HashMap<ResourceId, Tracked>,
+    owner: Option<PlayerId>,
+}
+
+/// A subscription to one resource: its current view, or with `from_version` nothing yet (the
+/// task sends what came after it from the log first).
+async fn for_resource(
+    node: &Node,
+    principal: &Principal,
+    id: ResourceId,
+    from_version: Option<u64>,
+) -> Result<(Watch, Vec<ClientResource>), RequestError> {
+    // Receiver first, then the state: nothing committed in between is lost.
+    let rx = node.hub().subscribe_resource(id);
+    let Some(state) = node.queries().state(id).await? else {
+        return Err(RequestError::new(
+            ErrorCode::NotFound,
+            format!("resource {id} not found"),
+        ));
+    };
+    let audience = principal.audience_for(&state.owner);
+    let mut views = Vec::new();
+    let mut tracked = HashMap::new();
+    match from_version {
+        Some(n) if n > state.version => {
+            return Err(RequestError::new(
+                ErrorCode::InvalidFromVersion,
+                format!(
+                    "from_version {n} is ahead of the resource's version {}",
+                    state.version
+                ),
+            ));
+        }
+        Some(n) => {
+            let known = (n == state.version).then(|| Known::State(Box::new(state)));
+            tracked.insert(id, Tracked { last: n, known });
+        }
+        None => {
+            views.push(ClientResource::from_server(&state).redact(audience));
+            tracked.insert(id, Tracked::at(state));
+        }
+    }
+    let watch = Watch {
+        audience,
+        rx,
+        tracked,
+        owner: None,
+    };
+    Ok((watch, views))
+}
+
+/// A subscription to an owner: the current view of each of its resources; new ones are picked
+/// up as they come.
+async fn for_owner(
+    node: &Node,
+    principal: &Principal,
+    owner: PlayerId,
+) -> Result<(Watch, Vec<ClientResource>), RequestError> {
+    let rx = node.hub().subscribe_owner(&owner);
+    let audience = principal.audience_for(&owner);
+    let mut views = Vec::new();
+    let mut tracked = HashMap::new();
+    // Ids from the read model, states from the log. A resource too new for the read model is
+    // delivered from version 0 at its next change, by the gap repair.
+    for id in node.queries().owned(&owner).await? {
+        if let Some(state) = node.queries().state(id).await? {
+            views.push(ClientResource::from_server(&state).redact(audience));
+            tracked.insert(id, Tracked::at(state));
+        }
+    }
+    let watch = Watch {
+        audience,
+        rx,
+        tracked,
+        owner: Some(owner),
+    };
+    Ok((watch, views))
 }
 
 /// The running part of one subscription.
 struct Live {
     node: Arc<Node>,
     /// The audience, fixed at subscribe time (owner or spectator view).
-    view: View,
+    audience: Audience,
     /// This subscription's hub topic (one resource or one owner).
     rx: broadcast::Receiver<Arc<Change>>,
     tracked: HashMap<ResourceId, Tracked>,
     /// For an owner subscription, the owner (new resources of it are picked up too).
     owner: Option<PlayerId>,
-    /// The subscription's id, to name it if it has to stop.
+    /// The subscription's id, written into each update.
     sub: u64,
     outbox: Outbox,
 }
@@ -293,15 +226,15 @@ impl Live {
             outcome = self.pump(resume) => outcome,
         };
         if let Err(Stop::Store) = outcome {
-            let msg = ServerMessage::Error {
-                req: None,
-                code: "subscription_failed".into(),
-                message: format!(
+            let msg = RequestError::new(
+                ErrorCode::SubscriptionFailed,
+                format!(
                     "subscription {} stopped: storage unavailable; resubscribe with from_version",
                     self.sub
                 ),
-            };
-            self.node.metrics.error_sent();
+            )
+            .into_reply(None);
+            self.node.metrics().error_sent();
             self.outbox.send(Bytes::from(protocol::encode(&msg)));
         }
     }
@@ -339,7 +272,7 @@ impl Live {
                 return Ok(());
             }
         }
-        let frame = shared_frame(&change, self.view, self.sub);
+        let frame = shared_frame(&change, self.audience, self.sub);
         self.send(frame)?;
         self.tracked.insert(
             id,
@@ -356,10 +289,10 @@ impl Live {
         let mut ids: Vec<ResourceId> = self.tracked.keys().copied().collect();
         // An owner subscription may also have missed resources it never saw.
         if let Some(owner) = &self.owner {
-            match self.node.queries.list_by_owner(owner).await {
-                Ok(list) => ids.extend(
-                    list.into_iter()
-                        .map(|v| v.id)
+            match self.node.queries().owned(owner).await {
+                Ok(owned) => ids.extend(
+                    owned
+                        .into_iter()
                         .filter(|id| !self.tracked.contains_key(id)),
                 ),
                 Err(e) => return Err(store_failed(e)),
@@ -374,8 +307,9 @@ impl Live {
     /// Sends every change of `id` after the last sent version, read from the log, one update per
     /// command, at the client's reading speed (see the module doc).
     async fn fill(&mut self, id: ResourceId) -> Result<(), Stop> {
-        self.node.metrics.gap_fill();
-        let store = self.node.store.clone();
+        self.node.metrics().gap_fill();
+        let node = self.node.clone();
+        let log = node.queries();
         let tracked = self.tracked.entry(id).or_insert(Tracked {
             last: 0,
             known: None,
@@ -389,7 +323,7 @@ impl Live {
                 let mut at = 0;
                 while at < last {
                     let want = FILL_PAGE.min(usize::try_from(last - at).unwrap_or(FILL_PAGE));
-                    let page = store.events(id, at, want).await.map_err(store_failed)?;
+                    let page = log.events(id, at, want).await.map_err(store_failed)?;
                     let Some(end) = page.last() else { break };
                     at = end.version;
                     state = domain::replay(state, &page);
@@ -398,7 +332,7 @@ impl Live {
             }
         };
         loop {
-            let page = store
+            let page = log
                 .events(id, last, FILL_PAGE)
                 .await
                 .map_err(store_failed)?;
@@ -415,7 +349,7 @@ impl Live {
                 if !self.outbox.room().await {
                     return Err(Stop::Session);
                 }
-                let update = update_for(run, now, self.view, self.sub);
+                let update = update_for(run, now, self.audience, self.sub);
                 self.send(update)?;
                 last = now.version;
                 // Recorded as it goes, so a stop half-way leaves an exact resume point.
@@ -437,7 +371,7 @@ impl Live {
     }
 
     fn send(&self, frame: Bytes) -> Result<(), Stop> {
-        self.node.metrics.update_sent();
+        self.node.metrics().update_sent();
         if self.outbox.send(frame) {
             Ok(())
         } else {
@@ -454,10 +388,10 @@ fn store_failed(e: StoreError) -> Stop {
 /// The update frame of a live change for `view` and subscription `sub`. The message is encoded
 /// once per view by the first subscriber that needs it (with `sub` 0) and shared; each
 /// subscriber's copy only has its `sub` written in.
-fn shared_frame(change: &Change, view: View, sub: u64) -> Bytes {
+fn shared_frame(change: &Change, view: Audience, sub: u64) -> Bytes {
     let cell = match view {
-        View::Owner => &change.owner_frame,
-        View::Spectator => &change.spectator_frame,
+        Audience::Owner => &change.owner_frame,
+        Audience::Spectator => &change.spectator_frame,
     };
     let base = cell.get_or_init(|| {
         Bytes::from(protocol::encode(&ServerMessage::Update {
@@ -491,7 +425,7 @@ fn with_sub(frame: &Bytes, sub: u64) -> Bytes {
 
 /// The update frame of one command's events read from the log (`run`, non-empty), with the
 /// state they led to.
-fn update_for(run: &[EventEnvelope], state: &ServerResource, view: View, sub: u64) -> Bytes {
+fn update_for(run: &[EventEnvelope], state: &ServerResource, view: Audience, sub: u64) -> Bytes {
     let first = run.first().map_or(state.version, |e| e.version);
     Bytes::from(protocol::encode(&ServerMessage::Update {
         sub,
@@ -551,17 +485,17 @@ mod tests {
     #[test]
     fn an_update_is_encoded_once_per_view_and_carries_each_subscription_id() {
         let change = change();
-        let a = shared_frame(&change, View::Owner, 1);
-        let _ = shared_frame(&change, View::Owner, 2);
+        let a = shared_frame(&change, Audience::Owner, 1);
+        let _ = shared_frame(&change, Audience::Owner, 2);
         let base = change.owner_frame.get().unwrap().as_ptr();
-        let _ = shared_frame(&change, View::Owner, 70_000);
+        let _ = shared_frame(&change, Audience::Owner, 70_000);
         assert_eq!(
             change.owner_frame.get().unwrap().as_ptr(),
             base,
             "encoded once"
         );
-        let s1 = shared_frame(&change, View::Spectator, 3);
-        let big = shared_frame(&change, View::Spectator, u64::MAX);
+        let s1 = shared_frame(&change, Audience::Spectator, 3);
+        let big = shared_frame(&change, Audience::Spectator, u64::MAX);
         let owner: ServerMessage = protocol::decode(&a).unwrap();
         let spectator: ServerMessage = protocol::decode(&s1).unwrap();
         match (owner, spectator) {

@@ -10,7 +10,9 @@
 
 pub mod time_travel;
 
-use crate::domain::{ClientResource, EventEnvelope, PlayerId, ResourceId};
+use crate::domain::{
+    Audience, ClientResource, EventEnvelope, PlayerId, Principal, ResourceId, ServerResource,
+};
 use crate::store::{EventStore, ReadModelStore, StoreError};
 use std::sync::Arc;
 
@@ -53,7 +55,20 @@ pub async fn rebuild(
     Ok(written)
 }
 
-/// Answers queries: views from the read model, history from the event log.
+/// Why a read was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("resource {0} not found")]
+    NotFound(ResourceId),
+    #[error("only the owner or a service may read a resource's history")]
+    Forbidden,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The read side: every read a client can make, with its authorization. Views come from the
+/// read model (the client schema); history, past states, subscription bootstrap and gap fills
+/// come from the log. The front end (`net`) reads through this and nothing else.
 #[derive(Clone)]
 pub struct QueryHandler {
     store: Arc<dyn EventStore>,
@@ -65,22 +80,70 @@ impl QueryHandler {
         Self { store, read }
     }
 
-    pub async fn get(&self, id: ResourceId) -> Result<Option<ClientResource>, StoreError> {
-        self.read.get(id).await
+    /// Proves the store answers (readiness): any read will do; the nil id names no resource.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.store
+            .head(ResourceId(uuid::Uuid::nil()))
+            .await
+            .map(|_| ())
     }
 
-    pub async fn list_by_owner(&self, owner: &PlayerId) -> Result<Vec<ClientResource>, StoreError> {
-        self.read.list_by_owner(owner).await
+    /// The current view of one resource, read-your-writes: from the read model when it is as
+    /// new as the log, else rebuilt from the log (on MongoDB a crash between a commit and its
+    /// view leaves the view behind until the node's repair at start).
+    pub async fn view(&self, id: ResourceId) -> Result<Option<ClientResource>, StoreError> {
+        if let Some(view) = self.read.get(id).await?
+            && view.version >= self.store.head(id).await?
+        {
+            return Ok(Some(view));
+        }
+        Ok(self
+            .state(id)
+            .await?
+            .map(|s| ClientResource::from_server(&s)))
     }
 
-    /// The audit trail: up to `limit` events after `after_version`, in order.
+    /// `get`: one resource as `principal` may see it.
+    pub async fn get(
+        &self,
+        principal: &Principal,
+        id: ResourceId,
+    ) -> Result<ClientResource, ReadError> {
+        let view = self.view(id).await?.ok_or(ReadError::NotFound(id))?;
+        Ok(view.redact(principal.audience_for(&view.owner)))
+    }
+
+    /// `list`: `owner`'s resources as `principal` may see them.
+    pub async fn list(
+        &self,
+        principal: &Principal,
+        owner: &PlayerId,
+    ) -> Result<Vec<ClientResource>, StoreError> {
+        let audience = principal.audience_for(owner);
+        let views = self.read.list_by_owner(owner).await?;
+        Ok(views.into_iter().map(|v| v.redact(audience)).collect())
+    }
+
+    /// The ids of `owner`'s resources, from the read model.
+    pub async fn owned(&self, owner: &PlayerId) -> Result<Vec<ResourceId>, StoreError> {
+        let views = self.read.list_by_owner(owner).await?;
+        Ok(views.into_iter().map(|v| v.id).collect())
+    }
+
+    /// The audit trail: up to `limit` events after `after_version`, in order; for the owner and
+    /// services only.
     pub async fn history(
         &self,
+        principal: &Principal,
         id: ResourceId,
         after_version: u64,
         limit: usize,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
-        self.store.events(id, after_version, limit).await
+    ) -> Result<Vec<EventEnvelope>, ReadError> {
+        let owner = self.view(id).await?.ok_or(ReadError::NotFound(id))?.owner;
+        if principal.audience_for(&owner) != Audience::Owner {
+            return Err(ReadError::Forbidden);
+        }
+        Ok(self.store.events(id, after_version, limit).await?)
     }
 
     /// `id`'s state at a past version or instant, rebuilt from its log.
@@ -88,7 +151,23 @@ impl QueryHandler {
         &self,
         id: ResourceId,
         point: time_travel::StatePoint,
-    ) -> Result<crate::domain::ServerResource, time_travel::StateAtError> {
+    ) -> Result<ServerResource, time_travel::StateAtError> {
         time_travel::state_at(self.store.as_ref(), id, point).await
+    }
+
+    /// The current server-schema state, from the log (a subscription starts from it).
+    pub async fn state(&self, id: ResourceId) -> Result<Option<ServerResource>, StoreError> {
+        Ok(self.store.load(id).await?.state())
+    }
+
+    /// Up to `limit` events after `after_version`, from the log (a subscription fills its gaps
+    /// with them), without authorization: the caller already has the resource.
+    pub async fn events(
+        &self,
+        id: ResourceId,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        self.store.events(id, after_version, limit).await
     }
 }

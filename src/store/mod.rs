@@ -208,6 +208,17 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// Stores of this process only (no other node shares them, so no relay): tests and tools
+    /// that wrap or combine stores start nodes on this.
+    pub fn local(events: Arc<dyn EventStore>, read: Arc<dyn ReadModelStore>) -> Self {
+        Self {
+            events,
+            read,
+            #[cfg(feature = "mongodb")]
+            mongo: None,
+        }
+    }
+
     /// The feed of commits other nodes make to the same log, when the log is shared (MongoDB):
     /// a node follows it with a relay (`crate::relay`) to notice their changes. `None` on the
     /// embedded store, which one node owns.

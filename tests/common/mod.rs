@@ -19,6 +19,7 @@ use warden::domain::{ClientResource, CommandId, PlayerId, ResourceId, Role};
 use warden::net::{NetConfig, NetStats, Server};
 use warden::node::{Node, NodeConfig};
 use warden::protocol::{self, ClientMessage, ServerMessage};
+use warden::store::Backend;
 use warden::store::embedded::EmbeddedStore;
 
 /// How long a test waits for a message before declaring the server hung. A guard against a test
@@ -36,7 +37,7 @@ pub struct TestServer {
     pub clock: ManualClock,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
-    store: Arc<EmbeddedStore>,
+    pub store: Arc<EmbeddedStore>,
     /// Keeps the temporary directory alive (None when the caller owns the directory).
     _temp: Option<Arc<tempfile::TempDir>>,
 }
@@ -69,7 +70,10 @@ impl TestServer {
             clock: Arc::new(clock.clone()),
             ..NodeConfig::default()
         };
-        let node = Arc::new(Node::start(store.clone(), store.clone(), node_config));
+        let node = Arc::new(Node::start(
+            &Backend::local(store.clone(), store.clone()),
+            node_config,
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = Server::new(listener, node.clone(), keys.clone(), config);
         let addr = server.local_addr().unwrap();
@@ -178,7 +182,7 @@ impl Client {
         self.send_raw(bytes).await;
         loop {
             match self.recv().await.expect("session stays open") {
-                ServerMessage::Error { req, code, .. } => return (req, code),
+                ServerMessage::Error { req, code, .. } => return (req, code.to_string()),
                 ServerMessage::Update { .. } => continue,
                 other => panic!("expected an error, got {other:?}"),
             }
@@ -268,12 +272,14 @@ impl Client {
 
     pub async fn create(&mut self, resource_type: &str) -> ServerMessage {
         let resource_type = resource_type.to_owned();
-        self.request(|req| ClientMessage::Create {
-            req,
-            command_id: CommandId::new(),
-            resource_type,
-            owner: None,
-            params: None,
+        self.request(|req| {
+            ClientMessage::Create(warden::protocol::Create {
+                req,
+                command_id: CommandId::new(),
+                resource_type,
+                owner: None,
+                params: None,
+            })
         })
         .await
     }
@@ -287,97 +293,114 @@ impl Client {
     }
 
     pub async fn allocate(&mut self, id: ResourceId, amount: u64) -> ServerMessage {
-        self.request(|req| ClientMessage::Allocate {
-            req,
-            command_id: CommandId::new(),
-            resource_id: id,
-            amount,
-            reason: "test".into(),
+        self.request(|req| {
+            ClientMessage::Allocate(warden::protocol::Allocate {
+                req,
+                command_id: CommandId::new(),
+                resource_id: id,
+                amount,
+                reason: "test".into(),
+            })
         })
         .await
     }
 
     pub async fn add(&mut self, id: ResourceId, amount: u64) -> ServerMessage {
-        self.request(|req| ClientMessage::Add {
-            req,
-            command_id: CommandId::new(),
-            resource_id: id,
-            amount,
-            reason: "test".into(),
+        self.request(|req| {
+            ClientMessage::Add(warden::protocol::Add {
+                req,
+                command_id: CommandId::new(),
+                resource_id: id,
+                amount,
+                reason: "test".into(),
+            })
         })
         .await
     }
 
     pub async fn lock(&mut self, id: ResourceId, reason: &str, duration_ms: u64) -> ServerMessage {
         let reason = reason.to_owned();
-        self.request(|req| ClientMessage::Lock {
-            req,
-            command_id: CommandId::new(),
-            resource_id: id,
-            reason,
-            duration_ms,
+        self.request(|req| {
+            ClientMessage::Lock(warden::protocol::Lock {
+                req,
+                command_id: CommandId::new(),
+                resource_id: id,
+                reason,
+                duration_ms,
+            })
         })
         .await
     }
 
     pub async fn unlock(&mut self, id: ResourceId) -> ServerMessage {
-        self.request(|req| ClientMessage::Unlock {
-            req,
-            command_id: CommandId::new(),
-            resource_id: id,
+        self.request(|req| {
+            ClientMessage::Unlock(warden::protocol::Unlock {
+                req,
+                command_id: CommandId::new(),
+                resource_id: id,
+            })
         })
         .await
     }
 
     pub async fn get(&mut self, id: ResourceId) -> ServerMessage {
-        self.request(|req| ClientMessage::Get {
-            req,
-            resource_id: id,
+        self.request(|req| {
+            ClientMessage::Get(warden::protocol::Get {
+                req,
+                resource_id: id,
+            })
         })
         .await
     }
 
     pub async fn list(&mut self, owner: Option<&str>) -> ServerMessage {
         let owner = owner.map(PlayerId::new);
-        self.request(|req| ClientMessage::List { req, owner }).await
+        self.request(|req| ClientMessage::List(warden::protocol::List { req, owner }))
+            .await
     }
 
     pub async fn history(&mut self, id: ResourceId) -> ServerMessage {
-        self.request(|req| ClientMessage::History {
-            req,
-            resource_id: id,
-            after_version: 0,
-            limit: None,
+        self.request(|req| {
+            ClientMessage::History(warden::protocol::History {
+                req,
+                resource_id: id,
+                after_version: 0,
+                limit: None,
+            })
         })
         .await
     }
 
     pub async fn subscribe(&mut self, id: ResourceId, from_version: Option<u64>) -> ServerMessage {
-        self.request(|req| ClientMessage::Subscribe {
-            req,
-            resource_id: Some(id),
-            owner: None,
-            from_version,
+        self.request(|req| {
+            ClientMessage::Subscribe(warden::protocol::Subscribe {
+                req,
+                resource_id: Some(id),
+                owner: None,
+                from_version,
+            })
         })
         .await
     }
 
     pub async fn subscribe_owner(&mut self, owner: &str) -> ServerMessage {
         let owner = Some(PlayerId::new(owner));
-        self.request(|req| ClientMessage::Subscribe {
-            req,
-            resource_id: None,
-            owner,
-            from_version: None,
+        self.request(|req| {
+            ClientMessage::Subscribe(warden::protocol::Subscribe {
+                req,
+                resource_id: None,
+                owner,
+                from_version: None,
+            })
         })
         .await
     }
 }
 
 /// The error code of a reply, or a panic naming what came instead.
-pub fn error_code(msg: &ServerMessage) -> &str {
+pub fn error_code(msg: &ServerMessage) -> &'static str {
     match msg {
-        ServerMessage::Error { code, .. } => code,
+        ServerMessage::Error { code, .. } => code.as_str(),
         other => panic!("expected an error, got {other:?}"),
     }
 }

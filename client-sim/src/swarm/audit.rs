@@ -92,9 +92,11 @@ async fn read_one(client: &Client, id: ResourceId) -> Result<Option<FinalResourc
     read_history(client, id, &mut history).await?;
     let mut polls = 0;
     loop {
-        let view = match ask(client, id, |req| warden::protocol::ClientMessage::Get {
-            req,
-            resource_id: id,
+        let view = match ask(client, id, |req| {
+            warden::protocol::ClientMessage::Get(warden::protocol::Get {
+                req,
+                resource_id: id,
+            })
         })
         .await?
         {
@@ -103,7 +105,11 @@ async fn read_one(client: &Client, id: ResourceId) -> Result<Option<FinalResourc
                 return Ok(None);
             }
             ServerMessage::Error { code, message, .. } => {
-                return Err(AuditError::Refused { id, code, message });
+                return Err(AuditError::Refused {
+                    id,
+                    code: code.to_string(),
+                    message,
+                });
             }
             other => {
                 return Err(AuditError::Unexpected {
@@ -138,18 +144,24 @@ async fn read_history(
 ) -> Result<(), AuditError> {
     loop {
         let after = history.last().map_or(0, |h| h.version);
-        let events = match ask(client, id, |req| warden::protocol::ClientMessage::History {
-            req,
-            resource_id: id,
-            after_version: after,
-            limit: Some(PAGE),
+        let events = match ask(client, id, |req| {
+            warden::protocol::ClientMessage::History(warden::protocol::History {
+                req,
+                resource_id: id,
+                after_version: after,
+                limit: Some(PAGE),
+            })
         })
         .await?
         {
             ServerMessage::History { events, .. } => events,
             ServerMessage::Error { code, .. } if code == "not_found" => return Ok(()),
             ServerMessage::Error { code, message, .. } => {
-                return Err(AuditError::Refused { id, code, message });
+                return Err(AuditError::Refused {
+                    id,
+                    code: code.to_string(),
+                    message,
+                });
             }
             other => {
                 return Err(AuditError::Unexpected {

@@ -11,7 +11,7 @@
 
 use crate::check::{Entry, Op, Outcome};
 use crate::conn::{self, ConnError, Ws};
-use crate::swarm::{Shared, TimedOut};
+use crate::swarm::{SwarmEnv, TimedOut};
 use bytes::Bytes;
 use rand::RngExt;
 use std::collections::{HashMap, VecDeque};
@@ -77,7 +77,7 @@ enum Wake {
 }
 
 pub struct Bot {
-    shared: Arc<Shared>,
+    shared: Arc<SwarmEnv>,
     index: usize,
     player: PlayerId,
     role: Role,
@@ -113,7 +113,7 @@ enum ClientMessageKind {
 }
 
 impl Bot {
-    pub fn new(shared: Arc<Shared>, index: usize) -> Self {
+    pub fn new(shared: Arc<SwarmEnv>, index: usize) -> Self {
         let guild_member = (index as f64)
             < shared.config.guild_fraction * shared.config.bots as f64
             && !shared.guild.is_empty();
@@ -275,13 +275,13 @@ impl Bot {
         };
         match kind {
             ClientMessageKind::Create => (
-                ClientMessage::Create {
+                ClientMessage::Create(warden::protocol::Create {
                     req,
                     command_id,
                     resource_type: self.shared.config.own_type.clone(),
                     owner: None,
                     params: None,
-                },
+                }),
                 // The initial amount is read from the reply.
                 cmd(
                     None,
@@ -292,58 +292,61 @@ impl Bot {
                 ),
             ),
             ClientMessageKind::Allocate(id, amount) => (
-                ClientMessage::Allocate {
+                ClientMessage::Allocate(warden::protocol::Allocate {
                     req,
                     command_id,
                     resource_id: id,
                     amount,
                     reason: "bot purchase".into(),
-                },
+                }),
                 cmd(Some(id), Op::Allocate(amount)),
             ),
             ClientMessageKind::Add(id, amount) => (
-                ClientMessage::Add {
+                ClientMessage::Add(warden::protocol::Add {
                     req,
                     command_id,
                     resource_id: id,
                     amount,
                     reason: "bot reward".into(),
-                },
+                }),
                 cmd(Some(id), Op::Add(amount)),
             ),
             ClientMessageKind::Lock(id) => (
-                ClientMessage::Lock {
+                ClientMessage::Lock(warden::protocol::Lock {
                     req,
                     command_id,
                     resource_id: id,
                     reason: "bot trade".into(),
                     duration_ms: self.shared.config.lock_ms,
-                },
+                }),
                 cmd(Some(id), Op::Lock),
             ),
             ClientMessageKind::Unlock(id) => (
-                ClientMessage::Unlock {
+                ClientMessage::Unlock(warden::protocol::Unlock {
                     req,
                     command_id,
                     resource_id: id,
-                },
+                }),
                 cmd(Some(id), Op::Unlock),
             ),
             ClientMessageKind::Get(id) => (
-                ClientMessage::Get {
+                ClientMessage::Get(warden::protocol::Get {
                     req,
                     resource_id: id,
-                },
+                }),
                 Kind::Query,
             ),
-            ClientMessageKind::List => (ClientMessage::List { req, owner: None }, Kind::Query),
+            ClientMessageKind::List => (
+                ClientMessage::List(warden::protocol::List { req, owner: None }),
+                Kind::Query,
+            ),
             ClientMessageKind::History(id) => (
-                ClientMessage::History {
+                ClientMessage::History(warden::protocol::History {
                     req,
                     resource_id: id,
                     after_version: 0,
                     limit: Some(20),
-                },
+                }),
                 Kind::Query,
             ),
         }
@@ -541,7 +544,7 @@ impl Bot {
             if let ServerMessage::Error { code, .. } = &msg {
                 // The server is about to close this session; the read error that follows
                 // triggers the reconnect.
-                self.shared.rec.error(code);
+                self.shared.rec.error(code.as_str());
             }
             return;
         };
@@ -553,7 +556,7 @@ impl Bot {
             Kind::Query => {
                 self.shared.rec.query(latency);
                 if let ServerMessage::Error { code, .. } = &msg {
-                    self.shared.rec.error(code);
+                    self.shared.rec.error(code.as_str());
                 }
             }
             Kind::Command {
@@ -607,7 +610,7 @@ impl Bot {
             }
             ServerMessage::Error { code, .. } => {
                 if !(self.cleaning_up && code == "not_locked") {
-                    self.shared.rec.error(&code);
+                    self.shared.rec.error(code.as_str());
                 }
                 if code == "not_locked"
                     && let Some(own) = self.own.as_mut()
@@ -615,10 +618,12 @@ impl Bot {
                     own.locked = false;
                 }
                 if let Some(resource_id) = resource {
-                    let outcome = if ambiguous(&code) {
+                    let outcome = if ambiguous(code.as_str()) {
                         Outcome::Unknown
                     } else {
-                        Outcome::Rejected { code }
+                        Outcome::Rejected {
+                            code: code.to_string(),
+                        }
                     };
                     self.entries.push(Entry {
                         resource_id,

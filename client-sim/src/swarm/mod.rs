@@ -17,6 +17,7 @@ pub mod bot;
 pub mod spectator;
 
 use crate::check::{self, Entry, Ledger, Op, Outcome, SubscriberLog};
+pub use crate::config::SwarmConfig;
 use crate::conn::{Client, ConnError};
 use crate::metrics::Recorder;
 use crate::report::SwarmReport;
@@ -37,60 +38,6 @@ pub const GUILD_SERVICE: &str = "client-sim-guild-service";
 /// How long spectators get to receive the last updates after the audit.
 const CATCH_UP: Duration = Duration::from_secs(15);
 
-/// What to run. Every field has a default (see [`SwarmConfig::default`]).
-#[derive(Clone, Debug)]
-pub struct SwarmConfig {
-    /// Base URL of the server (`ws://127.0.0.1:7350`).
-    pub url: String,
-    pub bots: usize,
-    pub spectators: usize,
-    /// How long bots send, counted from the start (the ramp-up is inside it).
-    pub duration: Duration,
-    /// Open-loop total commands per second across all bots; `None` is closed-loop.
-    pub rate: Option<f64>,
-    /// Fraction of bots that also work on the shared guild resources (as a service identity).
-    pub guild_fraction: f64,
-    /// How many shared guild resources.
-    pub guild_resources: usize,
-    /// Bots start spread evenly over this.
-    pub ramp_up: Duration,
-    /// Catalogue type each bot creates for itself (`wood` has no regeneration, so amounts check
-    /// exactly; a regenerating type is counted as "amount unchecked").
-    pub own_type: String,
-    /// Owners (bots) each spectator subscribes to; capped by the server's subscription limit.
-    pub watch: usize,
-    /// A request unanswered this long is resent with the same ids.
-    pub request_timeout: Duration,
-    /// Duration of a bot's lock; bots unlock before it runs out, and at the end of the run.
-    pub lock_ms: u64,
-    /// Least time between two closed-loop sends of one bot (besides the server's rate limit).
-    pub think: Duration,
-    /// After a dropped connection, how long a bot or spectator keeps trying to reconnect (a
-    /// server restart must fit in it).
-    pub reconnect_for: Duration,
-}
-
-impl Default for SwarmConfig {
-    fn default() -> Self {
-        Self {
-            url: "ws://127.0.0.1:7350".into(),
-            bots: 100,
-            spectators: 10,
-            duration: Duration::from_secs(30),
-            rate: None,
-            guild_fraction: 0.1,
-            guild_resources: 4,
-            ramp_up: Duration::from_secs(5),
-            own_type: "wood".into(),
-            watch: 10,
-            request_timeout: Duration::from_secs(10),
-            lock_ms: 30_000,
-            think: Duration::ZERO,
-            reconnect_for: Duration::from_secs(30),
-        }
-    }
-}
-
 #[derive(Debug, Error)]
 pub enum SwarmError {
     #[error("the guild service could not connect: {0}")]
@@ -105,8 +52,9 @@ pub enum SwarmError {
 #[derive(Debug)]
 pub struct TimedOut;
 
-/// What bots and spectators share.
-pub struct Shared {
+/// What every bot and spectator of a swarm reads: the run's settings, the token keys, the
+/// recorder, the stop signal and the guild resources.
+pub struct SwarmEnv {
     pub config: SwarmConfig,
     pub keys: TokenKeys,
     pub rec: Arc<Recorder>,
@@ -119,7 +67,7 @@ pub struct Shared {
     all_ready: Notify,
 }
 
-impl Shared {
+impl SwarmEnv {
     fn bot_ready(&self) {
         if self.ready.fetch_add(1, Ordering::AcqRel) + 1 >= self.config.bots {
             self.all_ready.notify_waiters();
@@ -157,7 +105,7 @@ pub async fn run(
     drop(service);
 
     let stop = cancel.child_token();
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(SwarmEnv {
         config: config.clone(),
         keys: keys.clone(),
         rec: rec.clone(),
@@ -286,12 +234,14 @@ async fn create_guild_resource(
         regen_milli: 0,
     };
     let reply = service
-        .request(|req| ClientMessage::Create {
-            req,
-            command_id,
-            resource_type: "guild-gold".into(),
-            owner: Some(PlayerId::new(GUILD_OWNER)),
-            params: Some(params.clone()),
+        .request(|req| {
+            ClientMessage::Create(warden::protocol::Create {
+                req,
+                command_id,
+                resource_type: "guild-gold".into(),
+                owner: Some(PlayerId::new(GUILD_OWNER)),
+                params: Some(params.clone()),
+            })
         })
         .await
         .map_err(|e| SwarmError::Guild(e.to_string()))?;

@@ -5,7 +5,7 @@
 use crate::check::Seen;
 use crate::conn;
 use crate::metrics::unix_us_now;
-use crate::swarm::Shared;
+use crate::swarm::SwarmEnv;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,7 +36,7 @@ impl Spectator {
     /// version it saw, as docs/protocol.md prescribes, as often as needed.
     pub async fn run(
         self: Arc<Self>,
-        shared: Arc<Shared>,
+        shared: Arc<SwarmEnv>,
         owners: Vec<PlayerId>,
         stop: CancellationToken,
     ) {
@@ -70,11 +70,13 @@ impl Spectator {
                     .iter()
                     .take(cap)
                     .enumerate()
-                    .map(|(i, owner)| ClientMessage::Subscribe {
-                        req: i as u64 + 1,
-                        resource_id: None,
-                        owner: Some(owner.clone()),
-                        from_version: None,
+                    .map(|(i, owner)| {
+                        ClientMessage::Subscribe(warden::protocol::Subscribe {
+                            req: i as u64 + 1,
+                            resource_id: None,
+                            owner: Some(owner.clone()),
+                            from_version: None,
+                        })
                     })
                     .collect()
             } else {
@@ -82,11 +84,13 @@ impl Spectator {
                 seen.iter()
                     .take(cap)
                     .enumerate()
-                    .map(|(i, (id, s))| ClientMessage::Subscribe {
-                        req: i as u64 + 1,
-                        resource_id: Some(*id),
-                        owner: None,
-                        from_version: Some(s.last),
+                    .map(|(i, (id, s))| {
+                        ClientMessage::Subscribe(warden::protocol::Subscribe {
+                            req: i as u64 + 1,
+                            resource_id: Some(*id),
+                            owner: None,
+                            from_version: Some(s.last),
+                        })
                     })
                     .collect()
             };
@@ -120,7 +124,7 @@ impl Spectator {
         }
     }
 
-    fn on_message(&self, shared: &Shared, msg: ServerMessage) {
+    fn on_message(&self, shared: &SwarmEnv, msg: ServerMessage) {
         match msg {
             ServerMessage::Subscribed { resources, .. } => {
                 let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -148,7 +152,7 @@ impl Spectator {
                     .or_default()
                     .update(base_version, version);
             }
-            ServerMessage::Error { code, .. } => shared.rec.error(&code),
+            ServerMessage::Error { code, .. } => shared.rec.error(code.as_str()),
             _ => {}
         }
     }

@@ -1,0 +1,122 @@
+//! The one place where errors become `error` replies: every failure a request can meet has a
+//! code here ([`Coded`]) and turns into a [`RequestError`], which becomes the wire reply. Storage
+//! faults are logged in full and told to the client only as `unavailable`.
+
+use crate::actor::CommandError;
+use crate::auth::AuthError;
+use crate::projection::ReadError;
+use crate::projection::time_travel::StateAtError;
+use crate::protocol::{Coded, ErrorCode, RequestId, ServerMessage};
+use crate::store::StoreError;
+
+/// Why a request failed, as the client will be told: a code and a readable message.
+#[derive(Debug)]
+pub(crate) struct RequestError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl RequestError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The `error` reply; `req` is `None` for an error about the session or a message whose
+    /// `req` could not be read.
+    pub fn into_reply(self, req: Option<RequestId>) -> ServerMessage {
+        ServerMessage::Error {
+            req,
+            code: self.code,
+            message: self.message,
+        }
+    }
+}
+
+/// What answering a request gives: its reply, or why it failed.
+pub(crate) type Answer = Result<ServerMessage, RequestError>;
+
+/// The reply to request `req`, whichever way it went.
+pub(crate) fn reply(req: RequestId, answer: Answer) -> ServerMessage {
+    answer.unwrap_or_else(|e| e.into_reply(Some(req)))
+}
+
+/// An infrastructure fault: the detail goes to the log, the client gets a code.
+impl From<StoreError> for RequestError {
+    fn from(e: StoreError) -> Self {
+        tracing::warn!(error = %e, "request failed on the store");
+        RequestError::new(ErrorCode::Unavailable, "storage unavailable; retry")
+    }
+}
+
+impl From<CommandError> for RequestError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Store(e) => e.into(),
+            e => RequestError::new(e.code(), e.to_string()),
+        }
+    }
+}
+
+impl From<ReadError> for RequestError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Store(e) => e.into(),
+            e => RequestError::new(e.code(), e.to_string()),
+        }
+    }
+}
+
+impl From<StateAtError> for RequestError {
+    fn from(e: StateAtError) -> Self {
+        match e {
+            StateAtError::Store(e) => e.into(),
+            e => RequestError::new(e.code(), e.to_string()),
+        }
+    }
+}
+
+impl Coded for CommandError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            CommandError::Rejected(r) => r.code(),
+            CommandError::CommandIdReused => ErrorCode::CommandIdReused,
+            CommandError::Contention => ErrorCode::Conflict,
+            CommandError::Store(_) => ErrorCode::Unavailable,
+            CommandError::ShuttingDown => ErrorCode::ShuttingDown,
+        }
+    }
+}
+
+impl Coded for ReadError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            ReadError::NotFound(_) => ErrorCode::NotFound,
+            ReadError::Forbidden => ErrorCode::Forbidden,
+            ReadError::Store(_) => ErrorCode::Unavailable,
+        }
+    }
+}
+
+impl Coded for StateAtError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            StateAtError::NotFound => ErrorCode::NotFound,
+            StateAtError::InvalidVersion { .. } => ErrorCode::InvalidVersion,
+            StateAtError::BeforeCreation { .. } => ErrorCode::BeforeCreation,
+            StateAtError::Store(_) => ErrorCode::Unavailable,
+        }
+    }
+}
+
+impl Coded for AuthError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            AuthError::Missing | AuthError::Invalid(_) => ErrorCode::Unauthorized,
+            AuthError::Expired => ErrorCode::TokenExpired,
+            AuthError::Secret { .. } => ErrorCode::Internal,
+        }
+    }
+}

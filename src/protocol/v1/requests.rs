@@ -1,0 +1,303 @@
+//! The requests a client sends, one named struct per message `type` (docs/protocol.md §3), and
+//! the one conversion of the five commands into the domain's [`Command`].
+//!
+//! Every struct refuses unknown fields, and every id must be a UUID string in the canonical form
+//! (`super::canonical`).
+
+use super::canonical;
+use super::{ClientMessage, RequestId};
+use crate::domain::{
+    AddResource, AllocateResource, Command, CommandId, CreateResource, LockResource, PlayerId,
+    ResourceId, ResourceParams, Timestamp, UnlockResource,
+};
+use serde::{Deserialize, Serialize};
+
+/// `create`: a new resource of a type from the server's catalogue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Create {
+    pub req: RequestId,
+    #[serde(deserialize_with = "canonical::command_id")]
+    pub command_id: CommandId,
+    pub resource_type: String,
+    /// Another owner than the caller (services only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<PlayerId>,
+    /// The catalogue's parameters overridden (services only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<ResourceParams>,
+}
+
+/// `allocate`: spend `amount` now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allocate {
+    pub req: RequestId,
+    #[serde(deserialize_with = "canonical::command_id")]
+    pub command_id: CommandId,
+    #[serde(deserialize_with = "canonical::resource_id")]
+    pub resource_id: ResourceId,
+    pub amount: u64,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `add`: add `amount`, up to the resource's maximum.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Add {
+    pub req: RequestId,
+    #[serde(deserialize_with = "canonical::command_id")]
+    pub command_id: CommandId,
+    #[serde(deserialize_with = "canonical::resource_id")]
+    pub resource_id: ResourceId,
+    pub amount: u64,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `lock`: block allocations for `duration_ms`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    pub req: RequestId,
+    #[serde(deserialize_with = "canonical::command_id")]
+    pub command_id: CommandId,
+    #[serde(deserialize_with = "canonical::resource_id")]
+    pub resource_id: ResourceId,
+    pub reason: String,
+    pub duration_ms: u64,
+}
+
+/// `unlock`: release a lock before it expires.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unlock {
+    pub req: RequestId,
+    #[serde(deserialize_with = "canonical::command_id")]
+    pub command_id: CommandId,
+    #[serde(deserialize_with = "canonical::resource_id")]
+    pub resource_id: ResourceId,
+}
+
+/// `get`: one resource's current view.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Get {
+    pub req: RequestId,
+    #[serde(deserialize_with = "canonical::resource_id")]
+    pub resource_id: ResourceId,
+}
+
+/// `list`: the resources of `owner` (default: the caller).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct List {
+    pub req: RequestId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<PlayerId>,
+}
+
+/// `history`: events after `after_version` (default 0), at most `limit` (default and cap: 1000).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct History {
+    pub req: RequestId,
+    #[serde(deserialize_with = "canonical::resource_id")]
+    pub resource_id: ResourceId,
+    #[serde(default)]
+    pub after_version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// `subscribe`: exactly one of `resource_id` and `owner`. With `from_version`, first the changes
+/// after that version from the log (resume), then live ones.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscribe {
+    pub req: RequestId,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "canonical::some_resource_id"
+    )]
+    pub resource_id: Option<ResourceId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<PlayerId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_version: Option<u64>,
+}
+
+/// `unsubscribe`: stop subscription `sub`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unsubscribe {
+    pub req: RequestId,
+    pub sub: u64,
+}
+
+/// `state_at`: the resource's state right after event `version`, or as it stood at instant `at`
+/// (exactly one of the two), rebuilt from its log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateAt {
+    pub req: RequestId,
+    #[serde(deserialize_with = "canonical::resource_id")]
+    pub resource_id: ResourceId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Timestamp>,
+}
+
+/// `ping`: answered with `pong` and the server's clock.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ping {
+    pub req: RequestId,
+}
+
+/// One of the five commands, as the domain takes it, with the envelope it came in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommandMessage {
+    pub req: RequestId,
+    pub command_id: CommandId,
+    pub command: Command,
+}
+
+impl From<Create> for CommandMessage {
+    fn from(m: Create) -> Self {
+        let Create {
+            req,
+            command_id,
+            resource_type,
+            owner,
+            params,
+        } = m;
+        let command = Command::Create(CreateResource {
+            resource_type,
+            owner,
+            params,
+        });
+        Self {
+            req,
+            command_id,
+            command,
+        }
+    }
+}
+
+impl From<Allocate> for CommandMessage {
+    fn from(m: Allocate) -> Self {
+        let Allocate {
+            req,
+            command_id,
+            resource_id,
+            amount,
+            reason,
+        } = m;
+        let command = Command::Allocate(AllocateResource {
+            resource_id,
+            amount,
+            reason,
+        });
+        Self {
+            req,
+            command_id,
+            command,
+        }
+    }
+}
+
+impl From<Add> for CommandMessage {
+    fn from(m: Add) -> Self {
+        let Add {
+            req,
+            command_id,
+            resource_id,
+            amount,
+            reason,
+        } = m;
+        let command = Command::Add(AddResource {
+            resource_id,
+            amount,
+            reason,
+        });
+        Self {
+            req,
+            command_id,
+            command,
+        }
+    }
+}
+
+impl From<Lock> for CommandMessage {
+    fn from(m: Lock) -> Self {
+        let Lock {
+            req,
+            command_id,
+            resource_id,
+            reason,
+            duration_ms,
+        } = m;
+        let command = Command::Lock(LockResource {
+            resource_id,
+            reason,
+            duration_ms,
+        });
+        Self {
+            req,
+            command_id,
+            command,
+        }
+    }
+}
+
+impl From<Unlock> for CommandMessage {
+    fn from(m: Unlock) -> Self {
+        let Unlock {
+            req,
+            command_id,
+            resource_id,
+        } = m;
+        Self {
+            req,
+            command_id,
+            command: Command::Unlock(UnlockResource { resource_id }),
+        }
+    }
+}
+
+/// A client message sorted for handling: the five commands as one domain [`Command`] with its
+/// envelope, every other message as it came.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    Command(CommandMessage),
+    Get(Get),
+    List(List),
+    History(History),
+    Subscribe(Subscribe),
+    Unsubscribe(Unsubscribe),
+    StateAt(StateAt),
+    Ping(Ping),
+}
+
+impl From<ClientMessage> for Request {
+    fn from(msg: ClientMessage) -> Self {
+        match msg {
+            ClientMessage::Create(m) => Request::Command(m.into()),
+            ClientMessage::Allocate(m) => Request::Command(m.into()),
+            ClientMessage::Add(m) => Request::Command(m.into()),
+            ClientMessage::Lock(m) => Request::Command(m.into()),
+            ClientMessage::Unlock(m) => Request::Command(m.into()),
+            ClientMessage::Get(m) => Request::Get(m),
+            ClientMessage::List(m) => Request::List(m),
+            ClientMessage::History(m) => Request::History(m),
+            ClientMessage::Subscribe(m) => Request::Subscribe(m),
+            ClientMessage::Unsubscribe(m) => Request::Unsubscribe(m),
+            ClientMessage::StateAt(m) => Request::StateAt(m),
+            ClientMessage::Ping(m) => Request::Ping(m),
+        }
+    }
+}
