@@ -97,7 +97,8 @@ enum Inserted {
     Failed(StoreError),
 }
 
-/// Commits a batch of chains; returns each chain's outcomes, in order.
+/// Commits a batch of chains; returns each chain's outcomes, in order. The steps are numbered
+/// in the functions they call.
 async fn commit_batch(
     conn: &Conn,
     chains: &[Vec<AppendRequest>],
@@ -118,7 +119,17 @@ async fn commit_batch(
         }
     }
 
-    // 1. The first appends must expect a boundary.
+    check_boundaries(conn, chains, &mut fates).await;
+    insert_chains(conn, chains, &mut fates).await;
+    let heads = settle_refused(conn, chains, &mut fates).await;
+    let written = write_states(conn, chains, &fates, unwritten).await;
+    answers(chains, fates, &heads, &written)
+}
+
+/// Step 1: the first append of a chain must expect a boundary (a version some commit ended at): the
+/// expectations this node does not know as boundaries are looked up at once, and one found
+/// nowhere is refused.
+async fn check_boundaries(conn: &Conn, chains: &[Vec<AppendRequest>], fates: &mut [Vec<Fate>]) {
     let unknown: Vec<(usize, (ResourceId, u64))> = {
         let known = conn.known();
         chains
@@ -147,13 +158,16 @@ async fn commit_batch(
             }
         }
     }
+}
 
-    // 2. The first append of every chain, in one unordered insert.
+/// Steps 2 and 3: the first append of every chain in one unordered insert, then the rest of each chain
+/// whose prefix committed, ordered, until nothing is left to try.
+async fn insert_chains(conn: &Conn, chains: &[Vec<AppendRequest>], fates: &mut [Vec<Fate>]) {
     let firsts: Vec<(usize, usize)> = (0..chains.len())
         .filter(|c| matches!(fates[*c][0], Fate::Pending))
         .map(|c| (c, 0))
         .collect();
-    insert(conn, chains, &mut fates, &firsts, false).await;
+    insert(conn, chains, fates, &firsts, false).await;
 
     // 3. The rest of each chain whose prefix committed, ordered, until nothing is left to try.
     loop {
@@ -174,11 +188,17 @@ async fn commit_batch(
         if rest.is_empty() {
             break;
         }
-        insert(conn, chains, &mut fates, &rest, true).await;
+        insert(conn, chains, fates, &rest, true).await;
     }
+}
 
-    // 4. Refused appends: duplicates or conflicts. Conflicts (and the appends given up after a
-    // failure) report the stored head.
+/// Step 4: refused appends: duplicates (answered with the original commit) or conflicts. Returns the
+/// stored heads of the chains with a refusal, for the conflict answers.
+async fn settle_refused(
+    conn: &Conn,
+    chains: &[Vec<AppendRequest>],
+    fates: &mut [Vec<Fate>],
+) -> Result<HashMap<ResourceId, u64>, StoreError> {
     let refused: Vec<(usize, usize)> = fates
         .iter()
         .enumerate()
@@ -216,9 +236,19 @@ async fn commit_batch(
         };
     }
 
-    // 5. The newest state of every resource committed, as snapshot and view, before answering.
+    heads
+}
+
+/// Step 5: the newest state of every resource committed, as snapshot and view, before answering;
+/// what could not be written waits in `unwritten` for the next batch.
+async fn write_states(
+    conn: &Conn,
+    chains: &[Vec<AppendRequest>],
+    fates: &[Vec<Fate>],
+    unwritten: &mut HashMap<ResourceId, ServerResource>,
+) -> Result<(), StoreError> {
     let mut states = std::mem::take(unwritten);
-    for (chain, fates) in chains.iter().zip(&fates) {
+    for (chain, fates) in chains.iter().zip(fates) {
         for (req, fate) in chain.iter().zip(fates) {
             if matches!(fate, Fate::Committed(_)) {
                 let newer = states
@@ -250,7 +280,16 @@ async fn commit_batch(
         }
     }
 
-    // 6. The answers.
+    written
+}
+
+/// Step 6: the answers, chain by chain: after a chain's first failure, the rest are given up.
+fn answers(
+    chains: &[Vec<AppendRequest>],
+    fates: Vec<Vec<Fate>>,
+    heads: &Result<HashMap<ResourceId, u64>, StoreError>,
+    written: &Result<(), StoreError>,
+) -> Vec<Vec<Result<CommitRecord, AppendError>>> {
     chains
         .iter()
         .zip(fates)
@@ -264,11 +303,11 @@ async fn commit_batch(
                         // Given up after an earlier append of the chain failed.
                         return match failure {
                             Err(AppendError::Store(e)) => Err(e.clone().into()),
-                            _ => Err(conflict(req, &heads)),
+                            _ => Err(conflict(req, heads)),
                         };
                     }
                     let outcome = match fate {
-                        Fate::Committed(record) => match &written {
+                        Fate::Committed(record) => match written {
                             Ok(()) => Ok(record),
                             Err(e) => Err(e.clone().into()),
                         },
