@@ -92,7 +92,7 @@ pub struct Relay {
 }
 
 /// What the relay's loop and the notice task share.
-struct Shared {
+struct RelayEnv {
     feed: Arc<dyn CommitFeed>,
     hub: Arc<Hub>,
     config: RelayConfig,
@@ -110,7 +110,7 @@ impl Relay {
         let streaming = Arc::new(AtomicBool::new(false));
         let ticks = Arc::new(AtomicU64::new(0));
         let (notices_tx, notices_rx) = mpsc::channel(config.notice_queue.max(1));
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(RelayEnv {
             feed,
             hub,
             streaming: streaming.clone(),
@@ -157,7 +157,7 @@ impl Relay {
 /// The relay's loop: refresh what is watched, read the log where something may have happened,
 /// publish other nodes' commits.
 async fn run(
-    shared: Arc<Shared>,
+    shared: Arc<RelayEnv>,
     mut notices: mpsc::Receiver<ResourceId>,
     stop: CancellationToken,
 ) {
@@ -219,7 +219,7 @@ async fn run(
 
 /// The resources the relay watches and the state it last saw of each.
 struct Trackers {
-    shared: Arc<Shared>,
+    shared: Arc<RelayEnv>,
     /// Resource → its state at the last version the relay has seen (`None`: no events yet).
     trackers: HashMap<ResourceId, Option<ServerResource>>,
     /// Subscribed owner → their resources as last listed by the read model.
@@ -357,7 +357,7 @@ impl Trackers {
 /// Follows the feed's notices of other nodes' commits and passes their resource ids to the
 /// relay. Retries every [`RelayConfig::stream_retry`] while the feed cannot stream.
 async fn follow_notices(
-    shared: Arc<Shared>,
+    shared: Arc<RelayEnv>,
     notices: mpsc::Sender<ResourceId>,
     stop: CancellationToken,
 ) {
