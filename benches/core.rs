@@ -207,6 +207,14 @@ fn histogram() -> Histogram<u64> {
 
 fn main() {
     let args = Args::parse();
+    // Logs only when asked (`RUST_LOG=warden=warn,fjall=debug` shows slow commits and the
+    // engine's write stalls); the table goes to stdout either way.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let seconds = Duration::from_secs_f64(args.seconds.max(0.1));
     let dir = args.dir.clone().unwrap_or_else(|| {
         std::env::var_os("CARGO_TARGET_DIR")
