@@ -11,7 +11,7 @@
 //! MongoDB tests), to show what distance to a replica set does; the round trip measured through
 //! it is printed, since timers round sub-millisecond delays up.
 
-#[path = "../tests/mongo_support/proxy.rs"]
+#[path = "../tests/support/mongo/proxy.rs"]
 mod proxy;
 
 use anyhow::Context;

@@ -4,90 +4,26 @@
 //! other), a version committed twice or skipped, a success reply for a change that is not in the
 //! log, and a command reported as failed (`conflict`) that was in fact applied.
 
-use async_trait::async_trait;
+mod support;
+
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use warden::actor::{ActorConfig, CommandError, CommandReply, CommandRequest, Registry};
-use warden::clock::ManualClock;
+use support::{Hooks, TestNode, alice, given_fixed, request};
+use warden::actor::{CommandError, CommandReply, Registry};
 use warden::domain::{
-    AddResource, AllocateResource, Command, CommandId, CreateResource, EventEnvelope, Principal,
-    ResourceEvent, ResourceId, ResourceParams, replay,
+    AddResource, AllocateResource, Command, CommandId, EventEnvelope, ResourceEvent, ResourceId,
+    replay,
 };
-use warden::node::{Node, NodeConfig};
+use warden::node::NodeConfig;
 use warden::protocol::Coded;
-use warden::store::Backend;
-use warden::store::embedded::EmbeddedStore;
-use warden::store::{AppendError, AppendRequest, CommitRecord, EventStore, Loaded, StoreError};
+use warden::store::EventStore;
 
 const INITIAL: u64 = 500;
 
-/// An event store that counts the version conflicts it reports, so a test can tell that the
-/// retry path really ran.
-struct CountingStore {
-    inner: Arc<EmbeddedStore>,
-    conflicts: AtomicU64,
-}
-
-#[async_trait]
-impl EventStore for CountingStore {
-    async fn append(&self, req: AppendRequest) -> Result<CommitRecord, AppendError> {
-        let out = self.inner.append(req).await;
-        if matches!(out, Err(AppendError::Conflict { .. })) {
-            self.conflicts.fetch_add(1, Ordering::Relaxed);
-        }
-        out
-    }
-    async fn load(&self, id: ResourceId) -> Result<Loaded, StoreError> {
-        self.inner.load(id).await
-    }
-    async fn events(
-        &self,
-        id: ResourceId,
-        after_version: u64,
-        limit: usize,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
-        self.inner.events(id, after_version, limit).await
-    }
-    async fn find_command(&self, id: CommandId) -> Result<Option<CommitRecord>, StoreError> {
-        self.inner.find_command(id).await
-    }
-    async fn head(&self, id: ResourceId) -> Result<u64, StoreError> {
-        self.inner.head(id).await
-    }
-    async fn resource_ids(&self) -> Result<Vec<ResourceId>, StoreError> {
-        self.inner.resource_ids().await
-    }
-}
-
-fn config(clock: &ManualClock, actors: ActorConfig) -> NodeConfig {
-    NodeConfig {
-        clock: Arc::new(clock.clone()),
-        actors,
-        ..NodeConfig::default()
-    }
-}
-
 /// A resource of alice's with no regeneration, so the amount moves only by commands.
 async fn create_static(registry: &Registry) -> ResourceId {
-    registry
-        .execute(CommandRequest {
-            command_id: CommandId::new(),
-            principal: Principal::service("backend"),
-            command: Command::Create(CreateResource {
-                resource_type: "tokens".into(),
-                owner: Some(Principal::player("alice").player),
-                params: Some(ResourceParams {
-                    initial_amount: INITIAL,
-                    max_amount: 1_000_000_000,
-                    regen_milli: 0,
-                }),
-            }),
-        })
-        .await
-        .expect("create")
-        .resource_id
+    given_fixed(registry, "alice", INITIAL, 1_000_000_000).await
 }
 
 /// The `i`-th command of racer `racer`: a mix of allocates and adds of 1 to 19.
@@ -121,17 +57,11 @@ struct Seen {
 
 async fn race(registry: Registry, id: ResourceId, racer: u64, commands: u64) -> Seen {
     let mut seen = Seen::default();
-    let alice = Principal::player("alice");
     for i in 0..commands {
         let (command, delta) = command(id, racer, i);
-        let command_id = CommandId::new();
-        let outcome = registry
-            .execute(CommandRequest {
-                command_id,
-                principal: alice.clone(),
-                command,
-            })
-            .await;
+        let request = request(&alice(), command);
+        let command_id = request.command_id;
+        let outcome = registry.execute(request).await;
         match outcome {
             Ok(reply) => seen.ok.push((command_id, delta, reply)),
             Err(CommandError::Contention) => seen.conflicted.push(command_id),
@@ -209,13 +139,8 @@ fn check_log(log: &[EventEnvelope], seen: &[Seen]) {
 async fn many_concurrent_writers_on_one_node_lose_no_update() {
     const RACERS: u64 = 32;
     const EACH: u64 = 50;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let clock = ManualClock::at(1_767_225_600_000);
-    let node = Node::start(
-        &Backend::local(store.clone(), store.clone()),
-        config(&clock, ActorConfig::default()),
-    );
+    let t = TestNode::embedded();
+    let (node, store) = (t.node, &t.store);
     let id = create_static(node.registry()).await;
 
     let racers: Vec<_> = (0..RACERS)
@@ -243,21 +168,11 @@ async fn many_concurrent_writers_on_one_node_lose_no_update() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_actor_on_another_node_conflicts_reloads_and_applies_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let inner = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let store = Arc::new(CountingStore {
-        inner: inner.clone(),
-        conflicts: AtomicU64::new(0),
-    });
-    let clock = ManualClock::at(1_767_225_600_000);
-    let a = Node::start(
-        &Backend::local(store.clone(), inner.clone()),
-        config(&clock, ActorConfig::default()),
-    );
-    let b = Node::start(
-        &Backend::local(store.clone(), inner.clone()),
-        config(&clock, ActorConfig::default()),
-    );
+    // Two nodes on one store whose appends are counted (to tell that the retry path really ran).
+    let hooks = Arc::new(Hooks::new());
+    let t = TestNode::hooked(&hooks, |_| {});
+    let b = t.another(|_| {});
+    let (a, inner) = (t.node, &t.store);
     let id = create_static(a.registry()).await;
 
     // Given: b's actor has loaded the resource (version 2 after its own command) ...
@@ -269,10 +184,7 @@ async fn a_stale_actor_on_another_node_conflicts_reloads_and_applies_once() {
     // When: b decides on its stale copy.
     let b2 = race(b.registry().clone(), id, 3, 1).await;
     // Then: its append conflicted, it reloaded and committed on top of a's change.
-    assert!(
-        store.conflicts.load(Ordering::Relaxed) >= 1,
-        "b must have met a conflict"
-    );
+    assert!(hooks.conflicts() >= 1, "b must have met a conflict");
     assert_eq!(b2.ok[0].2.version, 4);
 
     let log = inner.events(id, 0, usize::MAX).await.unwrap();
@@ -285,28 +197,16 @@ async fn a_stale_actor_on_another_node_conflicts_reloads_and_applies_once() {
 async fn two_nodes_racing_on_one_resource_commit_each_version_once() {
     const RACERS_PER_NODE: u64 = 16;
     const EACH: u64 = 25;
-    let dir = tempfile::tempdir().unwrap();
-    let inner = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let store = Arc::new(CountingStore {
-        inner: inner.clone(),
-        conflicts: AtomicU64::new(0),
-    });
-    let clock = ManualClock::at(1_767_225_600_000);
     // Few attempts and a tiny back-off, so some commands exhaust their retries and must be
     // reported as `conflict` without having been applied.
-    let actors = ActorConfig {
-        max_attempts: 3,
-        backoff: Duration::from_micros(50),
-        ..ActorConfig::default()
+    let few_attempts = |c: &mut NodeConfig| {
+        c.actors.max_attempts = 3;
+        c.actors.backoff = Duration::from_micros(50);
     };
-    let a = Node::start(
-        &Backend::local(store.clone(), inner.clone()),
-        config(&clock, actors.clone()),
-    );
-    let b = Node::start(
-        &Backend::local(store.clone(), inner.clone()),
-        config(&clock, actors),
-    );
+    let hooks = Arc::new(Hooks::new());
+    let t = TestNode::hooked(&hooks, few_attempts);
+    let b = t.another(few_attempts);
+    let (a, inner) = (t.node, &t.store);
     let id = create_static(a.registry()).await;
 
     let racers: Vec<_> = (0..2 * RACERS_PER_NODE)
@@ -339,7 +239,7 @@ async fn two_nodes_racing_on_one_resource_commit_each_version_once() {
         "two nodes: {} + {} successes, {conflicted} gave up on conflict, {refused} refused, {} append conflicts",
         from(0),
         from(1),
-        store.conflicts.load(Ordering::Relaxed)
+        hooks.conflicts()
     );
     assert!(
         from(0) > 0 && from(1) > 0,

@@ -3,75 +3,39 @@
 //! version, a rejection decided on a state that never committed, a retry applied twice inside a
 //! batch, and a lost update when two actors (two nodes) race on one resource.
 
+mod support;
+
 use std::sync::Arc;
-use warden::actor::{ActorConfig, CommandError, CommandRequest, Registry};
+use support::{DataDir, T0, add, allocate, bare_registry, given_fixed, request, service};
+use warden::actor::{CommandError, Registry};
 use warden::clock::ManualClock;
-use warden::domain::{
-    AddResource, AllocateResource, Catalogue, Command, CommandId, CreateResource, Principal,
-    Rejection, ResourceId, ResourceParams,
-};
-use warden::hub::Hub;
+use warden::domain::{Command, Rejection, ResourceId};
 use warden::store::EventStore;
 use warden::store::embedded::EmbeddedStore;
 
-fn registry(store: Arc<EmbeddedStore>) -> Registry {
-    Registry::new(
-        store,
-        Arc::new(Hub::new()),
-        Arc::new(Catalogue::default()),
-        Arc::new(ManualClock::at(1_767_225_600_000)),
-        ActorConfig::default(),
-    )
+/// A registry (no node) on `store`, its clock fixed at T0.
+fn registry(store: &Arc<EmbeddedStore>) -> Registry {
+    bare_registry(store.clone(), &ManualClock::at(T0))
 }
 
-fn request(command: Command) -> CommandRequest {
-    CommandRequest {
-        command_id: CommandId::new(),
-        principal: Principal::service("svc"),
-        command,
-    }
+/// `command`, sent by a service.
+fn by_service(command: Command) -> warden::actor::CommandRequest {
+    request(&service(), command)
 }
 
+/// A resource holding `initial` with room to grow and no regeneration.
 async fn create(registry: &Registry, initial: u64) -> ResourceId {
-    let reply = registry
-        .execute(request(Command::Create(CreateResource {
-            resource_type: "gems".into(),
-            owner: None,
-            params: Some(ResourceParams {
-                initial_amount: initial,
-                max_amount: 1_000_000,
-                regen_milli: 0,
-            }),
-        })))
-        .await
-        .expect("create");
-    reply.resource_id
-}
-
-fn add(id: ResourceId, amount: u64) -> Command {
-    Command::Add(AddResource {
-        resource_id: id,
-        amount,
-        reason: String::new(),
-    })
-}
-
-fn allocate(id: ResourceId, amount: u64) -> Command {
-    Command::Allocate(AllocateResource {
-        resource_id: id,
-        amount,
-        reason: String::new(),
-    })
+    given_fixed(registry, "alice", initial, 1_000_000).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_commands_on_one_resource_each_get_their_own_version() {
     // Given a resource and 300 concurrent adds of one unit (more than one batch's worth),
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let registry = registry(store.clone());
+    let dir = DataDir::temp();
+    let store = dir.open();
+    let registry = registry(&store);
     let id = create(&registry, 0).await;
-    let requests: Vec<_> = (0..300).map(|_| request(add(id, 1))).collect();
+    let requests: Vec<_> = (0..300).map(|_| by_service(add(id, 1))).collect();
     let sent: Vec<_> = requests.iter().map(|r| r.command_id).collect();
     let replies =
         futures::future::join_all(requests.into_iter().map(|r| registry.execute(r))).await;
@@ -103,12 +67,12 @@ async fn concurrent_commands_on_one_resource_each_get_their_own_version() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejections_follow_the_commands_decided_before_them() {
     // Given 5 units and 12 concurrent allocations of one unit each,
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let registry = registry(store.clone());
+    let dir = DataDir::temp();
+    let store = dir.open();
+    let registry = registry(&store);
     let id = create(&registry, 5).await;
     let replies =
-        futures::future::join_all((0..12).map(|_| registry.execute(request(allocate(id, 1)))))
+        futures::future::join_all((0..12).map(|_| registry.execute(by_service(allocate(id, 1)))))
             .await;
     // then exactly 5 succeed and the rest are refused as insufficient, never overdrawn.
     let ok = replies.iter().filter(|r| r.is_ok()).count();
@@ -130,14 +94,14 @@ async fn rejections_follow_the_commands_decided_before_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_among_concurrent_commands_gets_the_first_outcome() {
     // Given a command already applied,
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let registry = registry(store.clone());
+    let dir = DataDir::temp();
+    let store = dir.open();
+    let registry = registry(&store);
     let id = create(&registry, 0).await;
-    let first = request(add(id, 7));
+    let first = by_service(add(id, 7));
     let original = registry.execute(first.clone()).await.unwrap();
     // when it is retried among other commands that reach the actor together,
-    let mut batch: Vec<_> = (0..20).map(|_| request(add(id, 1))).collect();
+    let mut batch: Vec<_> = (0..20).map(|_| by_service(add(id, 1))).collect();
     batch.insert(10, first.clone());
     let replies = futures::future::join_all(batch.into_iter().map(|r| registry.execute(r))).await;
     // then the retry answers with the first outcome and applies nothing again,
@@ -155,15 +119,15 @@ async fn a_retry_among_concurrent_commands_gets_the_first_outcome() {
 async fn two_actors_racing_on_one_resource_lose_no_update() {
     // Given two registries (as two nodes would) on one store, each with an actor for the same
     // resource,
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let a = registry(store.clone());
-    let b = registry(store.clone());
+    let dir = DataDir::temp();
+    let store = dir.open();
+    let a = registry(&store);
+    let b = registry(&store);
     let id = create(&a, 0).await;
     // when both send batches of adds at once (so their batches conflict and are decided again),
     let sends = (0..200).map(|i| {
         let r = if i % 2 == 0 { a.clone() } else { b.clone() };
-        async move { r.execute(request(add(id, 1))).await }
+        async move { r.execute(by_service(add(id, 1))).await }
     });
     let replies = futures::future::join_all(sends).await;
     // then every success is in the log exactly once and the total matches the successes.

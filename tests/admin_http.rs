@@ -2,13 +2,13 @@
 //! text with a real HTTP client, `/healthz`, `/readyz` through a graceful shutdown, and the JSON
 //! logs of the real `warden` binary.
 
-mod common;
+mod support;
 
-use common::{PATIENCE, TestServer, applied, error_code};
 use prometheus_parse::{Sample, Scrape, Value};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
+use support::{LocalServer, PATIENCE, applied, error_code, wait_for_some};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use warden::admin::AdminState;
@@ -23,11 +23,11 @@ struct Admin {
 }
 
 impl Admin {
-    async fn start(server: &TestServer) -> Self {
+    async fn start(server: &LocalServer) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let state = AdminState::new(server.node.clone(), server.shutdown_token())
-            .with_data_dir(&server.dir);
+            .with_data_dir(server.dir().path());
         let stop = CancellationToken::new();
         let task = tokio::spawn(warden::admin::run(listener, state, stop.clone()));
         Self { base, stop, task }
@@ -92,7 +92,7 @@ fn histogram_count(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 
 // label, and latency histograms that do not see every answered command.
 #[tokio::test]
 async fn metrics_count_exactly_the_commands_sent_by_kind_and_outcome() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let admin = Admin::start(&server).await;
     let mut alice = server.connect("alice", Role::Player).await;
 
@@ -223,21 +223,22 @@ async fn metrics_count_exactly_the_commands_sent_by_kind_and_outcome() {
 
     // When the client leaves, the session is counted as closed by the client.
     drop(alice);
-    let mut closed = 0.0;
-    for _ in 0..300 {
-        let scrape = admin.scrape().await;
-        closed = value(
-            &scrape,
-            "warden_connections_closed_total",
-            &[("code", "client")],
-        );
-        if closed == 1.0 {
-            assert_eq!(value(&scrape, "warden_connections_open", &[]), 0.0);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(closed, 1.0, "the closed session is counted");
+    let admin_ref = &admin;
+    let scrape = wait_for_some(
+        "the closed session to be counted",
+        PATIENCE,
+        || async move {
+            let scrape = admin_ref.scrape().await;
+            let closed = value(
+                &scrape,
+                "warden_connections_closed_total",
+                &[("code", "client")],
+            );
+            (closed == 1.0).then_some(scrape)
+        },
+    )
+    .await;
+    assert_eq!(value(&scrape, "warden_connections_open", &[]), 0.0);
     admin.stop().await;
     server.stop().await;
 }
@@ -245,7 +246,7 @@ async fn metrics_count_exactly_the_commands_sent_by_kind_and_outcome() {
 // Guards against: a rate limit, malformed input or a subscription that the metrics do not show.
 #[tokio::test]
 async fn metrics_show_rate_limits_malformed_messages_and_subscriptions() {
-    let server = TestServer::start_with(warden::net::NetConfig {
+    let server = LocalServer::start_with(warden::net::NetConfig {
         commands_per_second: 1,
         commands_burst: 2,
         ..warden::net::NetConfig::default()
@@ -282,7 +283,7 @@ async fn metrics_show_rate_limits_malformed_messages_and_subscriptions() {
 // Guards against: a balancer that keeps sending players to a node that is draining.
 #[tokio::test]
 async fn readyz_turns_503_when_shutdown_begins_before_sessions_close() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let admin = Admin::start(&server).await;
     let (status, body) = admin.get("/healthz").await;
     assert_eq!(status, 200, "{body}");
@@ -403,7 +404,7 @@ async fn json_logs_are_one_object_per_line_with_connection_lines_and_no_token() 
     // A session that sends a command, then leaves.
     let keys = warden::auth::TokenKeys::load(dir.path()).unwrap();
     let token = keys.mint("dave", Role::Player, 3600);
-    let mut dave = common::Client::connect(&format!("ws://{game}/v1?token={token}"))
+    let mut dave = support::Client::connect(&format!("ws://{game}/v1?token={token}"))
         .await
         .unwrap();
     dave.create_id("wood").await;

@@ -5,24 +5,22 @@
 //! version, or into a state that replaying its log does not reproduce; and regeneration that
 //! depends on how often it is observed.
 
+mod support;
+
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use std::sync::Arc;
-use warden::actor::{CommandReply, CommandRequest};
-use warden::clock::ManualClock;
+use support::{DataDir, T0, TestNode, alice, bob, execute, service};
+use warden::actor::CommandReply;
 use warden::domain::{
     AddResource, AllocateResource, Balance, Catalogue, Command, CommandId, CreateResource,
     EventEnvelope, LockResource, MAX_LOCK_MS, MICRO_PER_UNIT, Principal, ResourceEvent, ResourceId,
     ResourceParams, ServerResource, Timestamp, UnlockResource, accrue, decide, decide_create,
     replay, stamp,
 };
-use warden::node::{Node, NodeConfig};
 use warden::protocol::Coded;
-use warden::store::Backend;
 use warden::store::EventStore;
 use warden::store::embedded::EmbeddedStore;
-
-const T0: i64 = 1_767_225_600_000;
 
 #[derive(Clone, Copy, Debug)]
 enum Who {
@@ -35,9 +33,9 @@ enum Who {
 impl Who {
     fn principal(self) -> Principal {
         match self {
-            Who::Owner => Principal::player("alice"),
-            Who::OtherPlayer => Principal::player("bob"),
-            Who::Service => Principal::service("backend"),
+            Who::Owner => alice(),
+            Who::OtherPlayer => bob(),
+            Who::Service => service(),
             Who::Spectator => Principal::spectator("eve"),
         }
     }
@@ -165,7 +163,7 @@ fn create(params: Option<ResourceParams>) -> (Principal, CreateResource) {
         who.principal(),
         CreateResource {
             resource_type: "gold".into(),
-            owner: Some(Principal::player("alice").player),
+            owner: Some(alice().player),
             params,
         },
     )
@@ -341,51 +339,24 @@ proptest! {
 async fn run_through_node(
     params: Option<ResourceParams>,
     steps: &[Step],
-) -> (
-    Arc<EmbeddedStore>,
-    ResourceId,
-    Vec<CommandReply>,
-    tempfile::TempDir,
-) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let clock = ManualClock::at(T0);
-    let node = Node::start(
-        &Backend::local(store.clone(), store.clone()),
-        NodeConfig {
-            clock: Arc::new(clock.clone()),
-            ..NodeConfig::default()
-        },
-    );
+) -> (Arc<EmbeddedStore>, ResourceId, Vec<CommandReply>, DataDir) {
+    let t = TestNode::embedded();
     let (creator, cmd) = create(params);
-    let created = node
-        .registry()
-        .execute(CommandRequest {
-            command_id: CommandId::new(),
-            principal: creator,
-            command: Command::Create(cmd),
-        })
+    let created = execute(t.registry(), &creator, Command::Create(cmd))
         .await
         .expect("create");
     let id = created.resource_id;
     let mut replies = vec![created];
     for step in steps {
-        clock.advance_ms(step.dt);
-        let outcome = node
-            .registry()
-            .execute(CommandRequest {
-                command_id: CommandId::new(),
-                principal: step.who.principal(),
-                command: step.op.command(id),
-            })
-            .await;
+        t.clock.advance_ms(step.dt);
+        let outcome = execute(t.registry(), &step.who.principal(), step.op.command(id)).await;
         match outcome {
             Ok(reply) => replies.push(reply),
             Err(e) => assert!(e.code() != "unavailable" && e.code() != "conflict", "{e}"),
         }
     }
-    node.shutdown().await;
-    (store, id, replies, dir)
+    t.node.shutdown().await;
+    (t.store, id, replies, t.dir)
 }
 
 proptest! {

@@ -5,6 +5,9 @@
 //! does not block, an add that overflows or passes max), a wrong rejection code reaching clients,
 //! and regeneration that loses or invents fractions of a unit.
 
+mod support;
+
+use support::{T0, alice, bob, service};
 use warden::domain::{
     AddResource, AllocateResource, Catalogue, Command, CommandId, CreateResource, LockResource,
     MAX_LOCK_MS, MAX_REASON_BYTES, Principal, Rejection, ResourceEvent, ResourceId, ResourceParams,
@@ -12,23 +15,8 @@ use warden::domain::{
 };
 use warden::protocol::Coded;
 
-/// The instant every scenario starts at.
-const T0: i64 = 1_767_225_600_000;
-
 fn at(ms_after_t0: i64) -> Timestamp {
     Timestamp(T0 + ms_after_t0)
-}
-
-fn alice() -> Principal {
-    Principal::player("alice")
-}
-
-fn bob() -> Principal {
-    Principal::player("bob")
-}
-
-fn service() -> Principal {
-    Principal::service("shop-backend")
 }
 
 fn create_cmd(resource_type: &str) -> CreateResource {

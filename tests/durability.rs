@@ -6,51 +6,35 @@
 //! drifts from the log or stays behind it after a crash, and a store that will not write again
 //! after a crash.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use warden::actor::{ActorConfig, CommandReply, CommandRequest, Registry};
+use support::node::close;
+use support::{
+    DataDir, T0, TestNode, alice, allocate, bare_registry, create_catalogue, create_gold, execute,
+    request,
+};
+use warden::actor::{CommandReply, Registry};
 use warden::clock::ManualClock;
 use warden::domain::{
-    AddResource, AllocateResource, Catalogue, ClientResource, Command, CommandId, CreateResource,
-    LockResource, Principal, ResourceId, ServerResource, UnlockResource, replay,
+    AddResource, AllocateResource, ClientResource, Command, CommandId, LockResource, Principal,
+    ResourceId, ServerResource, UnlockResource, replay,
 };
-use warden::hub::Hub;
-use warden::node::{Node, NodeConfig};
 use warden::projection::{catch_up, rebuild};
-use warden::store::Backend;
 use warden::store::embedded::EmbeddedStore;
 use warden::store::{EventStore, ReadModelStore};
 
-const T0: i64 = 1_767_225_600_000;
-
-fn start(store: &Arc<EmbeddedStore>, clock: &ManualClock) -> Node {
-    Node::start(
-        &Backend::local(store.clone(), store.clone()),
-        NodeConfig {
-            clock: Arc::new(clock.clone()),
-            ..NodeConfig::default()
-        },
-    )
-}
-
-/// Drops the last handle to the store, which joins its writer and closes its files.
-fn close(store: Arc<EmbeddedStore>) {
-    let store = Arc::into_inner(store).expect("nothing else still holds the store after shutdown");
-    drop(store);
-}
-
+/// Runs `command` as `who`; its command id and reply if it was applied.
 async fn send(
     registry: &Registry,
     who: &Principal,
     command: Command,
 ) -> Option<(CommandId, CommandReply)> {
-    let command_id = CommandId::new();
+    let request = request(who, command);
+    let command_id = request.command_id;
     registry
-        .execute(CommandRequest {
-            command_id,
-            principal: who.clone(),
-            command,
-        })
+        .execute(request)
         .await
         .ok()
         .map(|reply| (command_id, reply))
@@ -59,13 +43,8 @@ async fn send(
 /// Player `p` creates gold and sends a script of commands; returns every acknowledged command.
 async fn play(registry: Registry, p: usize, commands: usize) -> Vec<(CommandId, CommandReply)> {
     let who = Principal::player(format!("player-{p}"));
-    let create = Command::Create(CreateResource {
-        resource_type: "gold".into(),
-        owner: None,
-        params: None,
-    });
     let mut acked = Vec::new();
-    let (cid, created) = send(&registry, &who, create).await.expect("create");
+    let (cid, created) = send(&registry, &who, create_gold()).await.expect("create");
     let id = created.resource_id;
     acked.push((cid, created));
     for i in 0..commands {
@@ -95,14 +74,11 @@ async fn play(registry: Registry, p: usize, commands: usize) -> Vec<(CommandId, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_command_survives_dropping_everything() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::at(T0);
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let node = start(&store, &clock);
+    let t = TestNode::embedded();
 
     // Given: eight players writing at once (so appends share group commits) ...
     let players: Vec<_> = (0..8)
-        .map(|p| tokio::spawn(play(node.registry().clone(), p, 20)))
+        .map(|p| tokio::spawn(play(t.registry().clone(), p, 20)))
         .collect();
     let mut acked = Vec::new();
     for p in players {
@@ -121,9 +97,8 @@ async fn every_acknowledged_command_survives_dropping_everything() {
     assert_eq!(last.len(), 8);
 
     // When: the node stops, the store is dropped and opened again from its directory.
-    node.shutdown().await;
-    close(store);
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let dir = t.stop().await;
+    let store = dir.open();
 
     // Then: every acknowledged version is there, holding the command that was acknowledged.
     for (command_id, reply) in &acked {
@@ -156,9 +131,9 @@ async fn every_acknowledged_command_survives_dropping_everything() {
     }
 
     // The read model kept through the restart equals one rebuilt from the log, view by view.
-    let fresh_dir = tempfile::tempdir().unwrap();
-    let rebuilt = EmbeddedStore::open(fresh_dir.path()).unwrap();
-    assert_eq!(rebuild(store.as_ref(), &rebuilt).await.unwrap(), 8);
+    let fresh_dir = DataDir::temp();
+    let rebuilt = fresh_dir.open();
+    assert_eq!(rebuild(store.as_ref(), rebuilt.as_ref()).await.unwrap(), 8);
     for (id, state) in &last {
         let live = store.get(*id).await.unwrap();
         assert_eq!(live, rebuilt.get(*id).await.unwrap(), "view of {id}");
@@ -180,50 +155,24 @@ async fn every_acknowledged_command_survives_dropping_everything() {
 }
 
 /// Commands applied through a bare registry: no node, no task of any kind besides the actor.
-async fn commit_through_bare_registry(
-    store: &Arc<EmbeddedStore>,
-    clock: &ManualClock,
-    id: ResourceId,
-) -> u64 {
-    let registry = Registry::new(
-        store.clone(),
-        Arc::new(Hub::new()),
-        Arc::new(Catalogue::default()),
-        Arc::new(clock.clone()),
-        ActorConfig::default(),
-    );
-    let alice = Principal::player("alice");
+async fn commit_through_bare_registry(store: &Arc<EmbeddedStore>, id: ResourceId) -> u64 {
+    let registry = bare_registry(store.clone(), &ManualClock::at(T0));
     for amount in [100, 50] {
-        send(
-            &registry,
-            &alice,
-            Command::Allocate(AllocateResource {
-                resource_id: id,
-                amount,
-                reason: String::new(),
-            }),
-        )
-        .await
-        .expect("allocate");
+        execute(&registry, &alice(), allocate(id, amount))
+            .await
+            .expect("allocate");
     }
     registry.shutdown().await;
     store.head(id).await.unwrap()
 }
 
-async fn create_gold(store: &Arc<EmbeddedStore>, clock: &ManualClock) -> ResourceId {
-    let node = start(store, clock);
-    let (_, created) = send(
-        node.registry(),
-        &Principal::player("alice"),
-        Command::Create(CreateResource {
-            resource_type: "gold".into(),
-            owner: None,
-            params: None,
-        }),
-    )
-    .await
-    .expect("create");
-    node.shutdown().await;
+/// Alice's gold, created through a node on `store` that is then shut down (the store stays open).
+async fn create_gold_then_stop_the_node(store: &Arc<EmbeddedStore>, dir: &DataDir) -> ResourceId {
+    let t = TestNode::on(store.clone(), dir.clone(), |_| {});
+    let created = execute(t.registry(), &alice(), create_gold())
+        .await
+        .expect("create");
+    t.node.shutdown().await;
     created.resource_id
 }
 
@@ -231,17 +180,16 @@ async fn create_gold(store: &Arc<EmbeddedStore>, clock: &ManualClock) -> Resourc
 /// view is written in the same atomic batch as the events, so there is no such moment).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_view_is_committed_with_the_events_and_survives_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::at(T0);
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let id = create_gold(&store, &clock).await;
-    let head = commit_through_bare_registry(&store, &clock, id).await;
+    let dir = DataDir::temp();
+    let store = dir.open();
+    let id = create_gold_then_stop_the_node(&store, &dir).await;
+    let head = commit_through_bare_registry(&store, id).await;
     assert_eq!(head, 3);
     let view = store.get(id).await.unwrap().unwrap();
     assert_eq!((view.version, view.amount), (3, 850), "current at once");
     close(store);
 
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let store = dir.open();
     let state = store.load(id).await.unwrap().state().unwrap();
     let view = store.get(id).await.unwrap().unwrap();
     assert_eq!(view, ClientResource::from_server(&state));
@@ -256,11 +204,10 @@ async fn the_view_is_committed_with_the_events_and_survives_a_reopen() {
 /// Guards against: a lost read model that cannot be restored without replaying by hand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catch_up_restores_a_read_model_that_was_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::at(T0);
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let id = create_gold(&store, &clock).await;
-    commit_through_bare_registry(&store, &clock, id).await;
+    let dir = DataDir::temp();
+    let store = dir.open();
+    let id = create_gold_then_stop_the_node(&store, &dir).await;
+    commit_through_bare_registry(&store, id).await;
     store.clear().await.unwrap();
     assert_eq!(store.get(id).await.unwrap(), None);
 
@@ -313,7 +260,7 @@ fn kill_9_cycles_lose_and_duplicate_nothing() {
     if let Some(dir) = std::env::var_os(CRASH_CHILD_DIR) {
         return crash_child(std::path::Path::new(&dir));
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = DataDir::temp();
     let mut acks: Vec<Ack> = Vec::new();
     let mut rng = rand::rng();
     for cycle in 0..KILL_CYCLES {
@@ -411,12 +358,11 @@ fn crash_child(dir: &std::path::Path) {
         .build()
         .unwrap();
     rt.block_on(async {
-        let store = Arc::new(EmbeddedStore::open(dir).unwrap());
-        let node = start(&store, &ManualClock::at(T0));
+        let t = TestNode::reopen(DataDir::at(dir), |_| {});
         let writers: Vec<_> = (0..CRASH_WRITERS)
             .map(|p| {
-                let registry = node.registry().clone();
-                let store = store.clone();
+                let registry = t.registry().clone();
+                let store = t.store.clone();
                 tokio::spawn(async move {
                     let who = Principal::player(format!("crash-{p}"));
                     let print = |id: ResourceId, version: u64, cid: CommandId| {
@@ -428,11 +374,7 @@ fn crash_child(dir: &std::path::Path) {
                     let id = match existing.first() {
                         Some(view) => view.id,
                         None => {
-                            let create = Command::Create(CreateResource {
-                                resource_type: "wood".into(),
-                                owner: None,
-                                params: None,
-                            });
+                            let create = create_catalogue("wood");
                             let (cid, created) = send(&registry, &who, create).await.unwrap();
                             print(created.resource_id, created.version, cid);
                             created.resource_id
@@ -440,17 +382,9 @@ fn crash_child(dir: &std::path::Path) {
                     };
                     for i in 0..20_000 {
                         let command = if i % 2 == 0 {
-                            Command::Add(AddResource {
-                                resource_id: id,
-                                amount: 1,
-                                reason: String::new(),
-                            })
+                            support::add(id, 1)
                         } else {
-                            Command::Allocate(AllocateResource {
-                                resource_id: id,
-                                amount: 1,
-                                reason: String::new(),
-                            })
+                            allocate(id, 1)
                         };
                         if let Some((cid, reply)) = send(&registry, &who, command).await {
                             print(id, reply.version, cid);

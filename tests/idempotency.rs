@@ -4,104 +4,34 @@
 //! retried allocate that succeeded being told "insufficient" because it already spent the gold,
 //! a retried create making a second resource, and a command id that silently means two things.
 
-use std::sync::Arc;
-use warden::actor::{CommandError, CommandReply, CommandRequest, Registry};
-use warden::clock::ManualClock;
-use warden::domain::{
-    AddResource, AllocateResource, Command, CommandId, CreateResource, Principal, ResourceId,
-    ResourceParams,
+mod support;
+
+use support::{
+    TestNode, add, alice, allocate, create_gold, execute_id, given_fixed, request, request_id,
 };
-use warden::node::{Node, NodeConfig};
+use warden::actor::{CommandError, CommandReply, CommandRequest, Registry};
+use warden::domain::{AllocateResource, Command, CommandId, Principal, ResourceId};
 use warden::protocol::Coded;
-use warden::store::Backend;
 use warden::store::EventStore;
-use warden::store::embedded::EmbeddedStore;
-
-const T0: i64 = 1_767_225_600_000;
-
-fn start(store: &Arc<EmbeddedStore>) -> Node {
-    Node::start(
-        &Backend::local(store.clone(), store.clone()),
-        NodeConfig {
-            clock: Arc::new(ManualClock::at(T0)),
-            ..NodeConfig::default()
-        },
-    )
-}
-
-fn alice() -> Principal {
-    Principal::player("alice")
-}
-
-async fn execute(
-    registry: &Registry,
-    command_id: CommandId,
-    command: Command,
-) -> Result<CommandReply, CommandError> {
-    registry
-        .execute(CommandRequest {
-            command_id,
-            principal: alice(),
-            command,
-        })
-        .await
-}
-
-fn create_gold() -> Command {
-    Command::Create(CreateResource {
-        resource_type: "gold".into(),
-        owner: None,
-        params: None,
-    })
-}
 
 /// Alice's resource holding `amount`, with no regeneration.
 async fn given(registry: &Registry, amount: u64) -> ResourceId {
-    registry
-        .execute(CommandRequest {
-            command_id: CommandId::new(),
-            principal: Principal::service("backend"),
-            command: Command::Create(CreateResource {
-                resource_type: "tokens".into(),
-                owner: Some(alice().player),
-                params: Some(ResourceParams {
-                    initial_amount: amount,
-                    max_amount: 10_000,
-                    regen_milli: 0,
-                }),
-            }),
-        })
-        .await
-        .unwrap()
-        .resource_id
-}
-
-fn allocate(id: ResourceId, amount: u64) -> Command {
-    Command::Allocate(AllocateResource {
-        resource_id: id,
-        amount,
-        reason: String::new(),
-    })
-}
-
-fn add(id: ResourceId, amount: u64) -> Command {
-    Command::Add(AddResource {
-        resource_id: id,
-        amount,
-        reason: String::new(),
-    })
+    given_fixed(registry, "alice", amount, 10_000).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_command_id_twice_applies_once_and_answers_the_same() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let node = start(&store);
+    let t = TestNode::embedded();
+    let (node, store) = (t.node, &t.store);
     let id = given(node.registry(), 1000).await;
 
     let cid = CommandId::new();
-    let first = execute(node.registry(), cid, add(id, 10)).await.unwrap();
-    let again = execute(node.registry(), cid, add(id, 10)).await.unwrap();
+    let first = execute_id(node.registry(), cid, &alice(), add(id, 10))
+        .await
+        .unwrap();
+    let again = execute_id(node.registry(), cid, &alice(), add(id, 10))
+        .await
+        .unwrap();
 
     assert!(!first.duplicate);
     assert!(
@@ -128,20 +58,23 @@ async fn the_same_command_id_twice_applies_once_and_answers_the_same() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_answers_the_original_outcome_even_after_later_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let node = start(&store);
+    let t = TestNode::embedded();
+    let (node, store) = (t.node, &t.store);
     let id = given(node.registry(), 1000).await;
 
     let cid = CommandId::new();
-    let first = execute(node.registry(), cid, add(id, 10)).await.unwrap();
-    execute(node.registry(), CommandId::new(), add(id, 1))
+    let first = execute_id(node.registry(), cid, &alice(), add(id, 10))
         .await
         .unwrap();
-    execute(node.registry(), CommandId::new(), add(id, 1))
+    execute_id(node.registry(), CommandId::new(), &alice(), add(id, 1))
         .await
         .unwrap();
-    let again = execute(node.registry(), cid, add(id, 10)).await.unwrap();
+    execute_id(node.registry(), CommandId::new(), &alice(), add(id, 1))
+        .await
+        .unwrap();
+    let again = execute_id(node.registry(), cid, &alice(), add(id, 10))
+        .await
+        .unwrap();
 
     assert!(again.duplicate);
     assert_eq!(
@@ -158,21 +91,26 @@ async fn a_retry_answers_the_original_outcome_even_after_later_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_allocate_that_succeeded_stays_a_success_when_the_balance_is_now_too_low() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let node = start(&store);
+    let t = TestNode::embedded();
+    let (node, store) = (t.node, &t.store);
     let id = given(node.registry(), 100).await;
 
     let cid = CommandId::new();
-    let first = execute(node.registry(), cid, allocate(id, 80))
+    let first = execute_id(node.registry(), cid, &alice(), allocate(id, 80))
         .await
         .unwrap();
     assert_eq!(first.resource.balance.amount, 20);
     // A fresh allocate of 80 would now be refused ...
-    let fresh = execute(node.registry(), CommandId::new(), allocate(id, 80)).await;
+    let fresh = execute_id(
+        node.registry(),
+        CommandId::new(),
+        &alice(),
+        allocate(id, 80),
+    )
+    .await;
     assert_eq!(fresh.unwrap_err().code(), "insufficient");
     // ... but the retry of the one that succeeded gets its success back.
-    let again = execute(node.registry(), cid, allocate(id, 80))
+    let again = execute_id(node.registry(), cid, &alice(), allocate(id, 80))
         .await
         .unwrap();
     assert!(again.duplicate);
@@ -183,13 +121,16 @@ async fn a_retried_allocate_that_succeeded_stays_a_success_when_the_balance_is_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_create_returns_the_same_resource_and_creates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let node = start(&store);
+    let t = TestNode::embedded();
+    let (node, store) = (t.node, &t.store);
 
     let cid = CommandId::new();
-    let first = execute(node.registry(), cid, create_gold()).await.unwrap();
-    let again = execute(node.registry(), cid, create_gold()).await.unwrap();
+    let first = execute_id(node.registry(), cid, &alice(), create_gold())
+        .await
+        .unwrap();
+    let again = execute_id(node.registry(), cid, &alice(), create_gold())
+        .await
+        .unwrap();
 
     assert!(again.duplicate);
     assert_eq!(again.resource_id, first.resource_id);
@@ -204,21 +145,22 @@ async fn a_repeated_create_returns_the_same_resource_and_creates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reusing_a_command_id_on_another_resource_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let node = start(&store);
+    let t = TestNode::embedded();
+    let (node, store) = (t.node, &t.store);
     let one = given(node.registry(), 100).await;
     let other = given(node.registry(), 100).await;
 
     let cid = CommandId::new();
-    execute(node.registry(), cid, add(one, 1)).await.unwrap();
+    execute_id(node.registry(), cid, &alice(), add(one, 1))
+        .await
+        .unwrap();
     // Whether the command would succeed on the other resource ...
-    let r = execute(node.registry(), cid, add(other, 1))
+    let r = execute_id(node.registry(), cid, &alice(), add(other, 1))
         .await
         .unwrap_err();
     assert_eq!(r.code(), "command_id_reused");
     // ... or be refused there.
-    let r = execute(node.registry(), cid, allocate(other, 1_000))
+    let r = execute_id(node.registry(), cid, &alice(), allocate(other, 1_000))
         .await
         .unwrap_err();
     assert_eq!(r.code(), "command_id_reused");
@@ -230,7 +172,7 @@ async fn reusing_a_command_id_on_another_resource_is_refused() {
     assert_eq!(store.head(one).await.unwrap(), 2);
     // A create under an id that an add used is not a repeat of that add: it must not answer
     // with the add's resource as if it had been created.
-    let r = execute(node.registry(), cid, create_gold())
+    let r = execute_id(node.registry(), cid, &alice(), create_gold())
         .await
         .unwrap_err();
     assert_eq!(r.code(), "command_id_reused");
@@ -244,24 +186,19 @@ async fn reusing_a_command_id_on_another_resource_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_holds_across_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let node = start(&store);
+    let t = TestNode::embedded();
     let create_id = CommandId::new();
-    let created = execute(node.registry(), create_id, create_gold())
+    let created = execute_id(t.registry(), create_id, &alice(), create_gold())
         .await
         .unwrap();
     let id = created.resource_id;
     let cid = CommandId::new();
-    let first = execute(node.registry(), cid, allocate(id, 999))
+    let first = execute_id(t.registry(), cid, &alice(), allocate(id, 999))
         .await
         .unwrap();
-    node.shutdown().await;
-    drop(Arc::into_inner(store).expect("the node let go of the store"));
-
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let node = start(&store);
-    let again = execute(node.registry(), cid, allocate(id, 999))
+    let t = t.restart(|_| {}).await;
+    let (node, store) = (t.node, &t.store);
+    let again = execute_id(node.registry(), cid, &alice(), allocate(id, 999))
         .await
         .unwrap();
     assert!(again.duplicate);
@@ -269,7 +206,7 @@ async fn idempotency_holds_across_a_restart() {
         (again.version, &again.resource),
         (first.version, &first.resource)
     );
-    let recreated = execute(node.registry(), create_id, create_gold())
+    let recreated = execute_id(node.registry(), create_id, &alice(), create_gold())
         .await
         .unwrap();
     assert!(recreated.duplicate);
@@ -282,22 +219,21 @@ async fn idempotency_holds_across_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_player_replaying_a_command_id_learns_nothing() {
     // Given alice's allocate under command id C
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let node = start(&store);
+    let t = TestNode::embedded();
+    let (node, store) = (t.node, &t.store);
     let id = given(node.registry(), 500).await;
     let c = CommandId::new();
-    execute(node.registry(), c, allocate(id, 100))
+    execute_id(node.registry(), c, &alice(), allocate(id, 100))
         .await
         .unwrap();
     // When mallory sends a command with the same id on alice's resource
     let replay = node
         .registry()
-        .execute(CommandRequest {
-            command_id: c,
-            principal: Principal::player("mallory"),
-            command: allocate(id, 100),
-        })
+        .execute(request_id(
+            c,
+            &Principal::player("mallory"),
+            allocate(id, 100),
+        ))
         .await;
     // Then mallory is refused without alice's state, and nothing changed
     assert!(
@@ -343,18 +279,13 @@ fn count(outcomes: &[Result<CommandReply, CommandError>]) -> (u32, u32, u32, u32
 // resending on a timeout) getting `conflict` instead of the first outcome.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_copies_in_flight_at_once_apply_once_and_all_get_that_outcome() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let node = start(&store);
+    let t = TestNode::embedded();
+    let (node, store) = (t.node, &t.store);
     let id = given(node.registry(), 1000).await;
 
     let cid = CommandId::new();
     let copies = (0..20)
-        .map(|_| CommandRequest {
-            command_id: cid,
-            principal: alice(),
-            command: allocate(id, 7),
-        })
+        .map(|_| request_id(cid, &alice(), allocate(id, 7)))
         .collect();
     assert_eq!(all_at_once(node.registry(), copies).await, (1, 19, 0, 0));
     assert_eq!(store.head(id).await.unwrap(), 2, "applied once");
@@ -368,21 +299,19 @@ async fn twenty_copies_in_flight_at_once_apply_once_and_all_get_that_outcome() {
 // (after a crash, clients resending to a hot resource took seconds and got spurious conflicts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resends_of_committed_commands_mixed_with_new_ones_settle_without_conflicts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let node = start(&store);
+    let t = TestNode::embedded();
+    let (node, store) = (t.node, &t.store);
     let id = given(node.registry(), 1000).await;
 
     // 200 commands committed, whose replies the clients never saw.
     let committed: Vec<CommandRequest> = (0..200)
-        .map(|n| CommandRequest {
-            command_id: CommandId::new(),
-            principal: alice(),
-            command: if n % 2 == 0 {
+        .map(|n| {
+            let command = if n % 2 == 0 {
                 add(id, 1)
             } else {
                 allocate(id, 1)
-            },
+            };
+            request(&alice(), command)
         })
         .collect();
     let first = run_at_once(node.registry(), committed.clone()).await;
@@ -393,15 +322,12 @@ async fn resends_of_committed_commands_mixed_with_new_ones_settle_without_confli
     let mut mixed = Vec::new();
     for (n, resend) in committed.into_iter().enumerate() {
         mixed.push(resend);
-        mixed.push(CommandRequest {
-            command_id: CommandId::new(),
-            principal: alice(),
-            command: if n % 2 == 0 {
-                add(id, 2)
-            } else {
-                allocate(id, 2)
-            },
-        });
+        let command = if n % 2 == 0 {
+            add(id, 2)
+        } else {
+            allocate(id, 2)
+        };
+        mixed.push(request(&alice(), command));
     }
     let outcomes = run_at_once(node.registry(), mixed).await;
     assert_eq!(count(&outcomes), (200, 200, 0, 0));
@@ -424,21 +350,23 @@ async fn resends_of_committed_commands_mixed_with_new_ones_settle_without_confli
 // amount, reason or duration) silently getting the first command's outcome.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_id_for_a_different_command_is_refused_as_reused() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let node = start(&store);
+    let t = TestNode::embedded();
+    let (node, store) = (t.node, &t.store);
     let id = given(node.registry(), 1000).await;
     let r = node.registry();
 
     let spend = CommandId::new();
-    execute(r, spend, allocate(id, 10)).await.unwrap();
-    let other_amount = execute(r, spend, allocate(id, 11)).await;
+    execute_id(r, spend, &alice(), allocate(id, 10))
+        .await
+        .unwrap();
+    let other_amount = execute_id(r, spend, &alice(), allocate(id, 11)).await;
     assert!(matches!(other_amount, Err(CommandError::CommandIdReused)));
-    let other_kind = execute(r, spend, add(id, 10)).await;
+    let other_kind = execute_id(r, spend, &alice(), add(id, 10)).await;
     assert!(matches!(other_kind, Err(CommandError::CommandIdReused)));
-    let other_reason = execute(
+    let other_reason = execute_id(
         r,
         spend,
+        &alice(),
         Command::Allocate(AllocateResource {
             resource_id: id,
             amount: 10,
@@ -456,14 +384,26 @@ async fn the_same_id_for_a_different_command_is_refused_as_reused() {
             duration_ms: ms,
         })
     };
-    execute(r, lock, lock_for(1_000)).await.unwrap();
+    execute_id(r, lock, &alice(), lock_for(1_000))
+        .await
+        .unwrap();
     assert!(matches!(
-        execute(r, lock, lock_for(2_000)).await,
+        execute_id(r, lock, &alice(), lock_for(2_000)).await,
         Err(CommandError::CommandIdReused)
     ));
     // The exact resend is still a duplicate, and nothing was applied twice.
-    assert!(execute(r, lock, lock_for(1_000)).await.unwrap().duplicate);
-    assert!(execute(r, spend, allocate(id, 10)).await.unwrap().duplicate);
+    assert!(
+        execute_id(r, lock, &alice(), lock_for(1_000))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    assert!(
+        execute_id(r, spend, &alice(), allocate(id, 10))
+            .await
+            .unwrap()
+            .duplicate
+    );
     assert_eq!(store.head(id).await.unwrap(), 3);
     node.shutdown().await;
 }

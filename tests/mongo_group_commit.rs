@@ -5,24 +5,21 @@
 //! number of resources it watches.
 #![cfg(feature = "mongodb")]
 
-mod mongo_support;
+mod support;
 
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 use std::time::Duration;
-use warden::actor::CommandRequest;
+use support::mongo::{self, PATIENCE, node_on};
+use support::{create_fixed, execute, service, wait_for};
 use warden::domain::{
-    AddResource, Balance, Command, CommandId, CreateResource, PlayerId, Principal, ResourceEvent,
-    ResourceId, ResourceParams, ServerResource, Timestamp, replay, stamp,
+    Balance, CommandId, PlayerId, ResourceEvent, ResourceId, ServerResource, Timestamp, replay,
+    stamp,
 };
 use warden::hub::Hub;
-use warden::node::{Node, NodeConfig};
 use warden::relay::{Relay, RelayConfig};
 use warden::store::mongo::MongoStore;
-use warden::store::{AppendError, AppendRequest, Backend, EventStore, ReadModelStore};
-
-/// Longest a test waits for something that should happen; only a failure ever waits this long.
-const PATIENCE: Duration = Duration::from_secs(60);
+use warden::store::{AppendError, AppendRequest, EventStore, ReadModelStore};
 
 fn created() -> ResourceEvent {
     ResourceEvent::ResourceCreated {
@@ -97,10 +94,10 @@ async fn add(store: &MongoStore, base: &ServerResource, command_id: CommandId) -
 #[tokio::test]
 async fn each_command_of_an_unordered_batch_gets_its_own_outcome() {
     // Given two nodes 2 ms away from MongoDB, and seven resources created through node A,
-    let proxy = mongo_support::proxy_with_rtt(Duration::from_millis(2)).await;
-    let db = mongo_support::fresh_db_name("group_commit_batch");
-    let a = mongo_support::node_behind(&proxy, &db).await;
-    let b = mongo_support::node_behind(&proxy, &db).await;
+    let proxy = mongo::proxy_with_rtt(Duration::from_millis(2)).await;
+    let db = mongo::fresh_db_name("group_commit_batch");
+    let a = mongo::node_behind(&proxy, &db).await;
+    let b = mongo::node_behind(&proxy, &db).await;
     let mut r = Vec::new();
     for _ in 0..7 {
         r.push(create(&a).await);
@@ -225,36 +222,20 @@ async fn each_command_of_an_unordered_batch_gets_its_own_outcome() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_5000_watched_resources_costs_at_most_10_queries_a_tick() {
     // Given 5,000 resources of 100 owners, created through node B,
-    let (store_a, db) = mongo_support::fresh_store("relay_polling").await;
-    let store_b = mongo_support::another_node(&db).await;
-    let backend_b = Backend {
-        events: store_b.clone(),
-        read: store_b.clone(),
-        mongo: Some(store_b.clone()),
-    };
-    let node_b = Arc::new(Node::start(&backend_b, NodeConfig::default()));
-    let service = Principal::service("game-backend");
+    let (store_a, db) = mongo::fresh_store("relay_polling").await;
+    let store_b = mongo::another_node(&db).await;
+    let node_b = Arc::new(node_on(store_b.clone()));
     let creates = (0..5_000).map(|i| {
         let node_b = node_b.clone();
-        let service = service.clone();
         async move {
-            node_b
-                .registry()
-                .execute(CommandRequest {
-                    command_id: CommandId::new(),
-                    principal: service,
-                    command: Command::Create(CreateResource {
-                        resource_type: "gold".into(),
-                        owner: Some(PlayerId::new(format!("p{}", i % 100))),
-                        params: Some(ResourceParams {
-                            initial_amount: 0,
-                            max_amount: 1_000,
-                            regen_milli: 0,
-                        }),
-                    }),
-                })
-                .await
-                .map(|reply| reply.resource_id)
+            let owner = format!("p{}", i % 100);
+            execute(
+                node_b.registry(),
+                &service(),
+                create_fixed(&owner, 0, 1_000),
+            )
+            .await
+            .map(|reply| reply.resource_id)
         }
     });
     let ids: Vec<ResourceId> = futures::stream::iter(creates)
@@ -289,17 +270,7 @@ async fn polling_5000_watched_resources_costs_at_most_10_queries_a_tick() {
     let before = store_a.round_trips();
     let first_tick = relay.ticks();
     for id in &ids[..50] {
-        node_b
-            .registry()
-            .execute(CommandRequest {
-                command_id: CommandId::new(),
-                principal: service.clone(),
-                command: Command::Add(AddResource {
-                    resource_id: *id,
-                    amount: 1,
-                    reason: "polling".into(),
-                }),
-            })
+        execute(node_b.registry(), &service(), support::add(*id, 1))
             .await
             .unwrap();
     }
@@ -315,13 +286,10 @@ async fn polling_5000_watched_resources_costs_at_most_10_queries_a_tick() {
             }
         }
     }
-    tokio::time::timeout(PATIENCE, async {
-        while relay.ticks() < first_tick + 20 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    wait_for("20 more relay ticks", PATIENCE, || {
+        relay.ticks() >= first_tick + 20
     })
-    .await
-    .expect("the relay ticks");
+    .await;
     let trips = store_a.round_trips().since(&before);
     let ticks = relay.ticks() - first_tick;
 

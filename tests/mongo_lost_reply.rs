@@ -7,67 +7,36 @@
 //! `insert` command to the server and then swallows the server's reply and cuts the connection.
 #![cfg(feature = "mongodb")]
 
-mod mongo_support;
+mod support;
 
-use mongo_support::proxy::{Proxy, upstream_of};
-use std::sync::Arc;
 use std::time::Duration;
+use support::mongo::proxy::{Proxy, upstream_of};
+use support::mongo::{self, node_on};
+use support::{given_fixed, request_id, service};
 use warden::actor::CommandRequest;
-use warden::domain::{
-    AddResource, Command, CommandId, CreateResource, PlayerId, Principal, ResourceParams,
-};
-use warden::node::{Node, NodeConfig};
+use warden::domain::{AddResource, Command, CommandId};
 use warden::protocol::Coded;
-use warden::store::mongo::{MongoConfig, MongoStore};
-use warden::store::{Backend, EventStore};
+use warden::store::EventStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_insert_reply_is_an_error_and_the_retry_returns_the_original_outcome() {
     // Given a node whose MongoDB connection goes through a proxy that can lose a reply,
-    let proxy = Proxy::start(upstream_of(&mongo_support::test_uri()), Duration::ZERO).await;
+    let proxy = Proxy::start(upstream_of(&mongo::test_uri()), Duration::ZERO).await;
     let port = proxy.port;
-    let db = mongo_support::fresh_db_name("lost_reply");
+    let db = mongo::fresh_db_name("lost_reply");
     // Without retryable writes, as on a standalone server. (On a replica set the driver retries
     // the insert once itself and the server recognises it, so the answer is then a true success.)
     let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true&retryWrites=false");
-    let store = Arc::new(
-        MongoStore::connect_to(&uri, Some(&db), MongoConfig::default())
-            .await
-            .unwrap(),
-    );
-    let backend = Backend {
-        events: store.clone(),
-        read: store.clone(),
-        mongo: Some(store.clone()),
-    };
-    let node = Node::start(&backend, NodeConfig::default());
-    let service = Principal::service("game-backend");
-    let id = node
-        .registry()
-        .execute(CommandRequest {
-            command_id: CommandId::new(),
-            principal: service.clone(),
-            command: Command::Create(CreateResource {
-                resource_type: "gold".into(),
-                owner: Some(PlayerId::new("alice")),
-                params: Some(ResourceParams {
-                    initial_amount: 0,
-                    max_amount: 1000,
-                    regen_milli: 0,
-                }),
-            }),
-        })
-        .await
-        .unwrap()
-        .resource_id;
-    let add = |command_id| CommandRequest {
-        command_id,
-        principal: service.clone(),
-        command: Command::Add(AddResource {
+    let store = mongo::store_at(&uri, &db).await;
+    let node = node_on(store.clone());
+    let id = given_fixed(node.registry(), "alice", 0, 1000).await;
+    let add = |command_id| -> CommandRequest {
+        let command = Command::Add(AddResource {
             resource_id: id,
             amount: 7,
             reason: "lost reply".into(),
-        }),
+        });
+        request_id(command_id, &service(), command)
     };
 
     // (the create's view was written before its reply, so the next insert is the add's commit)

@@ -3,55 +3,18 @@
 //! one node never hearing of what was committed through the other.
 #![cfg(feature = "mongodb")]
 
-mod mongo_support;
+mod support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use support::mongo::{self, PATIENCE, node_on};
+use support::{add, given_fixed, request_id, service};
 use tokio::sync::broadcast;
-use warden::actor::{CommandError, CommandReply, CommandRequest};
-use warden::domain::{
-    AddResource, Command, CommandId, CreateResource, PlayerId, Principal, ResourceId,
-    ResourceParams, replay,
-};
+use warden::actor::{CommandError, CommandReply};
+use warden::domain::{CommandId, PlayerId, ResourceId, replay};
 use warden::hub::Change;
-use warden::node::{Node, NodeConfig};
-use warden::store::{Backend, EventStore};
-
-/// Longest a test waits for something that should happen; only a failure ever waits this long.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-async fn node_on(store: Arc<warden::store::mongo::MongoStore>) -> Node {
-    let backend = Backend {
-        events: store.clone(),
-        read: store.clone(),
-        mongo: Some(store),
-    };
-    Node::start(&backend, NodeConfig::default())
-}
-
-fn service() -> Principal {
-    Principal::service("game-backend")
-}
-
-async fn create(node: &Node, owner: &str) -> CommandReply {
-    node.registry()
-        .execute(CommandRequest {
-            command_id: CommandId::new(),
-            principal: service(),
-            command: Command::Create(CreateResource {
-                resource_type: "gold".into(),
-                owner: Some(PlayerId::new(owner)),
-                params: Some(ResourceParams {
-                    initial_amount: 0,
-                    max_amount: 1_000_000,
-                    regen_milli: 0,
-                }),
-            }),
-        })
-        .await
-        .expect("create succeeds")
-}
+use warden::node::Node;
+use warden::store::EventStore;
 
 /// Adds 1, retrying with the same command id for as long as contention says so (what a client
 /// is told to do).
@@ -59,15 +22,7 @@ async fn add_one(node: &Node, id: ResourceId, command_id: CommandId) -> CommandR
     loop {
         let outcome = node
             .registry()
-            .execute(CommandRequest {
-                command_id,
-                principal: service(),
-                command: Command::Add(AddResource {
-                    resource_id: id,
-                    amount: 1,
-                    reason: "two nodes".into(),
-                }),
-            })
+            .execute(request_id(command_id, &service(), add(id, 1)))
             .await;
         match outcome {
             Ok(reply) => return reply,
@@ -101,11 +56,11 @@ async fn collect_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writers_on_two_nodes_lose_no_update_and_a_subscriber_hears_both() {
     // Given two nodes on one database and a resource created through node A,
-    let (store_a, db) = mongo_support::fresh_store("two_nodes_writers").await;
-    let store_b = mongo_support::another_node(&db).await;
-    let a = node_on(store_a.clone()).await;
-    let b = node_on(store_b.clone()).await;
-    let id = create(&a, "alice").await.resource_id;
+    let (store_a, db) = mongo::fresh_store("two_nodes_writers").await;
+    let store_b = mongo::another_node(&db).await;
+    let a = node_on(store_a.clone());
+    let b = node_on(store_b.clone());
+    let id = given_fixed(a.registry(), "alice", 0, 1_000_000).await;
     // and a subscriber on node A that the relay has started serving (it announces the head).
     let mut rx = a.hub().subscribe_resource(id);
     collect_until(&mut rx, |seen| seen.iter().any(|c| c.version() >= 1)).await;
@@ -127,15 +82,7 @@ async fn writers_on_two_nodes_lose_no_update_and_a_subscriber_hears_both() {
                         let mut retried = false;
                         loop {
                             match registry
-                                .execute(CommandRequest {
-                                    command_id,
-                                    principal: service(),
-                                    command: Command::Add(AddResource {
-                                        resource_id: id,
-                                        amount: 1,
-                                        reason: "two nodes".into(),
-                                    }),
-                                })
+                                .execute(request_id(command_id, &service(), add(id, 1)))
                                 .await
                             {
                                 Ok(reply) => {
@@ -207,14 +154,14 @@ async fn writers_on_two_nodes_lose_no_update_and_a_subscriber_hears_both() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_subscriber_hears_of_a_resource_created_on_the_other_node() {
     // Given two nodes, and on node A a subscriber to everything bob owns,
-    let (store_a, db) = mongo_support::fresh_store("two_nodes_owner").await;
-    let store_b = mongo_support::another_node(&db).await;
-    let a = node_on(store_a).await;
-    let b = node_on(store_b).await;
+    let (store_a, db) = mongo::fresh_store("two_nodes_owner").await;
+    let store_b = mongo::another_node(&db).await;
+    let a = node_on(store_a);
+    let b = node_on(store_b);
     let mut rx = a.hub().subscribe_owner(&PlayerId::new("bob"));
 
     // When a resource is created for bob through node B and then credited there,
-    let id = create(&b, "bob").await.resource_id;
+    let id = given_fixed(b.registry(), "bob", 0, 1_000_000).await;
     let seen = collect_until(&mut rx, |seen| seen.iter().any(|c| c.resource_id == id)).await;
     assert_eq!(seen.last().unwrap().owner, PlayerId::new("bob"));
     let reply = add_one(&b, id, CommandId::new()).await;

@@ -7,44 +7,23 @@
 //! `.mongo-venv/bin/`.
 #![cfg(feature = "mongodb")]
 
-mod mongo_support;
+mod support;
 
-use mongo_support::OwnMongo;
-
-use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::Duration;
+use support::mongo::{self, OwnMongo, PATIENCE, free_port, node_on};
+use support::{given_fixed, request_id, service};
 use warden::actor::{CommandError, CommandReply, CommandRequest};
-use warden::domain::{
-    AddResource, Command, CommandId, CreateResource, PlayerId, Principal, ResourceId,
-    ResourceParams,
-};
-use warden::node::{Node, NodeConfig};
+use warden::domain::{CommandId, ResourceId};
 use warden::protocol::Coded;
-use warden::store::mongo::{MongoConfig, MongoStore};
-use warden::store::{Backend, EventStore};
-
-/// Longest the test waits for the server to come up or recover; only a failure waits this long.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use warden::store::EventStore;
 
 fn add(id: ResourceId, command_id: CommandId) -> CommandRequest {
-    CommandRequest {
-        command_id,
-        principal: Principal::service("game-backend"),
-        command: Command::Add(AddResource {
-            resource_id: id,
-            amount: 1,
-            reason: "outage".into(),
-        }),
-    }
+    let command = warden::domain::Command::Add(warden::domain::AddResource {
+        resource_id: id,
+        amount: 1,
+        reason: "outage".into(),
+    });
+    request_id(command_id, &service(), command)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,35 +33,9 @@ async fn commands_fail_as_unavailable_while_mongodb_is_down_and_recover_without_
     let port = free_port();
     let mongo = OwnMongo::start(port, data.path());
     let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
-    let store = Arc::new(
-        MongoStore::connect_to(&uri, Some("outage"), MongoConfig::default())
-            .await
-            .unwrap(),
-    );
-    let backend = Backend {
-        events: store.clone(),
-        read: store.clone(),
-        mongo: Some(store.clone()),
-    };
-    let node = Node::start(&backend, NodeConfig::default());
-    let created = node
-        .registry()
-        .execute(CommandRequest {
-            command_id: CommandId::new(),
-            principal: Principal::service("game-backend"),
-            command: Command::Create(CreateResource {
-                resource_type: "gold".into(),
-                owner: Some(PlayerId::new("alice")),
-                params: Some(ResourceParams {
-                    initial_amount: 0,
-                    max_amount: 1_000_000,
-                    regen_milli: 0,
-                }),
-            }),
-        })
-        .await
-        .unwrap();
-    let id = created.resource_id;
+    let store = mongo::store_at(&uri, "outage").await;
+    let node = node_on(store.clone());
+    let id = given_fixed(node.registry(), "alice", 0, 1_000_000).await;
     let mut acknowledged: Vec<CommandReply> = Vec::new();
     for _ in 0..5 {
         acknowledged.push(

@@ -5,19 +5,13 @@
 //! `WARDEN_TEST_NX27017` (set by `scripts/test`) or in `.mongo-venv/bin/`.
 #![cfg(feature = "mongodb")]
 
-mod mongo_support;
+mod support;
 
-use mongo_support::OwnMongo;
 use std::sync::Arc;
 use std::time::Duration;
+use support::mongo::{self, OwnMongo, PATIENCE, free_port, node_on};
 use tokio_util::sync::CancellationToken;
 use warden::admin::AdminState;
-use warden::node::{Node, NodeConfig};
-use warden::store::Backend;
-use warden::store::mongo::{MongoConfig, MongoStore};
-
-/// Longest the test waits for a change it expects; only a failure waits this long.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// `warden_store_round_trips_total{op}` as `/metrics` shows it (parsed, not string-matched).
 async fn round_trips_metric(base: &str, op: &str) -> u64 {
@@ -69,24 +63,11 @@ async fn until_status(base: &str, status: u16) -> Option<String> {
 async fn readyz_is_503_while_mongodb_is_unreachable_and_200_when_it_returns() {
     // Given a node on our own MongoDB, with its admin listener,
     let data = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mongo = OwnMongo::start(port, data.path());
     let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
-    let store = Arc::new(
-        MongoStore::connect_to(&uri, Some("readyz"), MongoConfig::default())
-            .await
-            .unwrap(),
-    );
-    let backend = Backend {
-        events: store.clone(),
-        read: store.clone(),
-        mongo: Some(store.clone()),
-    };
-    let node = Arc::new(Node::start(&backend, NodeConfig::default()));
+    let store = mongo::store_at(&uri, "readyz").await;
+    let node = Arc::new(node_on(store.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let state = AdminState::new(node.clone(), CancellationToken::new())

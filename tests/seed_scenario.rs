@@ -3,27 +3,18 @@
 //! Guards against: the demo every reader runs first drifting from the seed (a step that should
 //! fail succeeding, or amounts that no longer add up), and a read model that lags the log.
 
-use std::sync::Arc;
-use warden::clock::ManualClock;
+mod support;
+
+use support::TestNode;
 use warden::domain::{ClientResource, Principal, ResourceEvent};
-use warden::node::{Node, NodeConfig};
 use warden::protocol::Coded;
-use warden::store::Backend;
 use warden::store::EventStore;
-use warden::store::embedded::EmbeddedStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_scenario_runs_as_the_seed_says() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     // A clock that does not move: no regeneration between steps, so the seed's exact amounts.
-    let node = Node::start(
-        &Backend::local(store.clone(), store.clone()),
-        NodeConfig {
-            clock: Arc::new(ManualClock::at(1_767_225_600_000)),
-            ..NodeConfig::default()
-        },
-    );
+    let t = TestNode::embedded();
+    let (node, store) = (t.node, &t.store);
 
     let report = warden::demo::run(&node).await.unwrap();
 

@@ -3,7 +3,10 @@
 //! that loses, reorders or double-commits events, lets a stale writer win, or leaves the read
 //! model behind the log.
 
+mod support;
+
 use std::sync::Arc;
+use support::DataDir;
 use warden::store::conformance;
 use warden::store::embedded::EmbeddedStore;
 
@@ -40,9 +43,9 @@ macro_rules! conformance_tests {
     };
 }
 
-async fn embedded_store() -> (Arc<EmbeddedStore>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    (Arc::new(EmbeddedStore::open(dir.path()).unwrap()), dir)
+async fn embedded_store() -> (Arc<EmbeddedStore>, DataDir) {
+    let dir = DataDir::temp();
+    (dir.open(), dir)
 }
 
 conformance_tests!(embedded, embedded_store);
@@ -54,13 +57,10 @@ async fn run_all_runs_on_a_fresh_embedded_store() {
     conformance::run_all(store.as_ref()).await;
 }
 
-#[cfg(feature = "mongodb")]
-mod mongo_support;
-
 /// MongoDB: the test server named by `WARDEN_TEST_MONGODB_URI`, a database of its own per test.
 #[cfg(feature = "mongodb")]
 async fn mongo_store() -> (Arc<warden::store::mongo::MongoStore>, String) {
-    mongo_support::fresh_store("conformance").await
+    support::mongo::fresh_store("conformance").await
 }
 
 /// MongoDB with snapshots and views written by one `update` command per collection, as on a
@@ -72,8 +72,8 @@ async fn mongo_store_without_bulk_write() -> (Arc<warden::store::mongo::MongoSto
         ..Default::default()
     };
     let store = warden::store::mongo::MongoStore::connect_to(
-        &mongo_support::test_uri(),
-        Some(&mongo_support::fresh_db_name("conformance_update")),
+        &support::mongo::test_uri(),
+        Some(&support::mongo::fresh_db_name("conformance_update")),
         config,
     )
     .await

@@ -5,118 +5,66 @@
 //! store whose read model disagrees with its log, and an import that, run twice after an
 //! interruption, writes twice.
 
-#[cfg(feature = "mongodb")]
-mod mongo_support;
+mod support;
 
 use std::sync::Arc;
-use warden::actor::{CommandRequest, Registry};
-use warden::clock::ManualClock;
-use warden::domain::{
-    AddResource, AllocateResource, Command, CommandId, CreateResource, LockResource, PlayerId,
-    Principal, ResourceId, UnlockResource,
-};
-use warden::node::{Node, NodeConfig};
-use warden::store::Backend;
+use support::{DataDir, TestNode, add, allocate, create_catalogue, lock, unlock};
+use warden::actor::Registry;
+use warden::domain::{Command, CommandId, PlayerId, Principal, ResourceId};
 use warden::store::embedded::EmbeddedStore;
 use warden::store::transfer::{self, TransferError};
 use warden::store::{EventStore, ReadModelStore};
 
-const T0: i64 = 1_767_225_600_000;
-
+/// Runs `command` as player `who`; the resource it applied to.
 async fn run(registry: &Registry, who: &str, command: Command) -> ResourceId {
-    registry
-        .execute(CommandRequest {
-            command_id: CommandId::new(),
-            principal: Principal::player(who),
-            command,
-        })
+    support::execute(registry, &Principal::player(who), command)
         .await
         .expect("the command is applied")
         .resource_id
 }
 
 /// A store with three players' resources and every kind of event, including a commit of two
-/// events (a lock that expired, recorded before the allocate that followed it).
-async fn populated_store(dir: &std::path::Path) -> (Arc<EmbeddedStore>, Vec<ResourceId>) {
-    let store = Arc::new(EmbeddedStore::open(dir).unwrap());
-    let clock = ManualClock::at(T0);
-    let node = Node::start(
-        &Backend::local(store.clone(), store.clone()),
-        NodeConfig {
-            clock: Arc::new(clock.clone()),
-            ..NodeConfig::default()
-        },
-    );
+/// events (a lock that expired, recorded before the allocate that followed it); and its directory.
+async fn populated_store() -> (Arc<EmbeddedStore>, DataDir, Vec<ResourceId>) {
+    let t = TestNode::embedded();
     let mut ids = Vec::new();
     for who in ["alice", "bob", "carol"] {
-        let create = |t: &str| {
-            Command::Create(CreateResource {
-                resource_type: t.into(),
-                owner: None,
-                params: None,
-            })
-        };
-        let gold = run(node.registry(), who, create("gold")).await;
-        let mana = run(node.registry(), who, create("mana")).await;
+        let gold = run(t.registry(), who, create_catalogue("gold")).await;
+        let mana = run(t.registry(), who, create_catalogue("mana")).await;
         for i in 0..20u64 {
             let command = if i % 2 == 0 {
-                Command::Add(AddResource {
-                    resource_id: gold,
-                    amount: i + 1,
-                    reason: format!("quest {i}"),
-                })
+                reasoned(add(gold, i + 1), format!("quest {i}"))
             } else {
-                Command::Allocate(AllocateResource {
-                    resource_id: gold,
-                    amount: i,
-                    reason: format!("shop {i}"),
-                })
+                reasoned(allocate(gold, i), format!("shop {i}"))
             };
-            run(node.registry(), who, command).await;
+            run(t.registry(), who, command).await;
         }
-        run(
-            node.registry(),
-            who,
-            Command::Lock(LockResource {
-                resource_id: mana,
-                reason: "maintenance".into(),
-                duration_ms: 1_000,
-            }),
-        )
-        .await;
-        run(
-            node.registry(),
-            who,
-            Command::Unlock(UnlockResource { resource_id: mana }),
-        )
-        .await;
+        run(t.registry(), who, lock(mana, "maintenance", 1_000)).await;
+        run(t.registry(), who, unlock(mana)).await;
         ids.extend([gold, mana]);
     }
     // A lock that expires before the next command: that command commits two events.
     let gold = ids[0];
+    run(t.registry(), "alice", lock(gold, "cooldown", 10)).await;
+    t.clock.advance_ms(50);
     run(
-        node.registry(),
+        t.registry(),
         "alice",
-        Command::Lock(LockResource {
-            resource_id: gold,
-            reason: "cooldown".into(),
-            duration_ms: 10,
-        }),
+        reasoned(allocate(gold, 1), "after the lock".into()),
     )
     .await;
-    clock.advance_ms(50);
-    run(
-        node.registry(),
-        "alice",
-        Command::Allocate(AllocateResource {
-            resource_id: gold,
-            amount: 1,
-            reason: "after the lock".into(),
-        }),
-    )
-    .await;
-    node.shutdown().await;
-    (store, ids)
+    t.node.shutdown().await;
+    (t.store, t.dir, ids)
+}
+
+/// `command` (an add or an allocate) with `reason`.
+fn reasoned(mut command: Command, reason: String) -> Command {
+    match &mut command {
+        Command::Add(c) => c.reason = reason,
+        Command::Allocate(c) => c.reason = reason,
+        other => panic!("no reason to give {other:?}"),
+    }
+    command
 }
 
 /// Imports `log` into `store`; the read model comes with the commits.
@@ -136,8 +84,7 @@ async fn export_of(store: &dyn EventStore) -> Vec<u8> {
 
 #[tokio::test]
 async fn an_export_imported_into_an_empty_store_reproduces_the_log_and_the_read_model() {
-    let source_dir = tempfile::tempdir().unwrap();
-    let (source, ids) = populated_store(source_dir.path()).await;
+    let (source, _source_dir, ids) = populated_store().await;
     let exported = export_of(source.as_ref()).await;
     let text = String::from_utf8(exported.clone()).unwrap();
     assert!(
@@ -146,15 +93,15 @@ async fn an_export_imported_into_an_empty_store_reproduces_the_log_and_the_read_
         "a commit of two events stays one line"
     );
 
-    let target_dir = tempfile::tempdir().unwrap();
-    let target = EmbeddedStore::open(target_dir.path()).unwrap();
-    let stats = import_into(&target, &exported).await.unwrap();
+    let target_dir = DataDir::temp();
+    let target = target_dir.open();
+    let stats = import_into(target.as_ref(), &exported).await.unwrap();
     assert_eq!(stats.resources, 6);
     assert_eq!(stats.commits as usize, text.lines().count());
     assert_eq!(stats.already_there, 0);
 
     assert_eq!(
-        export_of(&target).await,
+        export_of(target.as_ref()).await,
         exported,
         "the same log, byte for byte"
     );
@@ -164,7 +111,7 @@ async fn an_export_imported_into_an_empty_store_reproduces_the_log_and_the_read_
             source.head(*id).await.unwrap()
         );
         assert_eq!(
-            ReadModelStore::get(&target, *id).await.unwrap(),
+            ReadModelStore::get(target.as_ref(), *id).await.unwrap(),
             ReadModelStore::get(source.as_ref(), *id).await.unwrap(),
             "the read model is rebuilt with the log"
         );
@@ -178,17 +125,15 @@ async fn an_export_imported_into_an_empty_store_reproduces_the_log_and_the_read_
     assert_eq!(rec.map(|r| r.first_version), Some(line.first_version));
 
     // Run again (as after an interruption): everything is already there, nothing is doubled.
-    let again = import_into(&target, &exported).await.unwrap();
+    let again = import_into(target.as_ref(), &exported).await.unwrap();
     assert_eq!((again.commits, again.already_there), (0, stats.commits));
-    assert_eq!(export_of(&target).await, exported);
+    assert_eq!(export_of(target.as_ref()).await, exported);
 }
 
 #[tokio::test]
 async fn an_import_onto_a_different_history_stops_with_an_error() {
-    let a_dir = tempfile::tempdir().unwrap();
-    let (a, _) = populated_store(a_dir.path()).await;
-    let b_dir = tempfile::tempdir().unwrap();
-    let (b, _) = populated_store(b_dir.path()).await;
+    let (a, _a_dir, _) = populated_store().await;
+    let (b, _b_dir, _) = populated_store().await;
     let from_a = export_of(a.as_ref()).await;
     let before = export_of(b.as_ref()).await;
     // B has its own resources; A's ids are new to it, so they import. Importing B's own log
@@ -223,10 +168,10 @@ async fn an_import_onto_a_different_history_stops_with_an_error() {
 
 #[tokio::test]
 async fn a_malformed_line_is_refused_with_its_number() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let dir = DataDir::temp();
+    let store = dir.open();
     let input = b"\n{\"format\":\"warden-commit/1\",\"resource_id\":1}\n";
-    match transfer::import(&store, &mut input.as_slice()).await {
+    match transfer::import(store.as_ref(), &mut input.as_slice()).await {
         Err(TransferError::BadLine { line, .. }) => assert_eq!(line, 2),
         other => panic!("expected a bad line, got {other:?}"),
     }
@@ -235,10 +180,9 @@ async fn a_malformed_line_is_refused_with_its_number() {
 #[cfg(feature = "mongodb")]
 #[tokio::test]
 async fn an_embedded_log_moves_to_mongodb_and_back_unchanged() {
-    let dir = tempfile::tempdir().unwrap();
-    let (source, ids) = populated_store(dir.path()).await;
+    let (source, _dir, ids) = populated_store().await;
     let exported = export_of(source.as_ref()).await;
-    let (mongo, _db) = mongo_support::fresh_store("transfer").await;
+    let (mongo, _db) = support::mongo::fresh_store("transfer").await;
     import_into(mongo.as_ref(), &exported).await.unwrap();
     assert_eq!(export_of(mongo.as_ref()).await, exported);
     for id in &ids {

@@ -1,10 +1,10 @@
 //! The protocol over a real socket: the seed scenario, who may do what, and bad input.
 
-mod common;
+mod support;
 
-use common::{Client, TestServer, applied, error_code};
 use futures::SinkExt;
 use rmpv::Value;
+use support::{Client, LocalServer, applied, error_code};
 use tokio_tungstenite::tungstenite::{self, Message};
 use warden::domain::{CommandId, PlayerId, ResourceId, ResourceParams, Role};
 use warden::net::NetConfig;
@@ -37,7 +37,7 @@ async fn list_at(
 // Guards against: the seed scenario working in-process but not through the real protocol.
 #[tokio::test]
 async fn the_seed_scenario_runs_over_the_wire() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let mut c = server.connect("player123", Role::Player).await;
 
     let created = c.create("gold").await;
@@ -107,7 +107,7 @@ async fn the_seed_scenario_runs_over_the_wire() {
 // Guards against: retries after a lost reply applying a command twice.
 #[tokio::test]
 async fn a_repeated_command_id_returns_the_first_outcome() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let mut c = server.connect("alice", Role::Player).await;
     let id = c.create_id("gold").await;
     let command_id = CommandId::new();
@@ -146,7 +146,7 @@ fn refused_status(result: Result<Client, tungstenite::Error>) -> u16 {
 // Guards against: anonymous, forged or expired identities getting a session.
 #[tokio::test]
 async fn missing_forged_and_expired_tokens_are_refused_with_401() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let base = format!("ws://{}/v1", server.addr);
     assert_eq!(refused_status(Client::connect(&base).await), 401);
     assert_eq!(
@@ -210,7 +210,7 @@ async fn missing_forged_and_expired_tokens_are_refused_with_401() {
 // writing.
 #[tokio::test]
 async fn the_authorization_matrix_holds() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let mut alice = server.connect("alice", Role::Player).await;
     let mut bob = server.connect("bob", Role::Player).await;
     let mut watcher = server.connect("eve", Role::Spectator).await;
@@ -336,7 +336,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         max_subscriptions: 2,
         ..NetConfig::default()
     };
-    let server = TestServer::start_with(config).await;
+    let server = LocalServer::start_with(config).await;
     let mut alice = server.connect("alice", Role::Player).await;
     let mut bystander = server.connect("bob", Role::Player).await;
     let id = alice.create_id("gold").await;
@@ -571,7 +571,7 @@ async fn commands_over_the_rate_are_refused_and_the_session_stays_open() {
         commands_burst: 3,
         ..NetConfig::default()
     };
-    let server = TestServer::start_with(config).await;
+    let server = LocalServer::start_with(config).await;
     let mut c = server.connect("alice", Role::Player).await;
     let id = c.create_id("gold").await;
     assert!(matches!(c.add(id, 1).await, ServerMessage::Applied { .. }));
@@ -583,7 +583,7 @@ async fn commands_over_the_rate_are_refused_and_the_session_stays_open() {
 }
 
 /// Sends a frame and returns the close code the session ends with.
-async fn closed_with(server: &TestServer, frame: Message) -> Option<u16> {
+async fn closed_with(server: &LocalServer, frame: Message) -> Option<u16> {
     let mut c = server.connect("mallory", Role::Player).await;
     let _ = c.ws.send(frame).await;
     c.closed().await.map(|f| u16::from(f.code))
@@ -592,7 +592,7 @@ async fn closed_with(server: &TestServer, frame: Message) -> Option<u16> {
 // Guards against: protocol abuse taking down more than the abusing session.
 #[tokio::test]
 async fn protocol_abuse_closes_only_that_session() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let mut bystander = server.connect("bob", Role::Player).await;
     let id = bystander.create_id("wood").await;
 
@@ -709,7 +709,7 @@ async fn a_silent_session_is_closed_after_the_idle_timeout() {
         ping_interval: std::time::Duration::from_secs(3600),
         ..NetConfig::default()
     };
-    let server = TestServer::start_with(config).await;
+    let server = LocalServer::start_with(config).await;
     let mut silent = server.connect("alice", Role::Player).await;
     assert_eq!(silent.closed().await.map(|f| u16::from(f.code)), Some(4001));
     server.stop().await;

@@ -2,10 +2,10 @@
 //! keys that are strings only, one UUID form, resends versus reused command ids, and the `sub`
 //! of every update.
 
-mod common;
+mod support;
 
-use common::{TestServer, applied, error_code};
 use rmpv::Value;
+use support::{LocalServer, applied, error_code};
 use warden::domain::{CommandId, Role};
 use warden::protocol::{ClientMessage, ServerMessage};
 
@@ -28,7 +28,7 @@ fn map(fields: Vec<(&str, Value)>) -> Vec<u8> {
 // left out of the error, and integer map keys being taken for field positions.
 #[tokio::test]
 async fn req_is_kept_whenever_it_can_be_read_and_keys_must_be_strings() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let mut alice = server.connect("alice", Role::Player).await;
     let cases: Vec<(&str, Vec<u8>, Option<u64>)> = vec![
         (
@@ -105,7 +105,7 @@ async fn req_is_kept_whenever_it_can_be_read_and_keys_must_be_strings() {
 // client caches), which the doc forbids.
 #[tokio::test]
 async fn only_the_canonical_uuid_form_is_accepted() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let mut alice = server.connect("alice", Role::Player).await;
     let id = alice.create_id("gold").await;
     let canonical = id.to_string();
@@ -168,7 +168,7 @@ async fn only_the_canonical_uuid_form_is_accepted() {
 // and copies of one command sent together getting `conflict` instead of that outcome.
 #[tokio::test]
 async fn resends_get_the_first_outcome_and_a_reused_id_is_refused() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let mut alice = server.connect("alice", Role::Player).await;
     let id = alice.create_id("gold").await;
     let cid = CommandId::new();
@@ -217,7 +217,7 @@ async fn resends_get_the_first_outcome_and_a_reused_id_is_refused() {
 // Guards against: two overlapping subscriptions of one session being impossible to tell apart.
 #[tokio::test]
 async fn every_update_names_its_subscription() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let mut alice = server.connect("alice", Role::Player).await;
     let id = alice.create_id("gold").await;
     // The read model lists it before the owner subscription starts.

@@ -2,12 +2,12 @@
 //! client's reading speed (flow control), with no gap and no repeat, then live ones; a slow
 //! consumer that was closed with 4008 can always catch up by resuming.
 
-mod common;
+mod support;
 
-use common::{Client, PATIENCE, TestServer, applied};
 use futures::{StreamExt, stream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use support::{Client, LocalServer, PATIENCE, applied};
 use warden::actor::CommandRequest;
 use warden::domain::Role;
 use warden::domain::{AddResource, AllocateResource, Command, CommandId, Principal, ResourceId};
@@ -100,7 +100,7 @@ fn sub_of(reply: &ServerMessage) -> u64 {
 // while the resource keeps changing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_100_000_versions_behind_gets_every_version_once_then_live_ones() {
-    let server = TestServer::start_with(NetConfig {
+    let server = LocalServer::start_with(NetConfig {
         commands_per_second: 0,
         ..NetConfig::default()
     })
@@ -108,7 +108,7 @@ async fn a_resume_100_000_versions_behind_gets_every_version_once_then_live_ones
     let mut alice = server.connect("alice", Role::Player).await;
     let id = alice.create_id("gold").await;
     write_through_core(&server.node, id, 100_000).await;
-    assert_eq!(server.store.head(id).await.unwrap(), 100_001);
+    assert_eq!(server.store().head(id).await.unwrap(), 100_001);
 
     // Given a writer that keeps changing the resource the whole time,
     let stop = Arc::new(AtomicBool::new(false));
@@ -140,7 +140,7 @@ async fn a_resume_100_000_versions_behind_gets_every_version_once_then_live_ones
     got += follow(&mut reader, id, sub, 100_001, 100_001 + during).await;
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
-    let head = server.store.head(id).await.unwrap();
+    let head = server.store().head(id).await.unwrap();
     got += follow(&mut reader, id, sub, 100_001 + during, head).await;
     assert_eq!(got, head - 1);
 
@@ -156,7 +156,7 @@ async fn a_resume_100_000_versions_behind_gets_every_version_once_then_live_ones
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_closed_with_4008_resumes_and_catches_up() {
     use tokio_tungstenite::tungstenite::Message;
-    let server = TestServer::start_with(NetConfig {
+    let server = LocalServer::start_with(NetConfig {
         outbound_queue: 16,
         commands_per_second: 0,
         ..NetConfig::default()
@@ -228,7 +228,7 @@ async fn a_slow_consumer_closed_with_4008_resumes_and_catches_up() {
     if let Some(frame) = close {
         assert_eq!(u16::from(frame.code), 4008);
     }
-    let head = server.store.head(id).await.unwrap();
+    let head = server.store().head(id).await.unwrap();
     assert!(head - last > 20_000, "a backlog far larger than the queue");
 
     // When it resumes from the last version it got, it catches up and stays live.

@@ -1,11 +1,10 @@
 //! Graceful shutdown: in-flight commands finish and are answered, sessions get a close frame, and
 //! every acknowledged command is durable after a restart on the same data directory.
 
-mod common;
+mod support;
 
-use common::TestServer;
 use std::collections::HashSet;
-use std::sync::Arc;
+use support::{DataDir, LocalServer};
 use warden::domain::{CommandId, Role};
 use warden::net::NetConfig;
 use warden::protocol::{ClientMessage, ServerMessage};
@@ -13,12 +12,12 @@ use warden::protocol::{ClientMessage, ServerMessage};
 // Guards against: a shutdown that drops acknowledged commands or leaves clients without a reason.
 #[tokio::test]
 async fn every_acknowledged_command_survives_a_graceful_shutdown_and_restart() {
-    let temp = Arc::new(tempfile::tempdir().unwrap());
+    let dir = DataDir::temp();
     let config = NetConfig {
         commands_per_second: 0,
         ..NetConfig::default()
     };
-    let server = TestServer::start_in(temp.path(), config.clone(), None).await;
+    let server = LocalServer::start_in(&dir, config.clone()).await;
     let mut c = server.connect("alice", Role::Player).await;
     let id = c.create_id("wood").await;
 
@@ -51,7 +50,7 @@ async fn every_acknowledged_command_survives_a_graceful_shutdown_and_restart() {
     record(first);
     let close = loop {
         use futures::StreamExt;
-        match tokio::time::timeout(common::PATIENCE, c.ws.next())
+        match tokio::time::timeout(support::PATIENCE, c.ws.next())
             .await
             .expect("closed in time")
         {
@@ -68,7 +67,7 @@ async fn every_acknowledged_command_survives_a_graceful_shutdown_and_restart() {
     assert!(!acked.is_empty());
 
     // Restart on the same data: every acknowledged command is in the log.
-    let server = TestServer::start_in(temp.path(), config, None).await;
+    let server = LocalServer::start_in(&dir, config).await;
     let mut c = server.connect("alice", Role::Player).await;
     let mut logged = HashSet::new();
     let mut after = 0;

@@ -5,15 +5,15 @@
 //! the lock reason or regeneration rate of a past state, and bad points answered with anything but
 //! a clear error code.
 
-mod common;
+mod support;
 
-use common::{TestServer, error_code};
+use support::{LocalServer, error_code};
 use warden::clock::Clock;
 use warden::domain::{ClientResource, ResourceId, Role, Timestamp};
 use warden::protocol::{ClientMessage, ServerMessage};
 
 async fn state_at(
-    c: &mut common::Client,
+    c: &mut support::Client,
     id: ResourceId,
     version: Option<u64>,
     at: Option<i64>,
@@ -40,7 +40,7 @@ fn state(msg: ServerMessage) -> (u64, ClientResource) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_version_shows_the_state_right_after_that_event() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let mut alice = server.connect("alice", Role::Player).await;
     // Given gold created at 1000 (v1), spent 200 (v2), credited 500 (v3), locked (v4), unlocked (v5)
     let id = alice.create_id("gold").await;
@@ -75,14 +75,14 @@ async fn each_version_shows_the_state_right_after_that_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instant_shows_the_last_event_before_it_with_regeneration_and_expiry_applied() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let mut alice = server.connect("alice", Role::Player).await;
-    let t0 = server.clock.now().millis();
+    let t0 = server.clock().now().millis();
     let id = alice.create_id("gold").await; // v1 at t0: 1000, regenerating 0.5/s
     alice.allocate(id, 200).await; // v2 at t0: 800
-    server.clock.advance_ms(10_000);
+    server.clock().advance_ms(10_000);
     alice.lock(id, "Raid", 5_000).await; // v3 at t0+10s, until t0+15s
-    server.clock.advance_ms(60_000);
+    server.clock().advance_ms(60_000);
     alice.add(id, 1).await; // v5 (v4: the lock's expiry, recorded now)
 
     // Four seconds after the allocate: version 2, with 2 gold regenerated.
@@ -109,7 +109,7 @@ async fn an_instant_shows_the_last_event_before_it_with_regeneration_and_expiry_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn others_get_the_spectator_view_of_a_past_state() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let mut alice = server.connect("alice", Role::Player).await;
     let mut watcher = server.connect("watcher", Role::Spectator).await;
     let mut bob = server.connect("bob", Role::Player).await;
@@ -138,7 +138,7 @@ async fn others_get_the_spectator_view_of_a_past_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_points_get_clear_error_codes() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let mut alice = server.connect("alice", Role::Player).await;
     let id = alice.create_id("gold").await;
 
@@ -171,7 +171,7 @@ async fn bad_points_get_clear_error_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_longer_than_one_page_is_folded_across_pages() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let mut alice = server.connect("alice", Role::Player).await;
     // wood starts at 0 and does not regenerate: after n adds of 1 (version n + 1) it holds n.
     let id = alice.create_id("wood").await;

@@ -1,10 +1,10 @@
 //! Live subscriptions over a real socket: every version in order with no gap and no repeat, the
 //! right view for each audience, resume after a drop, and the slow-consumer policy.
 
-mod common;
+mod support;
 
-use common::{Client, TestServer, applied, error_code};
 use futures::SinkExt;
+use support::{Client, LocalServer, applied, error_code};
 use warden::domain::{ClientResource, CommandId, ResourceId, Role};
 use warden::net::{NetConfig, NetStats};
 use warden::protocol::{ClientMessage, ServerMessage};
@@ -47,7 +47,7 @@ fn subscribed_version(reply: &ServerMessage) -> u64 {
 // and spectators seeing what only the owner may (lock reasons, regeneration).
 #[tokio::test]
 async fn every_subscriber_sees_every_version_in_order_in_its_own_view() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let mut owner = server.connect("alice", Role::Player).await;
     let id = owner.create_id("gold").await;
     let mut owner_sub = server.connect("alice", Role::Player).await;
@@ -92,7 +92,7 @@ async fn every_subscriber_sees_every_version_in_order_in_its_own_view() {
     for w in writers {
         w.await.unwrap();
     }
-    let head = server.store.head(id).await.unwrap();
+    let head = server.store().head(id).await.unwrap();
     assert!(head > 200, "most commands committed");
 
     let owner_views = follow(&mut owner_sub, id, start, head).await;
@@ -118,7 +118,7 @@ async fn every_subscriber_sees_every_version_in_order_in_its_own_view() {
 // Guards against: an owner subscription missing resources created after it started.
 #[tokio::test]
 async fn an_owner_subscription_covers_existing_and_new_resources() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let mut alice = server.connect("alice", Role::Player).await;
     let gold = alice.create_id("gold").await;
     // Make sure the read model lists it before subscribing by owner.
@@ -155,7 +155,7 @@ async fn an_owner_subscription_covers_existing_and_new_resources() {
 // Guards against: changes made while a client was disconnected being lost or delivered twice.
 #[tokio::test]
 async fn resume_after_a_dropped_connection_delivers_missed_changes_exactly_once() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let mut writer = server.connect("alice", Role::Player).await;
     let id = writer.create_id("gold").await;
     let mut reader = server.connect("alice", Role::Player).await;
@@ -209,7 +209,7 @@ async fn a_subscriber_that_never_reads_is_cut_off_and_others_are_not_delayed() {
         commands_per_second: 0,
         ..NetConfig::default()
     };
-    let server = TestServer::start_with(config).await;
+    let server = LocalServer::start_with(config).await;
     let mut writer = server.connect("alice", Role::Player).await;
     let id = writer.create_id("wood").await;
 
@@ -278,13 +278,13 @@ async fn a_subscriber_that_never_reads_is_cut_off_and_others_are_not_delayed() {
         // The fast subscriber keeps up the whole time.
         follow(&mut fast, id, start + sent - IN_FLIGHT, start + sent).await;
     }
-    let head = server.store.head(id).await.unwrap();
+    let head = server.store().head(id).await.unwrap();
     assert_eq!(head, start + sent);
 
     // The slow client finds its stream ended; if the close frame got through, it says why.
     use futures::StreamExt;
     loop {
-        match tokio::time::timeout(common::PATIENCE, slow.next())
+        match tokio::time::timeout(support::PATIENCE, slow.next())
             .await
             .expect("ends")
         {
@@ -307,32 +307,16 @@ async fn a_subscriber_that_never_reads_is_cut_off_and_others_are_not_delayed() {
 // log, in order, before anything newer.
 #[tokio::test]
 async fn changes_the_hub_never_saw_are_read_from_the_log() {
-    let server = TestServer::start().await;
+    let server = LocalServer::start().await;
     let mut alice = server.connect("alice", Role::Player).await;
     let id = alice.create_id("gold").await;
     let mut watcher = server.connect("eve", Role::Spectator).await;
     let start = subscribed_version(&watcher.subscribe(id, None).await);
 
     // A second writer on the same store whose changes go to a hub nobody here listens to.
-    let elsewhere = warden::actor::Registry::new(
-        server.store.clone(),
-        std::sync::Arc::new(warden::hub::Hub::new()),
-        server.node.registry().catalogue().clone(),
-        server.node.registry().clock().clone(),
-        warden::actor::ActorConfig::default(),
-    );
+    let elsewhere = support::bare_registry(server.store().clone(), server.clock());
     for _ in 0..3 {
-        let reply = elsewhere
-            .execute(warden::actor::CommandRequest {
-                command_id: CommandId::new(),
-                principal: warden::domain::Principal::player("alice"),
-                command: warden::domain::Command::Add(warden::domain::AddResource {
-                    resource_id: id,
-                    amount: 10,
-                    reason: String::new(),
-                }),
-            })
-            .await;
+        let reply = support::execute(&elsewhere, &support::alice(), support::add(id, 10)).await;
         reply.expect("committed elsewhere");
     }
     // One change through this node: its base (4) is past what the watcher has (1).

@@ -1,5 +1,5 @@
-//! Shared by the MongoDB tests: where the test server is, and a fresh database per test.
-#![allow(dead_code)]
+//! The MongoDB side of the test support: where the test server is, a fresh database per test,
+//! nodes on it, an nx-27017 a test owns, and a latency proxy.
 
 pub mod proxy;
 
@@ -7,7 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
+use warden::node::{Node, NodeConfig};
+use warden::store::Backend;
 use warden::store::mongo::{MongoConfig, MongoStore};
+
+/// How long a MongoDB test waits for something that should happen (a relay tick, a restarted
+/// nx-27017) before failing; longer than [`super::PATIENCE`], as nx-27017 can be slow to start.
+pub const PATIENCE: Duration = Duration::from_secs(60);
 
 /// The environment variable naming the MongoDB-compatible server the tests use.
 pub const URI_VAR: &str = "WARDEN_TEST_MONGODB_URI";
@@ -60,6 +66,39 @@ pub async fn node_behind(proxy: &proxy::Proxy, db: &str) -> Arc<MongoStore> {
             .await
             .expect("the test MongoDB is reachable through the proxy"),
     )
+}
+
+/// What a node on `store` runs on: the store for the log and the read model, and the relay that
+/// brings other nodes' commits.
+pub fn backend(store: Arc<MongoStore>) -> Backend {
+    Backend {
+        events: store.clone(),
+        read: store.clone(),
+        mongo: Some(store),
+    }
+}
+
+/// A node with the default configuration (the real clock) on `store`.
+pub fn node_on(store: Arc<MongoStore>) -> Node {
+    Node::start(&backend(store), NodeConfig::default())
+}
+
+/// A store on the MongoDB at `uri`, database `db`, with the default configuration.
+pub async fn store_at(uri: &str, db: &str) -> Arc<MongoStore> {
+    Arc::new(
+        MongoStore::connect_to(uri, Some(db), MongoConfig::default())
+            .await
+            .expect("the MongoDB is reachable"),
+    )
+}
+
+/// A TCP port nothing listens on right now (for a server a test starts itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind port 0")
+        .local_addr()
+        .expect("a bound listener has an address")
+        .port()
 }
 
 /// A latency proxy in front of the test server.

@@ -1,132 +1,15 @@
-//! Shared test harness: a real server on port 0 (embedded store in a temporary directory) and a
-//! small WebSocket client that sends requests, awaits replies by `req`, and collects updates.
-#![allow(dead_code)]
+//! The WebSocket test client: one connection that sends requests, awaits the reply carrying each
+//! one's `req`, and keeps whatever else arrives (updates, other replies) for later.
 
+use super::PATIENCE;
 use futures::{SinkExt, StreamExt};
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tokio_util::sync::CancellationToken;
-use warden::auth::TokenKeys;
-use warden::clock::ManualClock;
-use warden::domain::{ClientResource, CommandId, PlayerId, ResourceId, Role};
-use warden::net::{NetConfig, NetStats, Server};
-use warden::node::{Node, NodeConfig};
+use warden::domain::{ClientResource, CommandId, PlayerId, ResourceId};
 use warden::protocol::{self, ClientMessage, ServerMessage};
-use warden::store::Backend;
-use warden::store::embedded::EmbeddedStore;
-
-/// How long a test waits for a message before declaring the server hung. A guard against a test
-/// hanging forever, not a performance assertion: it is generous on purpose.
-pub const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A server on `127.0.0.1:0` with its own data directory.
-pub struct TestServer {
-    pub addr: std::net::SocketAddr,
-    pub keys: TokenKeys,
-    pub stats: Arc<NetStats>,
-    pub node: Arc<Node>,
-    pub dir: PathBuf,
-    /// The node's clock: fixed unless a test moves it, so amounts are exact (no regeneration).
-    pub clock: ManualClock,
-    shutdown: CancellationToken,
-    task: JoinHandle<()>,
-    pub store: Arc<EmbeddedStore>,
-    /// Keeps the temporary directory alive (None when the caller owns the directory).
-    _temp: Option<Arc<tempfile::TempDir>>,
-}
-
-impl TestServer {
-    pub async fn start() -> Self {
-        Self::start_with(NetConfig::default()).await
-    }
-
-    pub async fn start_with(config: NetConfig) -> Self {
-        let temp = Arc::new(tempfile::tempdir().expect("temp dir"));
-        let dir = temp.path().to_owned();
-        Self::start_in(&dir, config, Some(temp)).await
-    }
-
-    /// A server on the store in `dir` (which outlives it), e.g. to restart on the same data.
-    pub async fn start_in(
-        dir: &Path,
-        config: NetConfig,
-        temp: Option<Arc<tempfile::TempDir>>,
-    ) -> Self {
-        let store = Arc::new(EmbeddedStore::open(dir).expect("open store"));
-        let keys = TokenKeys::from_secret(b"test-secret");
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
-        let clock = ManualClock::at(now);
-        let node_config = NodeConfig {
-            clock: Arc::new(clock.clone()),
-            ..NodeConfig::default()
-        };
-        let node = Arc::new(Node::start(
-            &Backend::local(store.clone(), store.clone()),
-            node_config,
-        ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = Server::new(listener, node.clone(), keys.clone(), config);
-        let addr = server.local_addr().unwrap();
-        let stats = server.stats();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn({
-            let shutdown = shutdown.clone();
-            async move {
-                server.run(shutdown).await.expect("server runs");
-            }
-        });
-        Self {
-            addr,
-            keys,
-            stats,
-            node,
-            dir: dir.to_owned(),
-            clock,
-            shutdown,
-            task,
-            store,
-            _temp: temp,
-        }
-    }
-
-    /// The token whose cancellation starts this server's graceful shutdown (as [`stop`] does).
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
-    pub fn token(&self, player: &str, role: Role) -> String {
-        self.keys.mint(player, role, 3600)
-    }
-
-    pub fn url(&self, token: &str) -> String {
-        format!("ws://{}/v1?token={token}", self.addr)
-    }
-
-    pub async fn connect(&self, player: &str, role: Role) -> Client {
-        Client::connect(&self.url(&self.token(player, role)))
-            .await
-            .expect("connect")
-    }
-
-    /// Graceful shutdown as `warden serve` does it: stop serving, then stop the node.
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.expect("server task");
-        let node = Arc::into_inner(self.node).expect("no session holds the node after run()");
-        node.shutdown().await;
-        drop(self.store);
-    }
-}
 
 /// A test client: one WebSocket connection.
 pub struct Client {

@@ -1,0 +1,207 @@
+//! Test support, defined once for every integration test (and for client-sim's, which include this
+//! module by path): starting a node or a server, principals and commands, waiting for a condition.
+//!
+//! # Layout
+//! - [`node`]: [`TestNode`], an embedded store in a temporary directory with a node on it, in one
+//!   call (a config hook sets the clock, actors or metrics); [`DataDir`] to restart on the same data;
+//!   [`bare_registry`] for tests that need no node.
+//! - [`hooked`]: [`HookedStore`], an event store that delegates to another and lets a test delay,
+//!   fail or count appends (instead of each test writing its own wrapper).
+//! - [`server`]: [`LocalServer`], a real WebSocket server on `127.0.0.1:0`.
+//! - [`client`]: [`Client`], the WebSocket test client (replies matched by `req`, updates kept).
+//! - this file: principals, commands, [`execute`], and [`wait_for`], which fails the test with what
+//!   it waited for instead of returning a stale value.
+//! - `mongo` (with the `mongodb` feature): the MongoDB test server, fresh databases, nodes on them,
+//!   an nx-27017 a test owns, and a latency proxy.
+//!
+//! Every helper here is used by some suites and not others (each suite compiles its own copy), so
+//! unused ones, and unused re-exports, are allowed.
+#![allow(dead_code, unused_imports)]
+
+pub mod client;
+pub mod hooked;
+#[cfg(feature = "mongodb")]
+pub mod mongo;
+pub mod node;
+pub mod server;
+
+pub use client::{Client, applied, error_code};
+pub use hooked::{HookedStore, Hooks};
+pub use node::{DataDir, TestNode, bare_registry};
+pub use server::LocalServer;
+
+use std::future::Future;
+use std::time::Duration;
+use warden::actor::{CommandError, CommandReply, CommandRequest, Registry};
+use warden::domain::{
+    AddResource, AllocateResource, Command, CommandId, CreateResource, LockResource, PlayerId,
+    Principal, ResourceId, ResourceParams, UnlockResource,
+};
+
+/// The instant a test clock starts at (2026-01-01T00:00:00Z), so amounts are exact.
+pub const T0: i64 = 1_767_225_600_000;
+
+/// How long a test waits for something that should happen before failing. A guard against a hung
+/// test, not a performance assertion: generous on purpose, and a passing run never waits for it.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// How often [`wait_for`] looks at its condition again.
+const POLL: Duration = Duration::from_millis(5);
+
+// ---------------------------------------------------------------- waiting
+
+/// Waits until `condition` holds, looking again every few milliseconds; fails the test, naming
+/// `what` it waited for, if it does not hold within `timeout`.
+pub async fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`wait_for`] with a condition that has to await (a request, a store read); the condition is
+/// asked again every few milliseconds until it gives `Some`, which is returned.
+pub async fn wait_for_some<T, F>(
+    what: &str,
+    timeout: Duration,
+    mut condition: impl FnMut() -> F,
+) -> T
+where
+    F: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(remaining, condition()).await {
+            Ok(Some(value)) => return value,
+            Ok(None) => {}
+            Err(_) => panic!("gave up after {timeout:?} waiting for {what}"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+// ---------------------------------------------------------------- principals
+
+/// The player most tests act as.
+pub fn alice() -> Principal {
+    Principal::player("alice")
+}
+
+/// Another player: not the owner of alice's resources.
+pub fn bob() -> Principal {
+    Principal::player("bob")
+}
+
+/// A game backend: may act on any resource and create with custom parameters.
+pub fn service() -> Principal {
+    Principal::service("backend")
+}
+
+// ---------------------------------------------------------------- commands
+
+/// Catalogue gold (1000 of 5000, +0.5/s) for whoever sends it.
+pub fn create_gold() -> Command {
+    create_catalogue("gold")
+}
+
+/// A catalogue resource of `resource_type` for whoever sends it.
+pub fn create_catalogue(resource_type: &str) -> Command {
+    Command::Create(CreateResource {
+        resource_type: resource_type.into(),
+        owner: None,
+        params: None,
+    })
+}
+
+/// A `tokens` resource of `owner`'s holding `initial` of `max`, with no regeneration (so the
+/// amount moves only by commands). Only a service may send it.
+pub fn create_fixed(owner: &str, initial: u64, max: u64) -> Command {
+    Command::Create(CreateResource {
+        resource_type: "tokens".into(),
+        owner: Some(PlayerId::new(owner)),
+        params: Some(ResourceParams {
+            initial_amount: initial,
+            max_amount: max,
+            regen_milli: 0,
+        }),
+    })
+}
+
+pub fn allocate(id: ResourceId, amount: u64) -> Command {
+    Command::Allocate(AllocateResource {
+        resource_id: id,
+        amount,
+        reason: String::new(),
+    })
+}
+
+pub fn add(id: ResourceId, amount: u64) -> Command {
+    Command::Add(AddResource {
+        resource_id: id,
+        amount,
+        reason: String::new(),
+    })
+}
+
+pub fn lock(id: ResourceId, reason: &str, duration_ms: u64) -> Command {
+    Command::Lock(LockResource {
+        resource_id: id,
+        reason: reason.into(),
+        duration_ms,
+    })
+}
+
+pub fn unlock(id: ResourceId) -> Command {
+    Command::Unlock(UnlockResource { resource_id: id })
+}
+
+/// `command` sent by `who` under a fresh command id.
+pub fn request(who: &Principal, command: Command) -> CommandRequest {
+    request_id(CommandId::new(), who, command)
+}
+
+/// `command` sent by `who` under `command_id` (to send it again, or reuse the id).
+pub fn request_id(command_id: CommandId, who: &Principal, command: Command) -> CommandRequest {
+    CommandRequest {
+        command_id,
+        principal: who.clone(),
+        command,
+    }
+}
+
+/// Runs `command` as `who` under a fresh command id.
+pub async fn execute(
+    registry: &Registry,
+    who: &Principal,
+    command: Command,
+) -> Result<CommandReply, CommandError> {
+    registry.execute(request(who, command)).await
+}
+
+/// Runs `command` as `who` under `command_id` (to send it again, or reuse the id).
+pub async fn execute_id(
+    registry: &Registry,
+    command_id: CommandId,
+    who: &Principal,
+    command: Command,
+) -> Result<CommandReply, CommandError> {
+    registry.execute(request_id(command_id, who, command)).await
+}
+
+/// A `tokens` resource of `owner`'s with `initial` of `max` and no regeneration, created by
+/// [`service`]; its id.
+pub async fn given_fixed(registry: &Registry, owner: &str, initial: u64, max: u64) -> ResourceId {
+    execute(registry, &service(), create_fixed(owner, initial, max))
+        .await
+        .expect("a service creates a resource with custom parameters")
+        .resource_id
+}
