@@ -2,58 +2,18 @@
 //! a temporary directory, the real clock): the seed scenario, and short swarms whose invariant
 //! check must pass.
 
+// The workspace's one test support (a server on port 0 and the rest), shared with warden's own
+// integration tests. Its MongoDB part is behind warden's `mongodb` feature, a cfg this crate does
+// not declare (so it is compiled out here, and the unknown cfg is allowed).
+#[allow(unexpected_cfgs)]
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
 use client_sim::swarm::{SwarmConfig, run};
-use std::sync::Arc;
 use std::time::Duration;
+use support::LocalServer;
+use support::server::SECRET;
 use tokio_util::sync::CancellationToken;
-use warden::auth::TokenKeys;
-use warden::net::NetConfig;
-use warden::node::{Node, NodeConfig};
-use warden::store::Backend;
-use warden::store::embedded::EmbeddedStore;
-
-struct Server {
-    url: String,
-    keys: TokenKeys,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-        let keys = TokenKeys::from_secret(b"client-sim-test-secret");
-        let node = Arc::new(Node::start(
-            &Backend::local(store.clone(), store),
-            NodeConfig::default(),
-        ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("ws://{}", listener.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn({
-            let (keys, shutdown) = (keys.clone(), shutdown.clone());
-            async move {
-                warden::net::serve(listener, node, keys, NetConfig::default(), shutdown)
-                    .await
-                    .expect("the server runs");
-            }
-        });
-        Self {
-            url,
-            keys,
-            shutdown,
-            task,
-            _dir: dir,
-        }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = self.task.await;
-    }
-}
 
 fn short_swarm(url: &str) -> SwarmConfig {
     SwarmConfig {
@@ -75,8 +35,8 @@ async fn the_seed_scenario_runs_over_the_wire_as_the_seed_says() {
     // Guards against the wire path diverging from the core's rules: step 5 must be refused with
     // `locked`, every other step must succeed with the seed's amounts, and the read model must
     // show the final state.
-    let server = Server::start().await;
-    let report = client_sim::scenario::run(&server.url, &server.keys)
+    let server = LocalServer::with_real_clock().await;
+    let report = client_sim::scenario::run(&server.base_url(), &server.keys)
         .await
         .unwrap();
     print!("{}", report.to_text());
@@ -101,8 +61,8 @@ async fn the_seed_scenario_runs_over_the_wire_as_the_seed_says() {
 async fn a_short_closed_loop_swarm_keeps_every_acknowledged_promise() {
     // Guards against lost, duplicated or unreported writes under concurrent bots contending on
     // shared resources, and against spectators missing or repeating versions.
-    let server = Server::start().await;
-    let config = short_swarm(&server.url);
+    let server = LocalServer::with_real_clock().await;
+    let config = short_swarm(&server.base_url());
     let report = run(
         config,
         server.keys.clone(),
@@ -165,10 +125,10 @@ async fn a_short_closed_loop_swarm_keeps_every_acknowledged_promise() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_open_loop_swarm_keeps_every_acknowledged_promise() {
     // Guards the open-loop path (several requests in flight per connection) the same way.
-    let server = Server::start().await;
+    let server = LocalServer::with_real_clock().await;
     let config = SwarmConfig {
         rate: Some(300.0),
-        ..short_swarm(&server.url)
+        ..short_swarm(&server.base_url())
     };
     let report = run(
         config,
@@ -186,10 +146,10 @@ async fn a_short_open_loop_swarm_keeps_every_acknowledged_promise() {
 }
 
 /// Runs the `client-sim` binary for a one-second swarm against `server`, in `dir`.
-async fn swarm_binary(server: &Server, dir: &std::path::Path, extra: &[&str]) {
+async fn swarm_binary(server: &LocalServer, dir: &std::path::Path, extra: &[&str]) {
     let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_client-sim"))
         .current_dir(dir)
-        .args(["--url", &server.url, "--secret", "client-sim-test-secret"])
+        .args(["--url", &server.base_url(), "--secret", SECRET])
         .args([
             "swarm",
             "--bots",
@@ -218,7 +178,7 @@ async fn swarm_binary(server: &Server, dir: &std::path::Path, extra: &[&str]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swarm_writes_a_picture_only_when_asked() {
     // Guards against: littering the working directory with an SVG nobody asked for.
-    let server = Server::start().await;
+    let server = LocalServer::with_real_clock().await;
     let dir = tempfile::tempdir().unwrap();
     swarm_binary(&server, dir.path(), &[]).await;
     let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
@@ -233,48 +193,23 @@ async fn a_swarm_writes_a_picture_only_when_asked() {
 async fn a_swarm_rides_out_a_server_restart_and_its_check_still_passes() {
     // Guards against: bots giving up (or double-applying) when the server goes away mid-run, and
     // spectators stopping or missing versions instead of resuming with from_version.
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let keys = TokenKeys::from_secret(b"client-sim-test-secret");
-    let node = Arc::new(Node::start(
-        &Backend::local(store.clone(), store),
-        NodeConfig::default(),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let serve = {
-        let (node, keys) = (node.clone(), keys.clone());
-        move |listener, shutdown: CancellationToken| {
-            let (node, keys) = (node.clone(), keys.clone());
-            tokio::spawn(async move {
-                warden::net::serve(listener, node, keys, NetConfig::default(), shutdown)
-                    .await
-                    .expect("the server runs");
-            })
-        }
-    };
-    let first = CancellationToken::new();
-    let first_task = serve(listener, first.clone());
-
+    let mut server = LocalServer::with_real_clock().await;
+    let keys = server.keys.clone();
     let config = SwarmConfig {
         duration: Duration::from_secs(6),
         spectators: 3,
-        ..short_swarm(&format!("ws://{addr}"))
+        ..short_swarm(&server.base_url())
     };
     // Mid-run the server goes away (every session closed), and comes back on the same address.
     let restart = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        first.cancel();
-        first_task.await.unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let second = CancellationToken::new();
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        (second.clone(), serve(listener, second))
+        server.restart(Duration::from_millis(500)).await;
+        server
     });
     let report = run(config, keys.clone(), CancellationToken::new(), |_, _| {})
         .await
         .unwrap();
-    let (second, second_task) = restart.await.unwrap();
+    let server = restart.await.unwrap();
     print!("{}", report.to_text());
     assert!(report.ok(), "{:?}", report.violations);
     assert!(
@@ -284,6 +219,5 @@ async fn a_swarm_rides_out_a_server_restart_and_its_check_still_passes() {
         report.errors
     );
     assert!(report.subscriptions_checked >= 6 + 2);
-    second.cancel();
-    second_task.await.unwrap();
+    server.stop().await;
 }
