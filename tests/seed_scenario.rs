@@ -6,6 +6,7 @@
 mod support;
 
 use support::TestNode;
+use warden::demo::{Expect, SEED_PLAYER, SEED_STEPS};
 use warden::domain::{ClientResource, Principal, ResourceEvent};
 use warden::protocol::Coded;
 use warden::store::EventStore;
@@ -19,7 +20,8 @@ async fn the_seed_scenario_runs_as_the_seed_says() {
     let report = warden::demo::run(&node).await.unwrap();
 
     assert_eq!(report.steps.len(), 7);
-    for (i, step) in report.steps.iter().enumerate() {
+    assert_eq!(report.steps.len(), SEED_STEPS.len());
+    for (i, (step, seed)) in report.steps.iter().zip(&SEED_STEPS).enumerate() {
         assert!(
             step.as_expected(),
             "step {} ({}): {}",
@@ -27,6 +29,18 @@ async fn the_seed_scenario_runs_as_the_seed_says() {
             step.title,
             step.describe()
         );
+        // Exactly what the seed's data says: the amount and the lock, or the refusal's code.
+        assert_eq!(step.title, seed.title);
+        match (&step.outcome, seed.expect) {
+            (Ok(reply), Expect::Applied { amount, locked }) => assert_eq!(
+                (reply.view().amount, reply.view().locked),
+                (amount, locked),
+                "step {}",
+                i + 1
+            ),
+            (Err(e), Expect::Refused(code)) => assert_eq!(e.code(), code, "step {}", i + 1),
+            (outcome, expect) => panic!("step {}: {outcome:?}, expected {expect:?}", i + 1),
+        }
     }
     let outcomes: Vec<Result<u64, &str>> = report
         .steps
@@ -54,7 +68,8 @@ async fn the_seed_scenario_runs_as_the_seed_says() {
     assert_eq!(report.read_models.len(), 1);
     let view: &ClientResource = &report.read_models[0];
     assert_eq!(view.id, report.resource_id);
-    assert_eq!(view.owner, Principal::player("player123").player);
+    assert_eq!(view.owner, Principal::player(SEED_PLAYER).player);
+    assert_eq!(SEED_PLAYER, "player123");
     assert_eq!(
         (view.amount, view.max_amount, view.version, view.locked),
         (1200, 5000, 6, false)

@@ -6,42 +6,47 @@ use futures::SinkExt;
 use rmpv::Value;
 use support::{Client, LocalServer, applied, error_code};
 use tokio_tungstenite::tungstenite::{self, Message};
+use warden::demo::{Expect, SEED_PLAYER, SEED_STEPS};
 use warden::domain::{CommandId, PlayerId, ResourceId, ResourceParams, Role};
 use warden::net::NetConfig;
 use warden::protocol::{ClientMessage, ServerMessage};
-
-/// Reads `owner`'s list until the read model shows `id` at `version` (it trails commits by a
-/// moment); bounded by the client's patience.
-async fn list_at(
-    client: &mut Client,
-    owner: &str,
-    id: ResourceId,
-    version: u64,
-) -> Vec<warden::domain::ClientResource> {
-    for _ in 0..1_000 {
-        match client.list(Some(owner)).await {
-            ServerMessage::Resources { resources, .. }
-                if resources.iter().any(|r| r.id == id && r.version >= version) =>
-            {
-                return resources;
-            }
-            ServerMessage::Resources { .. } => {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await
-            }
-            other => panic!("list failed: {other:?}"),
-        }
-    }
-    panic!("the read model never reached version {version}");
-}
 
 // Guards against: the seed scenario working in-process but not through the real protocol.
 #[tokio::test]
 async fn the_seed_scenario_runs_over_the_wire() {
     let server = LocalServer::start().await;
-    let mut c = server.connect("player123", Role::Player).await;
+    let mut c = server.connect(SEED_PLAYER, Role::Player).await;
 
-    let created = c.create("gold").await;
-    let id = match &created {
+    // Every step of the seed, as its wire message; each reply is checked against the seed.
+    let mut replies = Vec::new();
+    let mut id = ResourceId::default(); // the first step creates the resource
+    for (i, step) in SEED_STEPS.iter().enumerate() {
+        let reply = c
+            .request(|req| step.message(req, CommandId::new(), id))
+            .await;
+        match step.expect {
+            Expect::Applied { amount, locked } => {
+                let view = applied(&reply);
+                assert_eq!(
+                    (view.amount, view.locked),
+                    (amount, locked),
+                    "step {}",
+                    i + 1
+                );
+            }
+            Expect::Refused(code) => {
+                assert_eq!(error_code(&reply), code.as_str(), "step {}", i + 1)
+            }
+        }
+        if i == 0 {
+            id = applied(&reply).id;
+        }
+        replies.push(reply);
+    }
+    let [created, allocated, added, locked, refused, unlocked, last] = &replies[..] else {
+        panic!("seven steps, got {}", replies.len())
+    };
+    match created {
         ServerMessage::Applied {
             resource_id,
             resource,
@@ -54,25 +59,25 @@ async fn the_seed_scenario_runs_over_the_wire() {
                 (1000, 5000, 1)
             );
             assert!(!duplicate);
-            *resource_id
+            assert_eq!(*resource_id, id);
         }
         other => panic!("create: {other:?}"),
-    };
-    assert_eq!(applied(&c.allocate(id, 200).await).amount, 800);
-    let added = c.add(id, 500).await;
-    assert_eq!(applied(&added).amount, 1300);
-    let locked = c.lock(id, "Maintenance", 300_000).await;
-    assert!(applied(&locked).locked);
-    assert_eq!(applied(&locked).lock_reason.as_deref(), Some("Maintenance"));
+    }
+    assert_eq!(applied(allocated).amount, 800);
+    assert_eq!(applied(added).amount, 1300);
+    assert!(applied(locked).locked);
+    assert_eq!(applied(locked).lock_reason.as_deref(), Some("Maintenance"));
     // Step 5: refused because of the lock, and nothing changes.
-    assert_eq!(error_code(&c.allocate(id, 100).await), "locked");
-    let unlocked = c.unlock(id).await;
-    assert!(!applied(&unlocked).locked);
-    let last = c.allocate(id, 100).await;
-    assert_eq!((applied(&last).amount, applied(&last).version), (1200, 6));
+    assert_eq!(error_code(refused), "locked");
+    assert!(!applied(unlocked).locked);
+    assert_eq!((applied(last).amount, applied(last).version), (1200, 6));
 
-    // The read models: the list, one resource, and its audit trail.
-    let list = list_at(&mut c, "player123", id, 6).await;
+    // The read models: the list (current at once: each view is written with its commit, before
+    // the reply), one resource, and its audit trail.
+    let list = match c.list(Some(SEED_PLAYER)).await {
+        ServerMessage::Resources { resources, .. } => resources,
+        other => panic!("list failed: {other:?}"),
+    };
     assert_eq!(list.len(), 1);
     assert_eq!(
         (list[0].amount, list[0].version, list[0].locked),

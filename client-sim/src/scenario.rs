@@ -1,21 +1,21 @@
-//! The seed scenario over the wire, as player123: create gold, allocate 200, add 500, lock,
-//! allocate while locked (must fail with `locked`), unlock, allocate 100; then the read models.
+//! The seed scenario over the wire, as player123: the steps of [`warden::demo::SEED_STEPS`]
+//! (create gold, allocate 200, add 500, lock, allocate while locked, which must fail with `locked`,
+//! unlock, allocate 100), each sent as its wire message; then the read models.
 //!
 //! Amounts are checked relative to the created amount (the seed's catalogue gives 1000) and allow
 //! for the regeneration the real clock accrues between steps (gold: 0.5 per second).
 
 use crate::conn::{Client, ConnError};
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use thiserror::Error;
 use warden::auth::TokenKeys;
+use warden::demo::{Expect, SEED_PLAYER, SEED_STEPS};
 use warden::domain::{ClientResource, CommandId, ResourceId, Role};
-use warden::protocol::{ClientMessage, ServerMessage};
+use warden::protocol::{self, ClientMessage, ServerMessage};
 
 /// The seed's player.
-pub const PLAYER: &str = "player123";
-/// How long the read model may take to show the last change.
-const READ_MODEL_WAIT: Duration = Duration::from_secs(5);
+pub const PLAYER: &str = SEED_PLAYER;
 
 #[derive(Debug, Error)]
 pub enum ScenarioError {
@@ -23,21 +23,15 @@ pub enum ScenarioError {
     Conn(#[from] ConnError),
     #[error("creating the resource failed: {0}")]
     Create(String),
-}
-
-/// What a step should do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Expect {
-    /// Succeed, moving the amount by `delta` and leaving the lock as `locked`.
-    Ok { delta: i64, locked: bool },
-    /// Be refused with this code.
-    Refused(&'static str),
+    #[error("the seed created no resource")]
+    NoResource,
 }
 
 /// One step and what happened.
 #[derive(Clone, Debug)]
 pub struct Step {
     pub title: &'static str,
+    /// What the seed says of this step (its amounts with no regeneration).
     pub expect: Expect,
     /// The view after the step, or the error code and message.
     pub result: Result<ClientResource, (String, String)>,
@@ -50,9 +44,10 @@ pub struct Step {
 pub struct ScenarioReport {
     pub resource_id: ResourceId,
     pub steps: Vec<Step>,
-    /// player123's resources from `list`, once the read model shows the last change.
+    /// player123's resources from `list`, read once after the last step.
     pub read_models: Vec<ClientResource>,
-    /// Whether the read model caught up with the last version.
+    /// Whether the read model showed the last version at once (a view is written with its
+    /// commit, before the reply).
     pub read_models_current: bool,
 }
 
@@ -79,7 +74,7 @@ impl ScenarioReport {
             } else {
                 format!("UNEXPECTED: {}", step.problem.as_deref().unwrap_or("?"))
             };
-            let _ = writeln!(s, "{}. {:<42} {got}  ({mark})", i + 1, step.title);
+            let _ = writeln!(s, "{}. {:<50} {got}  ({mark})", i + 1, step.title);
         }
         let _ = writeln!(s, "\nread models of {PLAYER} (client schema, from `list`):");
         let _ = writeln!(
@@ -117,143 +112,42 @@ pub async fn run(url: &str, keys: &TokenKeys) -> Result<ScenarioReport, Scenario
     let token = crate::tokens::mint(keys, PLAYER, Role::Player);
     let client = Client::connect(url, &token).await?;
     let started = Instant::now();
-    let created = client
-        .request(|req| {
-            ClientMessage::Create(warden::protocol::Create {
-                req,
-                command_id: CommandId::new(),
-                resource_type: "gold".into(),
-                owner: None,
-                params: None,
-            })
-        })
-        .await?;
-    let (id, first) = match created {
-        ServerMessage::Applied { resource, .. } => (resource.id, resource),
-        ServerMessage::Error { code, message, .. } => {
-            return Err(ScenarioError::Create(format!("[{code}] {message}")));
-        }
-        other => return Err(ScenarioError::Create(format!("unexpected reply {other:?}"))),
+    // The seed's amounts assume the seed's creation amount; what was created instead (and the
+    // regeneration rate) is known after the first step.
+    let seed_initial = match SEED_STEPS[0].expect {
+        Expect::Applied { amount, .. } => amount as i64,
+        Expect::Refused(_) => 0,
     };
-    let initial = first.amount as i64;
-    let regen = first.regen_milli.unwrap_or(0);
-    let mut steps = vec![Step {
-        title: "create gold (seed: 1000 of 5000, +0.5/s)",
-        expect: Expect::Ok {
-            delta: 0,
-            locked: false,
-        },
-        result: Ok(first.clone()),
-        as_expected: true,
-        problem: None,
-    }];
-
-    type Build = Box<dyn Fn(u64) -> ClientMessage>;
-    let allocate = |amount: u64| -> Build {
-        let command_id = CommandId::new();
-        Box::new(move |req| {
-            ClientMessage::Allocate(warden::protocol::Allocate {
-                req,
-                command_id,
-                resource_id: id,
-                amount,
-                reason: "Purchase item".into(),
-            })
-        })
-    };
-    let script: Vec<(&'static str, Expect, Build)> = vec![
-        (
-            "allocate 200 \"Purchase item\"",
-            Expect::Ok {
-                delta: -200,
-                locked: false,
-            },
-            allocate(200),
-        ),
-        (
-            "add 500 \"Quest reward\"",
-            Expect::Ok {
-                delta: 500,
-                locked: false,
-            },
-            {
-                let command_id = CommandId::new();
-                Box::new(move |req| {
-                    ClientMessage::Add(warden::protocol::Add {
-                        req,
-                        command_id,
-                        resource_id: id,
-                        amount: 500,
-                        reason: "Quest reward".into(),
-                    })
-                })
-            },
-        ),
-        (
-            "lock \"Maintenance\" for 5 minutes",
-            Expect::Ok {
-                delta: 0,
-                locked: true,
-            },
-            {
-                let command_id = CommandId::new();
-                Box::new(move |req| {
-                    ClientMessage::Lock(warden::protocol::Lock {
-                        req,
-                        command_id,
-                        resource_id: id,
-                        reason: "Maintenance".into(),
-                        duration_ms: 300_000,
-                    })
-                })
-            },
-        ),
-        (
-            "allocate 100 while locked (must fail)",
-            Expect::Refused("locked"),
-            allocate(100),
-        ),
-        (
-            "unlock",
-            Expect::Ok {
-                delta: 0,
-                locked: false,
-            },
-            {
-                let command_id = CommandId::new();
-                Box::new(move |req| {
-                    ClientMessage::Unlock(warden::protocol::Unlock {
-                        req,
-                        command_id,
-                        resource_id: id,
-                    })
-                })
-            },
-        ),
-        (
-            "allocate 100 after unlock (must succeed)",
-            Expect::Ok {
-                delta: -100,
-                locked: false,
-            },
-            allocate(100),
-        ),
-    ];
-
-    // The amount the seed implies so far, before regeneration.
-    let mut expected_amount = initial;
-    let mut last_version = first.version;
-    for (title, expect, build) in script {
-        let reply = client.request(&*build).await?;
+    let mut created: Option<ClientResource> = None;
+    let mut last_version = 0;
+    let mut steps = Vec::new();
+    for step in &SEED_STEPS {
+        // The first step creates the resource, so needs none.
+        let resource = created.as_ref().map(|c| c.id).unwrap_or_default();
+        let reply = client
+            .request(|req| step.message(req, CommandId::new(), resource))
+            .await?;
         let result = match reply {
             ServerMessage::Applied { resource, .. } => Ok(resource),
             ServerMessage::Error { code, message, .. } => Err((code.to_string(), message)),
             other => Err(("unexpected_reply".into(), format!("{other:?}"))),
         };
-        let problem = match (&expect, &result) {
-            (Expect::Ok { delta, locked }, Ok(view)) => {
-                expected_amount += delta;
+        let first = match (&created, &result) {
+            (None, Ok(view)) => {
+                created = Some(view.clone());
+                view
+            }
+            (None, Err((code, message))) => {
+                return Err(ScenarioError::Create(format!("[{code}] {message}")));
+            }
+            (Some(first), _) => first,
+        };
+        let initial = first.amount as i64;
+        let regen = first.regen_milli.unwrap_or(0);
+        let problem = match (step.expect, &result) {
+            (Expect::Applied { amount, locked }, Ok(view)) => {
                 last_version = view.version;
+                let expected_amount = initial + (amount as i64 - seed_initial);
                 // Regeneration since creation can only add, and at most this much.
                 let allowance = (started.elapsed().as_millis() as u64 * regen).div_ceil(1_000_000);
                 let got = view.amount as i64;
@@ -261,44 +155,40 @@ pub async fn run(url: &str, keys: &TokenKeys) -> Result<ScenarioReport, Scenario
                     Some(format!(
                         "amount {got}, expected {expected_amount} (+ up to {allowance} regenerated)"
                     ))
-                } else if view.locked != *locked {
+                } else if view.locked != locked {
                     Some(format!("locked is {}, expected {locked}", view.locked))
                 } else {
                     None
                 }
             }
-            (Expect::Ok { .. }, Err((code, _))) => Some(format!("refused with {code}")),
-            (Expect::Refused(want), Err((code, _))) if code == want => None,
+            (Expect::Applied { .. }, Err((code, _))) => Some(format!("refused with {code}")),
+            (Expect::Refused(want), Err((code, _))) if code == want.as_str() => None,
             (Expect::Refused(want), Err((code, _))) => {
                 Some(format!("refused with {code}, expected {want}"))
             }
             (Expect::Refused(want), Ok(_)) => Some(format!("succeeded, expected {want}")),
         };
         steps.push(Step {
-            title,
-            expect,
+            title: step.title,
+            expect: step.expect,
             as_expected: problem.is_none(),
             problem,
             result,
         });
     }
+    let id = created.map(|c| c.id).ok_or(ScenarioError::NoResource)?;
 
-    // The read model is a projection: poll until it shows the last version.
-    let deadline = Instant::now() + READ_MODEL_WAIT;
-    let (read_models, current) = loop {
-        let list = match client
-            .request(|req| ClientMessage::List(warden::protocol::List { req, owner: None }))
-            .await?
-        {
-            ServerMessage::Resources { resources, .. } => resources,
-            _ => Vec::new(),
-        };
-        let current = list.iter().any(|r| r.id == id && r.version == last_version);
-        if current || Instant::now() >= deadline {
-            break (list, current);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // Views are written with each commit, before its reply: the list shows the last version now.
+    let read_models = match client
+        .request(|req| ClientMessage::List(protocol::List { req, owner: None }))
+        .await?
+    {
+        ServerMessage::Resources { resources, .. } => resources,
+        _ => Vec::new(),
     };
+    let current = read_models
+        .iter()
+        .any(|r| r.id == id && r.version == last_version);
     Ok(ScenarioReport {
         resource_id: id,
         steps,
