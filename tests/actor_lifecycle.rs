@@ -71,10 +71,10 @@ async fn an_idle_actor_passivates_and_the_next_command_reloads_from_the_store() 
 async fn a_lock_expires_by_itself_through_the_actors_timer() {
     let t = TestNode::embedded_with(|c| c.clock = Arc::new(SystemClock));
     let (node, store) = (t.node, &t.store);
-    let id = execute(node.registry(), &alice(), create_gold())
+    let created = execute(node.registry(), &alice(), create_gold())
         .await
-        .unwrap()
-        .resource_id;
+        .unwrap();
+    let id = created.resource_id;
     let mut changes = node.hub().subscribe_resource(id);
     let locked = execute(
         node.registry(),
@@ -112,18 +112,37 @@ async fn a_lock_expires_by_itself_through_the_actors_timer() {
         event.at >= expires_at,
         "recorded no earlier than the expiry"
     );
-    assert_eq!(state.lock, None);
-    assert_eq!(state.updated_by, Principal::system().player);
+    // The whole state after the expiry: the locked state with the lock gone, at version 3,
+    // recorded by the system at the event's instant under the event's command id; the balance
+    // is the one the lock left (an expiry records no accrual of its own).
+    let mut expected = locked.resource.clone();
+    expected.lock = None;
+    expected.version = 3;
+    expected.updated_at = event.at;
+    expected.updated_by = Principal::system().player;
+    expected.last_command = event.command_id;
+    assert_eq!(state, expected);
+    assert_eq!(state.created_at, created.resource.created_at);
     assert_eq!(
         store.head(id).await.unwrap(),
         3,
         "committed, not just published"
+    );
+    assert_eq!(
+        store.load(id).await.unwrap().state().as_ref(),
+        Some(&state),
+        "the stored state is the published one"
     );
 
     // The read model holds that state: its view was written in the same commit.
     let view = node.queries().view(id).await.unwrap().unwrap();
     assert_eq!(view, ClientResource::from_server(&state));
     assert!(!view.locked);
+    assert_eq!(view.lock_reason, None);
+    assert_eq!(
+        (view.version, view.amount),
+        (3, locked.resource.balance.amount)
+    );
     node.shutdown().await;
 }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
