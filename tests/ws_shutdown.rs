@@ -37,7 +37,7 @@ async fn every_acknowledged_command_survives_a_graceful_shutdown_and_restart() {
         sent.push(command_id);
     }
     let first = c.recv().await.expect("a first reply");
-    let stopping = tokio::spawn(server.stop());
+    let stopping = tokio::spawn(server.stop_with_clients());
 
     let mut acked = HashSet::new();
     let mut record = |msg: ServerMessage| match msg {

@@ -4,12 +4,37 @@
 use super::PATIENCE;
 use futures::{SinkExt, StreamExt};
 use std::collections::VecDeque;
+use std::net::{Shutdown, SocketAddr};
+use std::sync::{Arc, Mutex, Weak};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use warden::domain::{ClientResource, CommandId, PlayerId, ResourceId};
 use warden::protocol::{self, ClientMessage, ServerMessage};
+
+/// The sockets of the clients connected to each server address, so that the server's teardown
+/// can disconnect the ones still open ([`disconnect_all`]). Weak: a dropped client's socket
+/// closes as usual.
+static OPEN: Mutex<Vec<(SocketAddr, Weak<std::net::TcpStream>)>> = Mutex::new(Vec::new());
+
+/// Disconnects every test client still connected to `server`, as a client that goes away would.
+///
+/// A test client reads only when the test asks, so it never answers a close frame; a graceful
+/// shutdown would wait `close_timeout` (2 s) for each such session before giving up on it.
+pub fn disconnect_all(server: SocketAddr) {
+    let mut open = OPEN.lock().expect("no test panicked holding the list");
+    open.retain(|(addr, socket)| {
+        if *addr != server {
+            return socket.strong_count() > 0;
+        }
+        if let Some(socket) = socket.upgrade() {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+        false
+    });
+}
 
 /// A test client: one WebSocket connection.
 pub struct Client {
@@ -18,13 +43,28 @@ pub struct Client {
     next_req: u64,
     /// Messages received while waiting for something else (updates, other replies).
     pending: VecDeque<ServerMessage>,
+    /// A second handle to the socket, for [`disconnect_all`]; closed with the client.
+    _socket: Arc<std::net::TcpStream>,
 }
 
 impl Client {
     /// Connects and reads `welcome`.
     pub async fn connect(url: &str) -> Result<Client, tungstenite::Error> {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        // What `connect_async` does, keeping a second handle to the socket.
+        let request = url.into_client_request()?;
+        let uri = request.uri();
+        let host = uri.host().unwrap_or_default();
+        let tcp = TcpStream::connect((host, uri.port_u16().unwrap_or(80))).await?;
+        let addr = tcp.peer_addr()?;
+        let std = tcp.into_std()?;
+        let socket = Arc::new(std.try_clone()?);
+        let tcp = TcpStream::from_std(std)?;
+        let (ws, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)).await?;
+        OPEN.lock()
+            .expect("no test panicked holding the list")
+            .push((addr, Arc::downgrade(&socket)));
         let mut client = Client {
+            _socket: socket,
             ws,
             welcome: ServerMessage::Pong {
                 req: 0,

@@ -1,7 +1,7 @@
 //! A real Warden WebSocket server in the test's process, on `127.0.0.1:0`: by default on a
 //! [`TestNode`] (embedded store in a temporary directory), or on any node the test built (MongoDB).
 
-use super::client::Client;
+use super::client::{Client, disconnect_all};
 use super::node::{DataDir, TestNode};
 use super::{PATIENCE, wait_for};
 use std::net::SocketAddr;
@@ -161,9 +161,20 @@ impl LocalServer {
         (self.stats, self.shutdown, self.task) = (stats.0, shutdown, task);
     }
 
-    /// Graceful shutdown as `warden serve` does it: stop serving (sessions answer what is in
-    /// flight and close), then stop the node, then let go of the store.
+    /// Ends the test's server: disconnects the test clients still connected to it (they would
+    /// not answer its close frame: see [`client::disconnect_all`]), then
+    /// [`stop_with_clients`](Self::stop_with_clients).
+    ///
+    /// [`client::disconnect_all`]: super::client::disconnect_all
     pub async fn stop(self) {
+        disconnect_all(self.addr);
+        self.stop_with_clients().await;
+    }
+
+    /// Graceful shutdown as `warden serve` does it, with the clients still connected: stop
+    /// serving (sessions answer what is in flight and close with 1001), then stop the node, then
+    /// let go of the store.
+    pub async fn stop_with_clients(self) {
         self.shutdown.cancel();
         self.task.await.expect("server task");
         // A session's subscription tasks may still be letting go of the node for a moment.
