@@ -8,51 +8,9 @@ use prometheus_parse::{Sample, Scrape, Value};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use support::{LocalServer, PATIENCE, applied, error_code, wait_for_some};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-use warden::admin::AdminState;
+use support::{LocalAdmin, LocalServer, PATIENCE, applied, error_code, wait_for_some};
 use warden::domain::{CommandId, Role};
 use warden::protocol::{ClientMessage, ServerMessage};
-
-/// An admin listener on port 0 over a test server's node.
-struct Admin {
-    base: String,
-    stop: CancellationToken,
-    task: JoinHandle<std::io::Result<()>>,
-}
-
-impl Admin {
-    async fn start(server: &LocalServer) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let state = AdminState::new(server.node.clone(), server.shutdown_token())
-            .with_data_dir(server.dir().path());
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(warden::admin::run(listener, state, stop.clone()));
-        Self { base, stop, task }
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let response = tokio::time::timeout(PATIENCE, reqwest::get(format!("{}{path}", self.base)))
-            .await
-            .expect("the admin listener answered in time")
-            .expect("HTTP request");
-        let status = response.status().as_u16();
-        (status, response.text().await.expect("body"))
-    }
-
-    async fn scrape(&self) -> Scrape {
-        let (status, body) = self.get("/metrics").await;
-        assert_eq!(status, 200);
-        Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text")
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.unwrap().expect("admin listener ran");
-    }
-}
 
 /// The value of the counter or gauge `name` whose labels include `labels`.
 fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -93,7 +51,7 @@ fn histogram_count(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 
 #[tokio::test]
 async fn metrics_count_exactly_the_commands_sent_by_kind_and_outcome() {
     let server = LocalServer::start().await;
-    let admin = Admin::start(&server).await;
+    let admin = LocalAdmin::of(&server).await;
     let mut alice = server.connect("alice", Role::Player).await;
 
     // Given 3 applied commands (create, add, lock), 1 refused `locked`, 1 duplicate add.
@@ -252,7 +210,7 @@ async fn metrics_show_rate_limits_malformed_messages_and_subscriptions() {
         ..warden::net::NetConfig::default()
     })
     .await;
-    let admin = Admin::start(&server).await;
+    let admin = LocalAdmin::of(&server).await;
     let mut bob = server.connect("bob", Role::Player).await;
     let id = bob.create_id("wood").await;
     applied(&bob.add(id, 1).await);
@@ -284,7 +242,7 @@ async fn metrics_show_rate_limits_malformed_messages_and_subscriptions() {
 #[tokio::test]
 async fn readyz_turns_503_when_shutdown_begins_before_sessions_close() {
     let server = LocalServer::start().await;
-    let admin = Admin::start(&server).await;
+    let admin = LocalAdmin::of(&server).await;
     let (status, body) = admin.get("/healthz").await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = admin.get("/readyz").await;

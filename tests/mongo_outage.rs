@@ -17,13 +17,9 @@ use warden::domain::{CommandId, ResourceId};
 use warden::protocol::Coded;
 use warden::store::EventStore;
 
+/// A service's add of 1 to `id` under `command_id`.
 fn add(id: ResourceId, command_id: CommandId) -> CommandRequest {
-    let command = warden::domain::Command::Add(warden::domain::AddResource {
-        resource_id: id,
-        amount: 1,
-        reason: "outage".into(),
-    });
-    request_id(command_id, &service(), command)
+    request_id(command_id, &service(), support::add(id, 1))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

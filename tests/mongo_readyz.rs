@@ -9,6 +9,7 @@ mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
+use support::LocalAdmin;
 use support::mongo::{self, OwnMongo, PATIENCE, free_port, node_on};
 use tokio_util::sync::CancellationToken;
 use warden::admin::AdminState;
@@ -68,13 +69,11 @@ async fn readyz_is_503_while_mongodb_is_unreachable_and_200_when_it_returns() {
     let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
     let store = mongo::store_at(&uri, "readyz").await;
     let node = Arc::new(node_on(store.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let state = AdminState::new(node.clone(), CancellationToken::new())
         .with_ready_timeout(Duration::from_secs(1))
         .with_mongo(store.clone());
-    let stop = CancellationToken::new();
-    let admin = tokio::spawn(warden::admin::run(listener, state, stop.clone()));
+    let admin = LocalAdmin::start(state).await;
+    let base = admin.base.clone();
     assert_eq!(readyz(&base).await, (200, None));
     // /metrics counts the store's round trips by kind, as the store itself does.
     let sent = store.round_trips();
@@ -102,8 +101,7 @@ async fn readyz_is_503_while_mongodb_is_unreachable_and_200_when_it_returns() {
     let _mongo = OwnMongo::start(port, data.path());
     until_status(&base, 200).await;
 
-    stop.cancel();
-    admin.await.unwrap().unwrap();
+    admin.stop().await;
     Arc::into_inner(node)
         .expect("the admin listener let go of the node")
         .shutdown()

@@ -9,6 +9,7 @@
 //!   fail or count appends (instead of each test writing its own wrapper).
 //! - [`server`]: [`LocalServer`], a real WebSocket server on `127.0.0.1:0`.
 //! - [`client`]: [`Client`], the WebSocket test client (replies matched by `req`, updates kept).
+//! - [`admin`]: [`LocalAdmin`], the admin HTTP listener on `127.0.0.1:0`.
 //! - this file: principals, commands, [`execute`], and [`wait_for`], which fails the test with what
 //!   it waited for instead of returning a stale value.
 //! - `mongo` (with the `mongodb` feature): the MongoDB test server, fresh databases, nodes on them,
@@ -18,6 +19,7 @@
 //! unused ones, and unused re-exports, are allowed.
 #![allow(dead_code, unused_imports)]
 
+pub mod admin;
 pub mod client;
 pub mod hooked;
 #[cfg(feature = "mongodb")]
@@ -25,6 +27,7 @@ pub mod mongo;
 pub mod node;
 pub mod server;
 
+pub use admin::LocalAdmin;
 pub use client::{Client, applied, error_code};
 pub use hooked::{HookedStore, Hooks};
 pub use node::{DataDir, TestNode, bare_registry};
