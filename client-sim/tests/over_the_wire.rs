@@ -42,6 +42,10 @@ async fn the_seed_scenario_runs_over_the_wire_as_the_seed_says() {
     print!("{}", report.to_text());
     assert!(report.ok());
     assert_eq!(report.steps.len(), 7);
+    // The steps sent are the seed's, each judged by what the seed expects of it.
+    for (step, seed) in report.steps.iter().zip(&warden::demo::SEED_STEPS) {
+        assert_eq!((step.title, step.expect), (seed.title, seed.expect));
+    }
     assert_eq!(report.steps[4].result.as_ref().unwrap_err().0, "locked");
     let last = report.steps[6].result.as_ref().unwrap();
     assert_eq!(
