@@ -6,6 +6,9 @@
 //! Included by `tests/fuzz_inbound.rs` (a short run in the normal suite) and
 //! `examples/fuzz_inbound.rs` (long runs). No panic, an error code from the documented set for
 //! every refusal, and every accepted message re-encoding to itself are the properties checked.
+// Included by path into a test and an example (binaries): `pub` only says "used by the file that
+// includes this".
+#![allow(unreachable_pub, missing_debug_implementations)]
 
 use rmpv::Value;
 use std::panic::AssertUnwindSafe;

@@ -61,6 +61,7 @@ impl Change {
 }
 
 /// Fan-out of committed changes within one node.
+#[derive(Debug)]
 pub struct Hub {
     all: broadcast::Sender<Arc<Change>>,
     by_resource: DashMap<ResourceId, broadcast::Sender<Arc<Change>>>,

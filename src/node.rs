@@ -29,6 +29,16 @@ pub struct NodeConfig {
     pub relay: RelayConfig,
 }
 
+impl std::fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("catalogue", &self.catalogue)
+            .field("actors", &self.actors)
+            .field("metrics", &self.metrics)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for NodeConfig {
     fn default() -> Self {
         Self {
@@ -46,6 +56,7 @@ impl Default for NodeConfig {
 /// A running node. The front end uses its small API: [`registry`](Self::registry) for commands,
 /// [`queries`](Self::queries) for reads, [`hub`](Self::hub) for live changes, and its clock and
 /// metrics; it never reaches the stores.
+#[derive(Debug)]
 pub struct Node {
     /// Finds or spawns the actor of a resource and runs commands through it.
     registry: Registry,

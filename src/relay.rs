@@ -82,6 +82,7 @@ impl Default for RelayConfig {
 }
 
 /// A running relay; stop it with [`Relay::stop`].
+#[derive(Debug)]
 pub struct Relay {
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,

@@ -1,6 +1,10 @@
 //! Fills an embedded store fast, straight through its group commit (no actors), and measures its
 //! size: used by the core benchmark's `--preload-events` and by the crash-recovery example.
-#![allow(dead_code)] // each user takes what it needs
+#![allow(dead_code)]
+// each user takes what it needs
+// Test and benchmark helpers live in binaries: `pub` only says "used by the files that include
+// this", and a Debug impl would print nothing a failure needs.
+#![allow(unreachable_pub, missing_debug_implementations)]
 
 use futures::StreamExt;
 use std::sync::Arc;

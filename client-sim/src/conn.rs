@@ -196,6 +196,7 @@ struct Outgoing {
 /// A connection shared by many tasks: each `request` gets its own `req`, the reply is routed
 /// back by it. Used for the scenario, the service that creates guild resources, and the final
 /// audit; bots own their socket directly (no extra task per bot).
+#[derive(Debug)]
 pub struct Client {
     queue: mpsc::Sender<Outgoing>,
     next_req: AtomicU64,

@@ -58,6 +58,7 @@ fn histogram(sigfig: u8) -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_US, sigfig).expect("valid histogram bounds")
 }
 
+#[derive(Debug)]
 struct Inner {
     commands: Histogram<u64>,
     /// Commands on the shared guild resources alone (contended: one actor serialises them).
@@ -69,7 +70,7 @@ struct Inner {
 }
 
 /// Live counters (lock-free, read by the progress bar).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Counters {
     pub commands: AtomicU64,
     pub queries: AtomicU64,
@@ -93,6 +94,7 @@ impl Counters {
 }
 
 /// Everything measured during a run.
+#[derive(Debug)]
 pub struct Recorder {
     pub start: Instant,
     pub counters: Counters,
@@ -190,6 +192,7 @@ impl Recorder {
 }
 
 /// The histograms at the end of a run.
+#[derive(Debug)]
 pub struct Snapshot {
     pub commands: Histogram<u64>,
     pub guild: Histogram<u64>,

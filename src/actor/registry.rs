@@ -46,6 +46,15 @@ pub struct Registry {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("live_actors", &self.inner.actors.len())
+            .field("config", &self.inner.env.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Registry {
     /// A registry that records no metrics.
     pub fn new(

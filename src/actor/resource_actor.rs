@@ -35,7 +35,7 @@ pub(crate) struct ResourceActor {
 }
 
 impl ResourceActor {
-    pub fn new(
+    pub(super) fn new(
         id: ResourceId,
         is_new: bool,
         mailbox: mpsc::Receiver<Mail>,
@@ -53,7 +53,7 @@ impl ResourceActor {
         }
     }
 
-    pub async fn run(mut self) {
+    pub(super) async fn run(mut self) {
         let idle_after = self.env.config.idle_after;
         let shutdown = self.env.shutdown.clone();
         loop {

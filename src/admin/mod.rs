@@ -34,6 +34,15 @@ pub struct AdminState {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState")
+            .field("data_dir", &self.inner.data_dir)
+            .field("ready_timeout", &self.inner.ready_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     node: Arc<Node>,
     /// Cancelled when graceful shutdown begins: `/readyz` answers 503 from then on, while the

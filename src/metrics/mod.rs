@@ -84,6 +84,14 @@ const BATCH_BUCKETS: [f64; 12] = [
 #[derive(Clone)]
 pub struct Metrics(Option<Arc<Instruments>>);
 
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Metrics")
+            .field(&if self.0.is_some() { "on" } else { "off" })
+            .finish()
+    }
+}
+
 /// What the scrape reads from the node at scrape time (gauges nobody updates on the hot path).
 #[derive(Clone, Debug, Default)]
 pub struct ScrapeGauges {
@@ -319,6 +327,7 @@ impl Default for Metrics {
 }
 
 /// Keeps one subscription counted in `warden_subscriptions_open` while it lives.
+#[derive(Debug)]
 pub struct SubscriptionGuard(Metrics);
 
 impl Drop for SubscriptionGuard {

@@ -23,6 +23,15 @@ pub struct Server {
     ctx: Arc<Ctx>,
 }
 
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("config", &self.ctx.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Server {
     pub fn new(listener: TcpListener, node: Arc<Node>, keys: TokenKeys, config: NetConfig) -> Self {
         let ctx = Arc::new(Ctx {

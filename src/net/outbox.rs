@@ -17,7 +17,7 @@ pub(crate) enum Outbound {
 }
 
 impl Outbound {
-    pub fn into_message(self) -> Message {
+    pub(super) fn into_message(self) -> Message {
         match self {
             Outbound::Frame(bytes) => Message::Binary(bytes),
             Outbound::Ping => Message::Ping(Bytes::new()),
@@ -38,7 +38,7 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(tx: mpsc::Sender<Outbound>, overflow: CancellationToken) -> Self {
+    pub(super) fn new(tx: mpsc::Sender<Outbound>, overflow: CancellationToken) -> Self {
         Self {
             tx,
             overflow,
@@ -47,14 +47,14 @@ impl Outbox {
     }
 
     /// Called by the session's writer after each written batch.
-    pub fn drained(&self) {
+    pub(super) fn drained(&self) {
         self.drained.notify_waiters();
     }
 
     /// Waits until the queue is at most half full; false if the session is gone meanwhile.
     /// Catch-up traffic (updates read from the log) waits here, so it never fills the half of
     /// the queue that replies and live updates need.
-    pub async fn room(&self) -> bool {
+    pub(super) async fn room(&self) -> bool {
         let free_needed = self.tx.max_capacity() / 2;
         loop {
             let notified = self.drained.notified();
@@ -77,12 +77,12 @@ impl Outbox {
 
     /// Queues an encoded message without waiting; false if the session is gone or could not
     /// keep up.
-    pub fn send(&self, frame: Bytes) -> bool {
+    pub(super) fn send(&self, frame: Bytes) -> bool {
         self.put(Outbound::Frame(frame))
     }
 
     /// Queues a ping, like [`Outbox::send`].
-    pub fn ping(&self) -> bool {
+    pub(super) fn ping(&self) -> bool {
         self.put(Outbound::Ping)
     }
 

@@ -11,7 +11,7 @@ pub(crate) struct TokenBucket {
 }
 
 impl TokenBucket {
-    pub fn new(rate: u32, burst: u32) -> Self {
+    pub(super) fn new(rate: u32, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
         Self {
             rate: f64::from(rate),
@@ -21,7 +21,7 @@ impl TokenBucket {
         }
     }
 
-    pub fn take(&mut self) -> bool {
+    pub(super) fn take(&mut self) -> bool {
         if self.rate == 0.0 {
             return true;
         }

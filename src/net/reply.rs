@@ -17,7 +17,7 @@ pub(crate) struct RequestError {
 }
 
 impl RequestError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(super) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -26,7 +26,7 @@ impl RequestError {
 
     /// The `error` reply; `req` is `None` for an error about the session or a message whose
     /// `req` could not be read.
-    pub fn into_reply(self, req: Option<RequestId>) -> ServerMessage {
+    pub(super) fn into_reply(self, req: Option<RequestId>) -> ServerMessage {
         ServerMessage::Error {
             req,
             code: self.code,

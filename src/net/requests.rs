@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Default and largest page of `history`.
-pub const HISTORY_PAGE: u32 = 1_000;
+pub(super) const HISTORY_PAGE: u32 = 1_000;
 
 /// Runs a command through the resource's actor and counts its outcome.
 pub(crate) async fn command(

@@ -75,6 +75,12 @@ pub struct QueryHandler {
     read: Arc<dyn ReadModelStore>,
 }
 
+impl std::fmt::Debug for QueryHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryHandler").finish_non_exhaustive()
+    }
+}
+
 impl QueryHandler {
     pub fn new(store: Arc<dyn EventStore>, read: Arc<dyn ReadModelStore>) -> Self {
         Self { store, read }

@@ -139,6 +139,15 @@ pub struct EmbeddedStore {
     dir: PathBuf,
 }
 
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("dir", &self.dir)
+            .field("commits", &self.commit_stats())
+            .finish_non_exhaustive()
+    }
+}
+
 /// What is wrong with a stored key or value when the decoder itself has nothing to say.
 #[derive(Debug, thiserror::Error)]
 enum Layout {

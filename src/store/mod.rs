@@ -207,6 +207,14 @@ pub struct Backend {
     pub mongo: Option<Arc<mongo::MongoStore>>,
 }
 
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("kind", &self.kind())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Backend {
     /// Stores of this process only (no other node shares them, so no relay): tests and tools
     /// that wrap or combine stores start nodes on this.

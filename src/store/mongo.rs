@@ -176,6 +176,13 @@ pub struct MongoStore {
     writer: mpsc::Sender<writer::Job>,
 }
 
+impl std::fmt::Debug for MongoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URI: it may hold credentials.
+        f.debug_struct("MongoStore").finish_non_exhaustive()
+    }
+}
+
 /// The kinds of stored document, as errors name them.
 const COMMIT_DOC: &str = "commit document";
 const SNAPSHOT_DOC: &str = "snapshot";

@@ -31,13 +31,14 @@ const MAX_ATTEMPTS: u32 = 3;
 const MAX_STEP: u64 = 50;
 
 /// What a bot hands back when it stops.
+#[derive(Debug)]
 pub struct BotResult {
     pub player: PlayerId,
     pub entries: Vec<Entry>,
 }
 
 /// The bot's own resource, as its replies describe it.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct Own {
     id: ResourceId,
     amount: u64,
@@ -47,7 +48,7 @@ struct Own {
 }
 
 /// What a request is, for recording its reply.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum Kind {
     Command {
         resource: Option<ResourceId>,
@@ -57,6 +58,7 @@ enum Kind {
     Query,
 }
 
+#[derive(Debug)]
 struct Pending {
     kind: Kind,
     frame: Bytes,
@@ -76,6 +78,7 @@ enum Wake {
     Timeout,
 }
 
+#[derive(Debug)]
 pub struct Bot {
     shared: Arc<SwarmEnv>,
     index: usize,
@@ -100,7 +103,7 @@ pub struct Bot {
 }
 
 /// A planned request, before it gets its `req`.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum ClientMessageKind {
     Create,
     Allocate(ResourceId, u64),

@@ -54,6 +54,7 @@ pub struct TimedOut;
 
 /// What every bot and spectator of a swarm reads: the run's settings, the token keys, the
 /// recorder, the stop signal and the guild resources.
+#[derive(Debug)]
 pub struct SwarmEnv {
     pub config: SwarmConfig,
     pub keys: TokenKeys,

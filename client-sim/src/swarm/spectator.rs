@@ -17,6 +17,7 @@ use warden::protocol::{ClientMessage, ServerMessage};
 /// final versions. Locked only for a map update, never across `.await`.
 pub type SeenMap = Arc<Mutex<HashMap<ResourceId, Seen>>>;
 
+#[derive(Debug)]
 pub struct Spectator {
     pub name: String,
     pub seen: SeenMap,

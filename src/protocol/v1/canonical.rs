@@ -7,7 +7,7 @@ use crate::domain::{CommandId, ResourceId};
 use serde::de::{Deserializer, Error};
 use uuid::Uuid;
 
-pub fn parse(s: &str) -> Option<Uuid> {
+pub(super) fn parse(s: &str) -> Option<Uuid> {
     let b = s.as_bytes();
     let shaped = b.len() == 36
         && b.iter().enumerate().all(|(i, c)| match i {
@@ -46,16 +46,18 @@ fn uuid<'de, D: Deserializer<'de>>(d: D) -> Result<Uuid, D::Error> {
     d.deserialize_str(CanonicalUuid)
 }
 
-pub fn command_id<'de, D: Deserializer<'de>>(d: D) -> Result<CommandId, D::Error> {
+pub(super) fn command_id<'de, D: Deserializer<'de>>(d: D) -> Result<CommandId, D::Error> {
     uuid(d).map(CommandId)
 }
 
-pub fn resource_id<'de, D: Deserializer<'de>>(d: D) -> Result<ResourceId, D::Error> {
+pub(super) fn resource_id<'de, D: Deserializer<'de>>(d: D) -> Result<ResourceId, D::Error> {
     uuid(d).map(ResourceId)
 }
 
 /// An optional one (`nil` or absent is `None`).
-pub fn some_resource_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ResourceId>, D::Error> {
+pub(super) fn some_resource_id<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<ResourceId>, D::Error> {
     struct Maybe;
     impl<'de> serde::de::Visitor<'de> for Maybe {
         type Value = Option<ResourceId>;

@@ -3,6 +3,9 @@
 //! loses the reply to the next `insert` (a reply lost on the network after MongoDB committed).
 //! Shared by the tests and `examples/store_bench.rs` (which includes this file by path).
 #![allow(dead_code)]
+// Test and benchmark helpers live in binaries: `pub` only says "used by the files that include
+// this", and a Debug impl would print nothing a failure needs.
+#![allow(unreachable_pub, missing_debug_implementations)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
