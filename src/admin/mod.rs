@@ -188,10 +188,23 @@ async fn healthz() -> Response {
     (StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response()
 }
 
+/// Why `/readyz` says no (its `reason`, docs/operations.md): the probe's vocabulary, apart from
+/// the game protocol's error codes.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum NotReady {
+    /// Shutdown has begun: drain this node.
+    ShuttingDown,
+    /// The store answered with an error.
+    StoreUnavailable,
+    /// The store did not answer within the bound.
+    StoreTimeout,
+}
+
 /// 200 when the store answers within the bound and the server is not shutting down; else 503
 /// with `{"status": "unavailable", "reason": …}`.
 async fn readyz(State(state): State<AdminState>) -> Response {
-    let unready = |reason: &str, detail: Option<String>| {
+    let unready = |reason: NotReady, detail: Option<String>| {
         let mut body = json!({ "status": "unavailable", "reason": reason });
         if let Some(detail) = detail {
             body["detail"] = json!(detail);
@@ -199,7 +212,7 @@ async fn readyz(State(state): State<AdminState>) -> Response {
         (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
     };
     if state.inner.draining.is_cancelled() {
-        return unready("shutting_down", None);
+        return unready(NotReady::ShuttingDown, None);
     }
     let node = state.node().clone();
     let probe = node.queries().probe();
@@ -207,10 +220,10 @@ async fn readyz(State(state): State<AdminState>) -> Response {
         Ok(Ok(_)) if !state.inner.draining.is_cancelled() => {
             (StatusCode::OK, axum::Json(json!({ "status": "ready" }))).into_response()
         }
-        Ok(Ok(_)) => unready("shutting_down", None),
-        Ok(Err(e)) => unready("store_unavailable", Some(e.to_string())),
+        Ok(Ok(_)) => unready(NotReady::ShuttingDown, None),
+        Ok(Err(e)) => unready(NotReady::StoreUnavailable, Some(e.to_string())),
         Err(_) => unready(
-            "store_timeout",
+            NotReady::StoreTimeout,
             Some(format!(
                 "the store did not answer within {} ms",
                 state.inner.ready_timeout.as_millis()
