@@ -166,107 +166,29 @@ pub struct CommandMessage {
     pub command: Command,
 }
 
-impl From<Create> for CommandMessage {
-    fn from(m: Create) -> Self {
-        let Create {
-            req,
-            command_id,
-            resource_type,
-            owner,
-            params,
-        } = m;
-        let command = Command::Create(CreateResource {
-            resource_type,
-            owner,
-            params,
-        });
-        Self {
-            req,
-            command_id,
-            command,
+/// `From<wire request> for CommandMessage`: the wire struct's fields, destructured whole (a field
+/// added to one side and not the other does not compile), go into the domain command.
+macro_rules! into_command {
+    ($($wire:ident => $variant:ident($domain:ident { $($field:ident),* });)*) => {$(
+        impl From<$wire> for CommandMessage {
+            fn from(m: $wire) -> Self {
+                let $wire { req, command_id, $($field),* } = m;
+                Self {
+                    req,
+                    command_id,
+                    command: Command::$variant($domain { $($field),* }),
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl From<Allocate> for CommandMessage {
-    fn from(m: Allocate) -> Self {
-        let Allocate {
-            req,
-            command_id,
-            resource_id,
-            amount,
-            reason,
-        } = m;
-        let command = Command::Allocate(AllocateResource {
-            resource_id,
-            amount,
-            reason,
-        });
-        Self {
-            req,
-            command_id,
-            command,
-        }
-    }
-}
-
-impl From<Add> for CommandMessage {
-    fn from(m: Add) -> Self {
-        let Add {
-            req,
-            command_id,
-            resource_id,
-            amount,
-            reason,
-        } = m;
-        let command = Command::Add(AddResource {
-            resource_id,
-            amount,
-            reason,
-        });
-        Self {
-            req,
-            command_id,
-            command,
-        }
-    }
-}
-
-impl From<Lock> for CommandMessage {
-    fn from(m: Lock) -> Self {
-        let Lock {
-            req,
-            command_id,
-            resource_id,
-            reason,
-            duration_ms,
-        } = m;
-        let command = Command::Lock(LockResource {
-            resource_id,
-            reason,
-            duration_ms,
-        });
-        Self {
-            req,
-            command_id,
-            command,
-        }
-    }
-}
-
-impl From<Unlock> for CommandMessage {
-    fn from(m: Unlock) -> Self {
-        let Unlock {
-            req,
-            command_id,
-            resource_id,
-        } = m;
-        Self {
-            req,
-            command_id,
-            command: Command::Unlock(UnlockResource { resource_id }),
-        }
-    }
+into_command! {
+    Create => Create(CreateResource { resource_type, owner, params });
+    Allocate => Allocate(AllocateResource { resource_id, amount, reason });
+    Add => Add(AddResource { resource_id, amount, reason });
+    Lock => Lock(LockResource { resource_id, reason, duration_ms });
+    Unlock => Unlock(UnlockResource { resource_id });
 }
 
 /// A client message sorted for handling: the five commands as one domain [`Command`] with its
