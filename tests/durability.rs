@@ -6,6 +6,8 @@
 //! drifts from the log or stays behind it after a crash, and a store that will not write again
 //! after a crash.
 
+#[path = "../benches/support/fill.rs"]
+mod fill;
 mod support;
 
 use std::collections::BTreeMap;
@@ -22,7 +24,7 @@ use warden::domain::{
     ResourceId, ServerResource, UnlockResource, replay,
 };
 use warden::projection::{catch_up, rebuild};
-use warden::store::embedded::EmbeddedStore;
+use warden::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use warden::store::{EventStore, ReadModelStore};
 
 /// Runs `command` as `who`; its command id and reply if it was applied.
@@ -222,6 +224,45 @@ async fn catch_up_restores_a_read_model_that_was_lost() {
         1,
         "listed under its owner again"
     );
+}
+
+/// Guards against: a store that loses or garbles events once the engine has flushed its write
+/// buffers to disk and compacted them, or that cannot be reopened at once in the same process
+/// (tables deleted by compaction are removed in the background; a reopen must not race them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_survive_many_flushes_and_compactions_and_an_immediate_reopen() {
+    const RESOURCES: usize = 100;
+    const PER_RESOURCE: u64 = 1_000;
+    let dir = DataDir::temp();
+    // The smallest budget: 1-2 MiB write buffers, so ~100 k events (10+ MiB with their command
+    // records and views) rotate, flush and compact many times over.
+    let small = EmbeddedOptions {
+        cache_mb: 16,
+        ..EmbeddedOptions::default()
+    };
+    let store = Arc::new(EmbeddedStore::open_with(dir.path(), small.clone()).unwrap());
+    let mut states = fill::create(&store, RESOURCES).await;
+    fill::append_rounds(&store, &mut states, PER_RESOURCE).await;
+    close(store);
+
+    for options in [small, EmbeddedOptions::default()] {
+        let store = Arc::new(EmbeddedStore::open_with(dir.path(), options).unwrap());
+        for state in &states {
+            assert_eq!(store.head(state.id).await.unwrap(), PER_RESOURCE + 1);
+            let loaded = store.load(state.id).await.unwrap().state().unwrap();
+            assert_eq!(&loaded, state, "the state folded from the stored log");
+            assert_eq!(
+                store.get(state.id).await.unwrap(),
+                Some(ClientResource::from_server(state)),
+                "the read model"
+            );
+        }
+        let events = store.events(states[0].id, 0, usize::MAX).await.unwrap();
+        let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
+        assert_eq!(versions, (1..=PER_RESOURCE + 1).collect::<Vec<_>>());
+        assert_eq!(replay(None, &events).as_ref(), Some(&states[0]));
+        close(store);
+    }
 }
 
 /// Set in the child process of [`kill_9_cycles_lose_and_duplicate_nothing`]: the data directory
