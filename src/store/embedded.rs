@@ -63,6 +63,9 @@ pub const SNAPSHOT_EVERY: u64 = 64;
 /// The first byte of every stored value: the layout of what follows. A new layout gets a new
 /// number and a reader for the old one; stored values are never rewritten in place.
 const FORMAT_V1: u8 = 1;
+/// Views only, since 30 Nov 2026: the fields in order (compact MessagePack), no field names;
+/// half the bytes of format 1's named map, which is still read.
+const FORMAT_V2: u8 = 2;
 /// A file that only Warden's previous, redb-based layout wrote.
 const LEGACY_FILE: &str = "events.redb";
 
@@ -653,14 +656,112 @@ fn decode_snapshot(bytes: &[u8]) -> Result<(u64, ServerResource), StoreError> {
 
 /// Views keep field names: some fields are left out when empty, which a positional layout
 /// cannot express.
+/// A view as stored in format 2: [`ClientResource`]'s fields in order, none skipped.
+#[derive(serde::Serialize)]
+struct StoredViewRef<'a> {
+    id: ResourceId,
+    owner: &'a PlayerId,
+    resource_type: &'a str,
+    amount: u64,
+    amount_at: Timestamp,
+    max_amount: u64,
+    regen_milli: Option<u64>,
+    locked: bool,
+    lock_reason: Option<&'a str>,
+    lock_expires_at: Option<Timestamp>,
+    version: u64,
+    updated_at: Timestamp,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredView {
+    id: ResourceId,
+    owner: PlayerId,
+    resource_type: String,
+    amount: u64,
+    amount_at: Timestamp,
+    max_amount: u64,
+    regen_milli: Option<u64>,
+    locked: bool,
+    lock_reason: Option<String>,
+    lock_expires_at: Option<Timestamp>,
+    version: u64,
+    updated_at: Timestamp,
+}
+
 fn encode_view(view: &ClientResource) -> Result<Vec<u8>, StoreError> {
-    Ok(with_format(
-        rmp_serde::to_vec_named(view).map_err(encode("view"))?,
-    ))
+    // Destructured whole: a field added to the view and not here does not compile.
+    let ClientResource {
+        id,
+        owner,
+        resource_type,
+        amount,
+        amount_at,
+        max_amount,
+        regen_milli,
+        locked,
+        lock_reason,
+        lock_expires_at,
+        version,
+        updated_at,
+    } = view;
+    let stored = StoredViewRef {
+        id: *id,
+        owner,
+        resource_type,
+        amount: *amount,
+        amount_at: *amount_at,
+        max_amount: *max_amount,
+        regen_milli: *regen_milli,
+        locked: *locked,
+        lock_reason: lock_reason.as_deref(),
+        lock_expires_at: *lock_expires_at,
+        version: *version,
+        updated_at: *updated_at,
+    };
+    let mut out = Vec::with_capacity(96);
+    out.push(FORMAT_V2);
+    rmp_serde::encode::write(&mut out, &stored).map_err(encode("view"))?;
+    Ok(out)
 }
 
 fn decode_view(bytes: &[u8]) -> Result<ClientResource, StoreError> {
-    rmp_serde::from_slice(body(bytes).map_err(corrupt("view"))?).map_err(corrupt("view"))
+    match bytes.split_first() {
+        // Format 1: the named map of `ClientResource` itself.
+        Some((&FORMAT_V1, rest)) => rmp_serde::from_slice(rest).map_err(corrupt("view")),
+        Some((&FORMAT_V2, rest)) => {
+            let StoredView {
+                id,
+                owner,
+                resource_type,
+                amount,
+                amount_at,
+                max_amount,
+                regen_milli,
+                locked,
+                lock_reason,
+                lock_expires_at,
+                version,
+                updated_at,
+            } = rmp_serde::from_slice(rest).map_err(corrupt("view"))?;
+            Ok(ClientResource {
+                id,
+                owner,
+                resource_type,
+                amount,
+                amount_at,
+                max_amount,
+                regen_milli,
+                locked,
+                lock_reason,
+                lock_expires_at,
+                version,
+                updated_at,
+            })
+        }
+        Some((&other, _)) => Err(StoreError::corrupt("view", Layout::UnknownFormat(other))),
+        None => Err(StoreError::corrupt("view", Layout::Empty)),
+    }
 }
 
 /// Resource id, first version, last version: 32 bytes.
@@ -896,6 +997,46 @@ mod tests {
             1,
             "nothing written beside it"
         );
+    }
+
+    #[test]
+    fn a_view_round_trips_and_one_stored_in_format_1_still_reads() {
+        let locked = ClientResource {
+            id: ResourceId::new(),
+            owner: PlayerId::new("alice"),
+            resource_type: "gold".into(),
+            amount: 850,
+            amount_at: Timestamp(7),
+            max_amount: 1_000,
+            regen_milli: Some(500),
+            locked: true,
+            lock_reason: Some("trade".into()),
+            lock_expires_at: Some(Timestamp(9)),
+            version: 3,
+            updated_at: Timestamp(7),
+        };
+        let spectated = ClientResource {
+            regen_milli: None,
+            locked: false,
+            lock_reason: None,
+            lock_expires_at: None,
+            ..locked.clone()
+        };
+        for view in [locked, spectated] {
+            let stored = encode_view(&view).unwrap();
+            assert_eq!(stored[0], FORMAT_V2);
+            assert_eq!(decode_view(&stored).unwrap(), view);
+            // What format 1 wrote: the named map.
+            let mut v1 = vec![FORMAT_V1];
+            v1.extend(rmp_serde::to_vec_named(&view).unwrap());
+            assert_eq!(decode_view(&v1).unwrap(), view);
+            assert!(
+                stored.len() * 3 < v1.len() * 2,
+                "{} vs {}",
+                stored.len(),
+                v1.len()
+            );
+        }
     }
 
     #[test]
