@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// A resource's identity: a UUID v7, so ids sort by creation time.
@@ -55,11 +56,11 @@ impl fmt::Display for CommandId {
 /// A player (or service) identity as carried in its token.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct PlayerId(pub String);
+pub struct PlayerId(Arc<str>);
 
 impl PlayerId {
     pub fn new(id: impl Into<String>) -> Self {
-        Self(id.into())
+        Self(Arc::from(id.into()))
     }
     pub fn as_str(&self) -> &str {
         &self.0
