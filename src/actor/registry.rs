@@ -150,6 +150,10 @@ impl Registry {
 
     /// The mailbox of `id`'s actor, spawning the actor if none is live.
     fn mailbox(&self, id: ResourceId, is_new: bool) -> (mpsc::Sender<Mail>, u64) {
+        // The common case, a live actor, under the shard's read lock only.
+        if let Some(slot) = self.inner.actors.get(&id) {
+            return (slot.mailbox.clone(), slot.generation);
+        }
         let slot = self.inner.actors.entry(id).or_insert_with(|| {
             let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = mpsc::channel(self.inner.env.config.mailbox);

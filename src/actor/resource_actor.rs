@@ -13,6 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 /// A command in the mailbox with the channel its outcome goes back on.
 pub(crate) struct Mail {
@@ -56,6 +57,13 @@ impl ResourceActor {
     pub(super) async fn run(mut self) {
         let idle_after = self.env.config.idle_after;
         let shutdown = self.env.shutdown.clone();
+        // One idle timer and one shutdown wait for the actor's life, not one per command: the
+        // timer is only re-armed when it fires early, to the last activity + `idle_after`.
+        let mut active_at = Instant::now();
+        let idle = tokio::time::sleep_until(active_at + idle_after);
+        tokio::pin!(idle);
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let lock_timer = self.lock_timer();
             tokio::select! {
@@ -64,12 +72,18 @@ impl ResourceActor {
                     None => break,
                 },
                 _ = sleep_or_forever(lock_timer) => self.expire_lock().await,
-                _ = tokio::time::sleep(idle_after), if lock_timer.is_none() => {
-                    self.env.metrics.passivated();
-                    break;
+                _ = &mut idle, if lock_timer.is_none() => {
+                    let due = active_at + idle_after;
+                    if Instant::now() >= due {
+                        self.env.metrics.passivated();
+                        break;
+                    }
+                    idle.as_mut().reset(due);
+                    continue;
                 }
-                _ = shutdown.cancelled() => break,
+                _ = &mut cancelled => break,
             }
+            active_at = Instant::now();
             if self.fresh && self.state.is_none() {
                 // A command for a resource that does not exist: keep no actor around for it.
                 break;
@@ -254,7 +268,7 @@ impl ResourceActor {
         let mut speculative = self.state.clone();
         let mut decided = Vec::with_capacity(todo.len());
         let mut appends = Vec::new();
-        for mail in todo {
+        for (i, mail) in todo.iter().enumerate() {
             let request = &mail.request;
             let outcome = match (&speculative, &request.command) {
                 (None, Command::Create(create)) => {
@@ -283,7 +297,10 @@ impl ResourceActor {
                         events: events.clone(),
                         state: next.clone(),
                     });
-                    speculative = Some(next.clone());
+                    if i + 1 < todo.len() {
+                        // The next command is decided on this one's outcome.
+                        speculative = Some(next.clone());
+                    }
                     Decided::Append { events, next }
                 }
             });
