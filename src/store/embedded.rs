@@ -654,43 +654,28 @@ fn decode_snapshot(bytes: &[u8]) -> Result<(u64, ServerResource), StoreError> {
     Ok((version, state))
 }
 
-/// Views keep field names: some fields are left out when empty, which a positional layout
-/// cannot express.
-/// A view as stored in format 2: [`ClientResource`]'s fields in order, none skipped.
-#[derive(serde::Serialize)]
-struct StoredViewRef<'a> {
+/// A view as stored in format 2: [`ClientResource`]'s fields in this order, none left out (the
+/// wire form leaves empty options out, which a positional layout cannot express). Borrowed to
+/// write (`StoredView<&PlayerId, &str>`), owned to read (`StoredView<PlayerId, String>`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredView<P, S> {
     id: ResourceId,
-    owner: &'a PlayerId,
-    resource_type: &'a str,
+    owner: P,
+    resource_type: S,
     amount: u64,
     amount_at: Timestamp,
     max_amount: u64,
     regen_milli: Option<u64>,
     locked: bool,
-    lock_reason: Option<&'a str>,
-    lock_expires_at: Option<Timestamp>,
-    version: u64,
-    updated_at: Timestamp,
-}
-
-#[derive(serde::Deserialize)]
-struct StoredView {
-    id: ResourceId,
-    owner: PlayerId,
-    resource_type: String,
-    amount: u64,
-    amount_at: Timestamp,
-    max_amount: u64,
-    regen_milli: Option<u64>,
-    locked: bool,
-    lock_reason: Option<String>,
+    lock_reason: Option<S>,
     lock_expires_at: Option<Timestamp>,
     version: u64,
     updated_at: Timestamp,
 }
 
 fn encode_view(view: &ClientResource) -> Result<Vec<u8>, StoreError> {
-    // Destructured whole: a field added to the view and not here does not compile.
+    // Destructured whole, here and in `decode_view`: a field added to the view and not to its
+    // stored form does not compile.
     let ClientResource {
         id,
         owner,
@@ -705,10 +690,10 @@ fn encode_view(view: &ClientResource) -> Result<Vec<u8>, StoreError> {
         version,
         updated_at,
     } = view;
-    let stored = StoredViewRef {
+    let stored = StoredView {
         id: *id,
         owner,
-        resource_type,
+        resource_type: resource_type.as_str(),
         amount: *amount,
         amount_at: *amount_at,
         max_amount: *max_amount,
@@ -730,7 +715,7 @@ fn decode_view(bytes: &[u8]) -> Result<ClientResource, StoreError> {
         // Format 1: the named map of `ClientResource` itself.
         Some((&FORMAT_V1, rest)) => rmp_serde::from_slice(rest).map_err(corrupt("view")),
         Some((&FORMAT_V2, rest)) => {
-            let StoredView {
+            let StoredView::<PlayerId, String> {
                 id,
                 owner,
                 resource_type,
