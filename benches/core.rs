@@ -111,7 +111,7 @@ struct Footprint {
 impl Row {
     fn header() -> String {
         format!(
-            "{:<8} {:<9} {:>9} {:>7} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>7} {:>8} {:>6} {:>10} {:>7} {:>8} {:>7} {:>8}",
+            "{:<8} {:<9} {:>9} {:>7} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>7} {:>8} {:>6} {:>10} {:>7} {:>8} {:>7} {:>8} {:>6}",
             "scenario",
             "store",
             "resources",
@@ -129,7 +129,8 @@ impl Row {
             "rss MB",
             "disk MB",
             "B/event",
-            "max c ms"
+            "max c ms",
+            "slow c"
         )
     }
 
@@ -144,7 +145,7 @@ impl Row {
             None => ("-".into(), "-".into()),
         };
         format!(
-            "{:<8} {:<9} {:>9} {:>7} {:>10} {:>11.0} {:>9.1} {:>9.1} {:>9.1} {:>9} {:>7} {:>8} {:>6} {:>10} {:>7} {:>8} {:>7} {:>8}",
+            "{:<8} {:<9} {:>9} {:>7} {:>10} {:>11.0} {:>9.1} {:>9.1} {:>9.1} {:>9} {:>7} {:>8} {:>6} {:>10} {:>7} {:>8} {:>7} {:>8} {:>6}",
             self.scenario,
             self.store,
             self.resources,
@@ -174,6 +175,8 @@ impl Row {
                 "{:.1}",
                 s.max_commit_micros as f64 / 1e3
             )),
+            self.stats
+                .map_or("-".into(), |s| s.slow_commits.to_string()),
         )
     }
 }
@@ -436,6 +439,7 @@ async fn durable_run(
             appends: after.appends - before.appends,
             commit_micros: after.commit_micros - before.commit_micros,
             max_commit_micros: after.max_commit_micros,
+            slow_commits: after.slow_commits - before.slow_commits,
         }),
         cpu,
         footprint: Some(footprint),

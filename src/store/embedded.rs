@@ -51,6 +51,9 @@ pub const MAX_BATCH: usize = 1024;
 pub const WRITER_QUEUE: usize = 16 * 1024;
 /// Default memory budget of the engine, in MiB (block cache + write buffers).
 pub const DEFAULT_CACHE_MB: u64 = 256;
+/// A group commit slower than this is logged (`slow group commit`) and counted
+/// ([`CommitStats::slow_commits`]): every caller in it waited at least that long.
+pub const SLOW_COMMIT: Duration = Duration::from_millis(100);
 /// Heads the writer remembers before it forgets them all and reads them back lazily: bounds its
 /// memory (~64 bytes a head) however many resources the store holds.
 const HEAD_CACHE_LIMIT: usize = 1 << 20;
@@ -107,6 +110,8 @@ pub struct CommitStats {
     pub commit_micros: u64,
     /// The longest single commit so far, in microseconds (a stall shows here).
     pub max_commit_micros: u64,
+    /// Commits that took longer than [`SLOW_COMMIT`].
+    pub slow_commits: u64,
 }
 
 /// Counters the writer thread bumps once per commit (relaxed adds: cheap enough to keep on).
@@ -116,6 +121,7 @@ struct Counters {
     appends: AtomicU64,
     commit_micros: AtomicU64,
     max_commit_micros: AtomicU64,
+    slow_commits: AtomicU64,
 }
 
 /// The keyspaces of one database, cheap to clone (handles).
@@ -237,6 +243,7 @@ impl EmbeddedStore {
             appends: self.counters.appends.load(Ordering::Relaxed),
             commit_micros: self.counters.commit_micros.load(Ordering::Relaxed),
             max_commit_micros: self.counters.max_commit_micros.load(Ordering::Relaxed),
+            slow_commits: self.counters.slow_commits.load(Ordering::Relaxed),
         }
     }
 
@@ -435,7 +442,8 @@ impl GroupCommit {
         self.counters
             .max_commit_micros
             .fetch_max(micros, Ordering::Relaxed);
-        if took > Duration::from_millis(100) {
+        if took > SLOW_COMMIT {
+            self.counters.slow_commits.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(took_ms = took.as_millis() as u64, "slow group commit");
         }
         // Committed: the batch's heads are now the stored ones.
