@@ -197,6 +197,18 @@ pub enum OpenError {
         dir.display()
     )]
     OldLayout { dir: PathBuf, file: &'static str },
+    /// The directory's keys are laid out differently from what this version reads: layout 1
+    /// (before 30 Nov 2026) or one a newer version wrote.
+    #[error(
+        "{} holds a data directory in Warden's key layout {found}, and this version reads layout \
+         {reads} only. Move its data with `warden export --data-dir {} > log.jsonl` run by the \
+         build that wrote it (for layout 1: commit f11a640 or earlier), then `warden import \
+         --data-dir NEW_DIR < log.jsonl` with this one (docs/storage.md, \"Key layouts\"); or \
+         point --data-dir at an empty directory.",
+        dir.display(),
+        dir.display()
+    )]
+    KeyLayout { dir: PathBuf, found: u8, reads: u8 },
     #[error("cannot create {}: {source}", dir.display())]
     CreateDir {
         dir: PathBuf,
