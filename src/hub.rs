@@ -90,6 +90,15 @@ impl Hub {
         send_topic(&self.by_owner, &change.owner, &change);
     }
 
+    /// Whether anyone on this node may be listening for a change of resource `id` owned by
+    /// `owner`. When not, the change need not be built: a subscriber that arrives later takes its
+    /// receiver before it reads the state, so it reads this change from the log.
+    pub fn has_listeners(&self, id: &ResourceId, owner: &PlayerId) -> bool {
+        self.all.receiver_count() > 0
+            || self.by_resource.contains_key(id)
+            || self.by_owner.contains_key(owner)
+    }
+
     pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<Change>> {
         self.all.subscribe()
     }
@@ -147,5 +156,28 @@ fn send_topic<K: std::hash::Hash + Eq + Clone>(
         // Nobody listens any more; `remove_if` re-checks under the shard lock, so a subscriber
         // that arrived in between keeps its channel.
         topics.remove_if(key, |_, tx| tx.receiver_count() == 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_has_listeners_only_where_someone_subscribed() {
+        let hub = Hub::new();
+        let (id, other) = (ResourceId::new(), ResourceId::new());
+        let (alice, bob) = (PlayerId::new("alice"), PlayerId::new("bob"));
+        assert!(!hub.has_listeners(&id, &alice), "nobody subscribed yet");
+        let _resource = hub.subscribe_resource(id);
+        assert!(hub.has_listeners(&id, &bob), "a watcher of the resource");
+        assert!(
+            !hub.has_listeners(&other, &bob),
+            "nobody watches the other one"
+        );
+        let _owner = hub.subscribe_owner(&alice);
+        assert!(hub.has_listeners(&other, &alice), "a watcher of its owner");
+        let _all = hub.subscribe_all();
+        assert!(hub.has_listeners(&other, &bob), "a watcher of everything");
     }
 }

@@ -322,9 +322,11 @@ impl ResourceActor {
             Ok(_) => {
                 // Committed, so the state it was decided on was the stored one.
                 self.state = Some(next.clone());
-                self.env
-                    .hub
-                    .publish(Arc::new(Change::new(events.clone(), next.clone())));
+                if self.env.hub.has_listeners(&self.id, &next.owner) {
+                    self.env
+                        .hub
+                        .publish(Arc::new(Change::new(events.clone(), next.clone())));
+                }
                 Some(Ok(CommandReply {
                     resource_id: self.id,
                     version: next.version,
