@@ -568,21 +568,17 @@ fn stored_head(ks: &Keyspaces, id: ResourceId) -> Result<u64, StoreError> {
 
 // ---- keys and values -------------------------------------------------------------------------
 
-/// A resource id as keys hold it ([`KEY_LAYOUT`] 2): its second, random half first.
+/// A resource id as keys hold it ([`KEY_LAYOUT`] 2): its two 8-byte halves swapped (a rotation
+/// by 64 bits), so the second, random half comes first.
 fn resource_key(id: ResourceId) -> [u8; 16] {
-    let id = id.0.as_bytes();
-    let mut key = [0u8; 16];
-    key[..8].copy_from_slice(&id[8..]);
-    key[8..].copy_from_slice(&id[..8]);
-    key
+    id.0.as_u128().rotate_left(64).to_be_bytes()
 }
 
-/// The resource id a key's first 16 bytes hold (the inverse of [`resource_key`]).
+/// The resource id a key's first 16 bytes hold: the same swap undoes [`resource_key`].
 fn resource_from_key(key: &[u8; 16]) -> ResourceId {
-    let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&key[8..]);
-    id[8..].copy_from_slice(&key[..8]);
-    ResourceId(uuid::Uuid::from_bytes(id))
+    ResourceId(uuid::Uuid::from_u128(
+        u128::from_be_bytes(*key).rotate_left(64),
+    ))
 }
 
 fn event_key(id: ResourceId, version: u64) -> [u8; 24] {
@@ -1102,6 +1098,9 @@ mod tests {
         let (a, b) = (ResourceId::new(), ResourceId::new());
         assert_eq!(a.0.as_bytes()[..4], b.0.as_bytes()[..4]);
         assert_ne!(resource_key(a)[..4], resource_key(b)[..4]);
+        // Layout 2 exactly: the id's bytes 8..16, then 0..8 (what is on disk must not drift).
+        let bytes = a.0.as_bytes();
+        assert_eq!(resource_key(a)[..], [&bytes[8..], &bytes[..8]].concat()[..]);
         assert_eq!(resource_from_key(&resource_key(a)), a);
         assert_eq!(split_event_key(&event_key(b, 7)).unwrap(), (b, 7));
         // Events of one resource stay together and in version order.
