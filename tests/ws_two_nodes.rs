@@ -14,10 +14,14 @@ use warden::net::NetConfig;
 use warden::protocol::{ClientMessage, ServerMessage};
 use warden::store::mongo::MongoStore;
 
-/// Adds 1 with one command id, retrying it while the answer is `conflict` (as a client should).
+/// Adds 1 with one command id, retrying it while the answer is `conflict` or `unavailable`, as
+/// `docs/protocol.md` tells a client to (same command id, so a retry of a command that did commit
+/// is answered with that commit, never applied twice). nx-27017 sometimes fails an insert under
+/// concurrent writers ("Failed to get last row id."), which Warden reports as `unavailable`.
 async fn add_one(client: &mut Client, id: ResourceId) -> u64 {
+    const ATTEMPTS: usize = 50;
     let command_id = CommandId::new();
-    loop {
+    for _ in 0..ATTEMPTS {
         let reply = client
             .request(|req| {
                 ClientMessage::Add(warden::protocol::Add {
@@ -31,9 +35,13 @@ async fn add_one(client: &mut Client, id: ResourceId) -> u64 {
             .await;
         match &reply {
             ServerMessage::Error { code, .. } if code == "conflict" => continue,
+            ServerMessage::Error { code, .. } if code == "unavailable" => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
             _ => return applied(&reply).version,
         }
     }
+    panic!("add {command_id:?} not applied after {ATTEMPTS} attempts")
 }
 
 /// Reads updates of `id` until `last`, checking each starts where the previous ended.
