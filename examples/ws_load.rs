@@ -23,6 +23,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::{Context, bail};
+use clap::Parser;
 use futures::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,54 +39,46 @@ use warden::protocol::{self, ClientMessage, ServerMessage};
 use warden::store::Backend;
 use warden::store::embedded::EmbeddedStore;
 
+/// WebSocket load against Warden: commands per second and latency, fan-out, or memory per idle
+/// session.
+#[derive(Parser)]
+#[command(version)]
 struct Args {
+    /// `load`: commands (or `--op`) per second; `idle`: memory per idle session of a running
+    /// server; `fanout`: one update to many subscriptions.
+    #[arg(value_parser = ["load", "idle", "fanout"], default_value = "load")]
     mode: String,
+    /// WebSocket connections.
+    #[arg(long, default_value_t = 64)]
     conns: usize,
+    /// Requests each connection keeps in flight.
+    #[arg(long, default_value_t = 8)]
     in_flight: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// What each request is: `add` (add and allocate alternately, so the amount stays put),
+    /// `get`, or the protocol's `ping` (an echo baseline).
+    #[arg(long, value_parser = ["add", "get", "ping"], default_value = "add")]
     op: String,
+    /// A running server to load (default: one in process, on a temporary store).
+    #[arg(long)]
     addr: Option<SocketAddr>,
+    /// With `--addr`: that server's data directory, whose secret signs the tokens.
+    #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// `idle`: the server's pid, to read its RSS.
+    #[arg(long)]
     server_pid: Option<u32>,
+    /// `fanout`: subscriptions per connection.
+    #[arg(long, default_value_t = 50)]
     subs: usize,
     /// In-process server: metrics and admin listener `on`, `off`, or `both` (compared).
+    #[arg(long, value_parser = ["on", "off", "both"], default_value = "on")]
     admin: String,
     /// With `--admin both`: how many off/on/on/off rounds.
+    #[arg(long, default_value_t = 1)]
     rounds: usize,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut it = std::env::args().skip(1);
-    let mut args = Args {
-        mode: it.next().unwrap_or_else(|| "load".into()),
-        conns: 64,
-        in_flight: 8,
-        seconds: 10,
-        op: "add".into(),
-        addr: None,
-        data_dir: None,
-        server_pid: None,
-        subs: 50,
-        admin: "on".into(),
-        rounds: 1,
-    };
-    while let Some(flag) = it.next() {
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--conns" => args.conns = value.parse()?,
-            "--in-flight" => args.in_flight = value.parse()?,
-            "--seconds" => args.seconds = value.parse()?,
-            "--op" => args.op = value,
-            "--addr" => args.addr = Some(value.parse()?),
-            "--data-dir" => args.data_dir = Some(value.into()),
-            "--server-pid" => args.server_pid = Some(value.parse()?),
-            "--subs" => args.subs = value.parse()?,
-            "--admin" => args.admin = value,
-            "--rounds" => args.rounds = value.parse()?,
-            other => bail!("unknown flag {other}"),
-        }
-    }
-    Ok(args)
 }
 
 fn rss_kb(pid: u32) -> anyhow::Result<u64> {
@@ -529,11 +522,10 @@ async fn fanout(args: Args) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     match args.mode.as_str() {
-        "load" => load(args).await,
         "idle" => idle(args).await,
         "fanout" => fanout(args).await,
-        other => bail!("unknown mode {other} (load or idle)"),
+        _ => load(args).await,
     }
 }
