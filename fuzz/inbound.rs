@@ -17,7 +17,7 @@ use warden::domain::{
     self, Balance, Catalogue, Command, CommandId, EVENT_SCHEMA_VERSION, EventEnvelope, PlayerId,
     Principal, ResourceEvent, ResourceId, ServerResource, Timestamp,
 };
-use warden::net::inbound::{Refusal, read_request};
+use warden::net::inbound::{Envelope, Refusal, inspect, read_request};
 use warden::protocol::{self, ClientMessage, ErrorCode};
 
 /// What a run found.
@@ -381,7 +381,24 @@ const REFUSAL_CODES: &[ErrorCode] = &[ErrorCode::BadMessage, ErrorCode::UnknownT
 /// Runs one input through the inbound path and the domain's validation; `Err` describes a
 /// property violation.
 fn check(bytes: &[u8], states: &[ServerResource], catalogue: &Catalogue) -> Result<bool, String> {
-    let msg = match read_request(bytes) {
+    let read = read_request(bytes);
+    // The session decodes a frame straight into its type's struct; serde's decode of the tagged
+    // enum is the reference: on every frame that passes the shape check with a known `type`,
+    // both accept the same message or both refuse.
+    if let Ok(Envelope {
+        kind: Some(Some(kind)),
+        ..
+    }) = inspect(bytes)
+        && ClientMessage::TYPES.contains(&kind)
+    {
+        let reference = protocol::decode::<ClientMessage>(bytes);
+        match (&read, &reference) {
+            (Ok(a), Ok(b)) if a == b => {}
+            (Err(_), Err(_)) => {}
+            _ => return Err(format!("read {read:?}, reference decode {reference:?}")),
+        }
+    }
+    let msg = match read {
         Ok(msg) => msg,
         Err(Refusal { code, message, .. }) => {
             if !REFUSAL_CODES.contains(&code) || message.is_empty() {

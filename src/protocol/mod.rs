@@ -10,7 +10,10 @@ pub mod v1;
 
 pub use v1::*;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::fmt;
+use std::marker::PhantomData;
 
 /// Encodes a message as a MessagePack map with named fields (UUIDs as strings).
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
@@ -27,4 +30,68 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, rmp_serde::decode::Error> {
     let mut de = rmp_serde::Deserializer::from_read_ref(bytes).with_human_readable();
     T::deserialize(&mut de)
+}
+
+/// Decodes a message map into `T`, the struct of one message type, skipping the map's `type`
+/// entry wherever it is; every other key goes to `T`, which may refuse unknown fields as usual.
+///
+/// For a caller that already read the `type` (the session does, in `net::inbound::inspect`):
+/// serde's derive for an internally tagged enum such as [`ClientMessage`] first copies the whole
+/// map into a buffer of its own to find the tag, every key and string allocated, then decodes
+/// the variant from that copy.
+pub fn decode_untagged<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+) -> Result<T, rmp_serde::decode::Error> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes).with_human_readable();
+    (&mut de).deserialize_map(Untagged(PhantomData))
+}
+
+/// Visits the outer map and hands it, minus `type`, to `T`.
+struct Untagged<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Untagged<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a message map")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(de::value::MapAccessDeserializer::new(SkipType(map)))
+    }
+}
+
+/// A map without its `type` entries. Keys are read as strings (the session checked that every key
+/// is one) and given to the struct's field visitor from there.
+struct SkipType<A>(A);
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for SkipType<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        loop {
+            match self.0.next_key::<&'de str>()? {
+                None => return Ok(None),
+                Some("type") => {
+                    self.0.next_value::<IgnoredAny>()?;
+                }
+                Some(key) => {
+                    return seed
+                        .deserialize(de::value::BorrowedStrDeserializer::new(key))
+                        .map(Some);
+                }
+            }
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.0.next_value_seed(seed)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.0.size_hint()
+    }
 }

@@ -3,8 +3,10 @@
 //! and the 16-byte binary form are refused, so every id has one spelling on the wire (and in
 //! logs, history and command records).
 
-use crate::domain::{CommandId, ResourceId};
-use serde::de::{Deserializer, Error};
+use crate::domain::{CommandId, ResourceId, ResourceParams};
+use serde::Deserialize;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{Deserializer, Error, MapAccess, SeqAccess, Visitor};
 use uuid::Uuid;
 
 pub(super) fn parse(s: &str) -> Option<Uuid> {
@@ -75,4 +77,37 @@ pub(super) fn some_resource_id<'de, D: Deserializer<'de>>(
         }
     }
     d.deserialize_option(Maybe)
+}
+
+/// `params` as every decode path reads it: a map (or, as serde allows for any struct, its fields
+/// in order in an array), or nil. Not a MessagePack binary: decoded in place, a struct would take
+/// a binary's bytes as its fields in order.
+pub(super) fn params<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ResourceParams>, D::Error> {
+    struct Params;
+
+    impl<'de> Visitor<'de> for Params {
+        type Value = Option<ResourceParams>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of resource parameters")
+        }
+
+        fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            ResourceParams::deserialize(MapAccessDeserializer::new(map)).map(Some)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            ResourceParams::deserialize(SeqAccessDeserializer::new(seq)).map(Some)
+        }
+    }
+
+    d.deserialize_any(Params)
 }

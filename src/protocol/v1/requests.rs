@@ -24,7 +24,11 @@ pub struct Create {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<PlayerId>,
     /// The catalogue's parameters overridden (services only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "canonical::params"
+    )]
     pub params: Option<ResourceParams>,
 }
 
