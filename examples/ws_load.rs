@@ -137,7 +137,10 @@ async fn reply_req(ws: &mut Ws) -> anyhow::Result<u64> {
             .map_err(|r| anyhow::anyhow!("malformed reply: {}", r.message))?;
         return match (envelope.kind, envelope.req) {
             (Some(Some("applied" | "pong" | "resource")), Some(req)) => Ok(req),
-            _ => bail!("unexpected {:?}", protocol::decode::<ServerMessage>(&bytes)?),
+            _ => bail!(
+                "unexpected {:?}",
+                protocol::decode::<ServerMessage>(&bytes)?
+            ),
         };
     }
 }
