@@ -28,12 +28,16 @@ pub fn read_request(bytes: &[u8]) -> Result<ClientMessage, Refusal> {
                 "`type` must be a string".into(),
             ));
         }
-        Some(Some(kind)) => match ClientMessage::TYPES.iter().position(|t| *t == kind) {
-            Some(i) => ClientMessageType::VARIANTS[i],
+        Some(Some(name)) => match ClientMessageType::VARIANTS
+            .iter()
+            .copied()
+            .find(|t| <&str>::from(*t) == name)
+        {
+            Some(kind) => kind,
             None => {
                 return Err(refuse(
                     ErrorCode::UnknownType,
-                    format!("unknown message type {kind:?}"),
+                    format!("unknown message type {name:?}"),
                 ));
             }
         },

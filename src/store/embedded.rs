@@ -94,7 +94,7 @@ const KEY_LAYOUT_KEY: &[u8] = b"key-layout";
 /// level-0 table overlaps all of level 1, and each level-0 compaction rewrites level 1 whole.
 /// Waiting for 12 tables instead of 4 rewrites it a third as often. fjall slows writes at 20
 /// level-0 tables, which leaves 8 flushes for a compaction to finish. Measured at 10 M events
-/// (`docs/performance.md`): the preload 6 % faster, no commit over 100 ms.
+/// (`docs/performance.md`): the preload 8 % faster, the longest commit 94-96 -> 35-42 ms.
 const EVENTS_L0_TABLES: u8 = 12;
 /// Table size of `events` (fjall's default: 64 MiB): with [`EVENTS_L0_TABLES`] it keeps level 1
 /// at about the default's 256 MiB (fjall sizes level 1 as tables × level-0 threshold).

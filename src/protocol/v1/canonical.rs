@@ -1,7 +1,8 @@
 //! The one form of a UUID a client may send: a string of 36 characters, lower-case hex with
 //! hyphens (`01936f4e-8a1b-7c3d-9e2f-0123456789ab`). Upper case, no hyphens, braces, `urn:uuid:`
 //! and the 16-byte binary form are refused, so every id has one spelling on the wire (and in
-//! logs, history and command records).
+//! logs, history and command records). Also `params`, which must be a map (or array), not a
+//! MessagePack binary.
 
 use crate::domain::{CommandId, ResourceId, ResourceParams};
 use serde::Deserialize;
