@@ -225,6 +225,8 @@ fn register_process_wide(r: &Registry) {
         Box::new(store.group_commits.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(store.appends_per_commit.clone()),
         Box::new(store.commit_write_seconds.clone()),
+        Box::new(store.write_buffer_bytes.clone()),
+        Box::new(store.block_cache_bytes.clone()),
     ] {
         r.register(c).expect("registered once");
     }

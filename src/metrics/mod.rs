@@ -16,7 +16,7 @@
 mod instruments;
 mod store;
 
-pub use store::{record_group_commit, timed_group_commit};
+pub use store::{record_engine_memory, record_group_commit, timed_group_commit};
 
 use crate::domain::Command;
 use crate::protocol::{ClientMessage, ErrorCode, ServerMessage, ServerMessageType};

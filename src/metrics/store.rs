@@ -1,8 +1,9 @@
-//! The embedded store's group-commit instruments: process-wide (the store is below any node),
-//! recorded through [`timed_group_commit`] and exposed by every node's registry.
+//! The embedded store's group-commit and memory instruments: process-wide (the store is below any
+//! node), recorded through [`timed_group_commit`] and [`record_engine_memory`] and exposed by
+//! every node's registry.
 
 use super::{BATCH_BUCKETS, LATENCY_BUCKETS};
-use prometheus::{Histogram, HistogramOpts, IntCounter};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
@@ -11,9 +12,12 @@ pub(super) struct StoreInstruments {
     pub(super) group_commits: IntCounter,
     pub(super) appends_per_commit: Histogram,
     pub(super) commit_write_seconds: Histogram,
+    pub(super) write_buffer_bytes: IntGauge,
+    pub(super) block_cache_bytes: IntGauge,
 }
 
-pub(super) static STORE: LazyLock<StoreInstruments> = LazyLock::new(|| StoreInstruments {
+pub(super) static STORE: LazyLock<StoreInstruments> = LazyLock::new(|| {
+    StoreInstruments {
     group_commits: IntCounter::new(
         "warden_store_group_commits_total",
         "Write transactions (group commits) of the embedded store.",
@@ -35,6 +39,17 @@ pub(super) static STORE: LazyLock<StoreInstruments> = LazyLock::new(|| StoreInst
         .buckets(LATENCY_BUCKETS.to_vec()),
     )
     .expect("valid metric"),
+    write_buffer_bytes: IntGauge::new(
+        "warden_store_write_buffer_bytes",
+        "Bytes in the embedded store's memtables (write buffers) not yet flushed, as the engine counts them (keys, values and a fixed cost per entry), as of the last group commit.",
+    )
+    .expect("valid metric"),
+    block_cache_bytes: IntGauge::new(
+        "warden_store_block_cache_bytes",
+        "Bytes in the embedded store's block cache (at most half of --cache-mb), as of the last group commit.",
+    )
+    .expect("valid metric"),
+}
 });
 
 /// Records one group commit of the embedded store: `appends` commands written and made durable
@@ -44,6 +59,13 @@ pub fn record_group_commit(appends: usize, write: Duration) {
     store.group_commits.inc();
     store.appends_per_commit.observe(appends as f64);
     store.commit_write_seconds.observe(write.as_secs_f64());
+}
+
+/// Records what the embedded engine holds in memory now: its memtables and its block cache.
+pub fn record_engine_memory(write_buffer: u64, block_cache: u64) {
+    let store = &*STORE;
+    store.write_buffer_bytes.set(write_buffer as i64);
+    store.block_cache_bytes.set(block_cache as i64);
 }
 
 /// Runs one group commit's write and records it ([`record_group_commit`]) if it succeeded.

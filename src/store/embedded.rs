@@ -497,6 +497,7 @@ impl GroupCommit {
         write.commit()?;
         let took = started.elapsed();
         crate::metrics::record_group_commit(outcomes.len(), took);
+        crate::metrics::record_engine_memory(self.db.write_buffer_size(), self.db.cache_size());
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
         let micros = took.as_micros() as u64;
         self.counters
