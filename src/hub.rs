@@ -14,8 +14,13 @@ use tokio::sync::broadcast;
 
 /// Capacity of the all-changes channel.
 pub const ALL_CAPACITY: usize = 16 * 1024;
-/// Capacity of each per-resource and per-owner channel.
-pub const TOPIC_CAPACITY: usize = 1024;
+/// Capacity of each per-resource and per-owner channel. A broadcast channel allocates all of its
+/// slots when it is made, 32 bytes each, and one exists per watched resource and per watched
+/// owner: at 1,024 slots that was 32 KiB per subscribed player (31 MiB of a 2,000-bot swarm's
+/// RSS, measured with heaptrack). A receiver more than this many changes behind repairs from the
+/// log, so the capacity trades memory against how often a stalled subscription reads the log:
+/// 256 changes is 2.5 ms of one resource at 100 k commands/s.
+pub const TOPIC_CAPACITY: usize = 256;
 
 /// One committed command's events and the state they led to.
 #[derive(Debug)]
