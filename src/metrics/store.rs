@@ -16,8 +16,7 @@ pub(super) struct StoreInstruments {
     pub(super) block_cache_bytes: IntGauge,
 }
 
-pub(super) static STORE: LazyLock<StoreInstruments> = LazyLock::new(|| {
-    StoreInstruments {
+pub(super) static STORE: LazyLock<StoreInstruments> = LazyLock::new(|| StoreInstruments {
     group_commits: IntCounter::new(
         "warden_store_group_commits_total",
         "Write transactions (group commits) of the embedded store.",
@@ -41,15 +40,14 @@ pub(super) static STORE: LazyLock<StoreInstruments> = LazyLock::new(|| {
     .expect("valid metric"),
     write_buffer_bytes: IntGauge::new(
         "warden_store_write_buffer_bytes",
-        "Bytes in the embedded store's memtables (write buffers) not yet flushed, as the engine counts them (keys, values and a fixed cost per entry), as of the last group commit.",
+        "Unflushed memtable bytes of the embedded store, as fjall counts them, at the last commit.",
     )
     .expect("valid metric"),
     block_cache_bytes: IntGauge::new(
         "warden_store_block_cache_bytes",
-        "Bytes in the embedded store's block cache (at most half of --cache-mb), as of the last group commit.",
+        "Block cache bytes of the embedded store (at most half of --cache-mb) at the last commit.",
     )
     .expect("valid metric"),
-}
 });
 
 /// Records one group commit of the embedded store: `appends` commands written and made durable
