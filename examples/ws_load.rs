@@ -1,6 +1,10 @@
 //! A quick local load against `warden serve`: commands per second and latency over WebSocket, or
 //! memory per idle session.
 //!
+//! Each connection keeps `--in-flight` requests outstanding. When replies arrive together it
+//! sends their successors together, in one write, as a pipelining client does (since 1 Dec 2026;
+//! before, one write per request: `docs/performance.md`, "ws_load pipelines its writes").
+//!
 //! ```sh
 //! # in-process server on a temporary store (rate limit off), 64 connections × 8 in flight:
 //! cargo run --release --example ws_load -- load --conns 64 --in-flight 8 --seconds 10
@@ -24,7 +28,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -203,21 +207,31 @@ async fn drive(
     }
     let mut latencies = Vec::new();
     while !sent_at.is_empty() {
-        let req = reply_req(&mut ws).await?;
+        // Wait for one reply, then take every reply already read without waiting; each frees a
+        // slot for the next request, and the requests go out together in one write (as a client
+        // that pipelines does), not one write each.
+        let mut replies = vec![reply_req(&mut ws).await?];
+        // Cancel-safe: a reply not yet complete stays in the stream for the next call.
+        while let Some(req) = reply_req(&mut ws).now_or_never() {
+            replies.push(req?);
+        }
         let now = Instant::now();
-        if let Some(at) = sent_at.remove(&req)
-            && at >= warmup
-        {
-            latencies.push(now.duration_since(at).as_micros() as u32);
+        for req in replies {
+            if let Some(at) = sent_at.remove(&req)
+                && at >= warmup
+            {
+                latencies.push(now.duration_since(at).as_micros() as u32);
+            }
+            if now < until {
+                sent_at.insert(next, Instant::now());
+                ws.feed(Message::Binary(
+                    protocol::encode(&request(&op, next, id)).into(),
+                ))
+                .await?;
+                next += 1;
+            }
         }
-        if now < until {
-            sent_at.insert(next, Instant::now());
-            ws.send(Message::Binary(
-                protocol::encode(&request(&op, next, id)).into(),
-            ))
-            .await?;
-            next += 1;
-        }
+        ws.flush().await?;
     }
     Ok(latencies)
 }
