@@ -283,6 +283,7 @@ fn main() {
                 EmbeddedOptions {
                     max_batch,
                     cache_mb: args.cache_mb,
+                    ..EmbeddedOptions::default()
                 },
                 pipeline,
                 seconds,

@@ -235,9 +235,11 @@ async fn events_survive_many_flushes_and_compactions_and_an_immediate_reopen() {
     const PER_RESOURCE: u64 = 1_000;
     let dir = DataDir::temp();
     // The smallest budget: 1-2 MiB write buffers, so ~100 k events (10+ MiB with their command
-    // records and views) rotate, flush and compact many times over.
+    // records and views) rotate, flush and compact many times over; views stored after every
+    // batch, so that their keyspace does too.
     let small = EmbeddedOptions {
         cache_mb: 16,
+        view_checkpoint: std::time::Duration::ZERO,
         ..EmbeddedOptions::default()
     };
     let store = Arc::new(EmbeddedStore::open_with(dir.path(), small.clone()).unwrap());

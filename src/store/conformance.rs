@@ -9,7 +9,7 @@ use crate::store::{
     AppendError, AppendRequest, EventStore, MalformedAppend, ReadModelStore, StoreError,
 };
 
-fn created(owner: &str, amount: u64) -> ResourceEvent {
+pub(crate) fn created(owner: &str, amount: u64) -> ResourceEvent {
     ResourceEvent::ResourceCreated {
         owner: PlayerId::new(owner),
         resource_type: "gold".into(),
@@ -24,7 +24,7 @@ fn created(owner: &str, amount: u64) -> ResourceEvent {
     }
 }
 
-fn added(amount: u64, total: u64) -> ResourceEvent {
+pub(crate) fn added(amount: u64, total: u64) -> ResourceEvent {
     ResourceEvent::ResourceAdded {
         amount,
         reason: "conformance".into(),
@@ -40,7 +40,7 @@ fn added(amount: u64, total: u64) -> ResourceEvent {
 /// An append of `events` on top of version `after`. Every resource of this suite is created by
 /// [`created`] for alice, and every later event states the balance it leads to, so the state
 /// after the events follows from a stand-in for the state at `after`.
-fn request(id: ResourceId, after: u64, events: Vec<ResourceEvent>) -> AppendRequest {
+pub(crate) fn request(id: ResourceId, after: u64, events: Vec<ResourceEvent>) -> AppendRequest {
     let command_id = CommandId::new();
     let events = stamp(id, after, command_id, Timestamp(1_000), events);
     AppendRequest {

@@ -11,15 +11,27 @@
 //! - `views`: resource → its client-schema view (the read model), and `by_owner`:
 //!   (owner, resource) → (), for listing an owner's resources (the id as is, so an owner's
 //!   resources list in id order, i.e. creation time);
+//! - `stale_views`: batch number → the ids of the resources the batch touched whose views are
+//!   not yet stored (see "Views" below);
 //! - `meta`: the data directory's key layout.
 //!
 //! **Group commit, one write per command.** One writer thread does every write. It takes all the
 //! appends waiting in its queue (up to [`MAX_BATCH`]), checks each (command id new, expected
 //! version = head), and puts into one atomic [`fjall::OwnedWriteBatch`] the events, the command
-//! records, and, coalesced to the newest state per resource, the view of each resource the batch
-//! touched (and its snapshot when one is due). One journal write and one `fdatasync` commit the lot; only then is each caller
-//! answered. So acknowledged means durable, a command's events are all there or none are, and the
-//! read model is never behind the log (it is written in the same commit, not by a later task).
+//! records, the list of resources the batch touched (and a snapshot when one is due). One journal
+//! write and one `fdatasync` commit the lot; only then is each caller answered. So acknowledged
+//! means durable, and a command's events are all there or none are.
+//!
+//! **Views, coalesced over time.** The newest view of each resource a batch touched goes to memory
+//! once the batch is committed, before any caller is answered, and readers look there first: a
+//! view is readable the moment its command is acknowledged. Every [`VIEW_CHECKPOINT_EVERY`] (or
+//! once [`VIEW_CHECKPOINT_RESOURCES`] resources wait) the writer stores the waiting views in
+//! `views` and removes the `stale_views` records that listed them, in one synced batch; a resource
+//! changed many times in that while is written to `views` once, not once per batch. After a
+//! crash, the `stale_views` records name every view that may be behind the log: the store reads
+//! them when it opens (a few hundred records at most), serves those views from the log (snapshot
+//! plus the events after it) and the writer stores them before it takes its first batch. No read
+//! is ever older than the log, and opening does not replay it.
 //!
 //! The writer is the only writer, so it keeps each resource's head in memory (read back lazily
 //! from the last event key after a restart). Appends from one actor's [`EventStore::append_many`] are one
@@ -38,6 +50,7 @@ use crate::store::{
     StoreError, corrupt, encode,
 };
 use async_trait::async_trait;
+use dashmap::DashMap;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -60,6 +73,14 @@ pub const SLOW_COMMIT: Duration = Duration::from_millis(100);
 /// Heads the writer remembers before it forgets them all and reads them back lazily: bounds its
 /// memory (~64 bytes a head) however many resources the store holds.
 const HEAD_CACHE_LIMIT: usize = 1 << 20;
+
+/// Default for [`EmbeddedOptions::view_checkpoint`]: the writer stores the views committed since
+/// its last view checkpoint at most this much later. A resource changed many times in that while
+/// is written to `views` once.
+pub const VIEW_CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// A view checkpoint is also due once this many resources have views waiting: bounds the memory
+/// they hold (~250 bytes each) and what a reopen after a crash marks as stale.
+pub const VIEW_CHECKPOINT_RESOURCES: usize = 16 * 1024;
 
 /// A snapshot is written when a commit takes a resource's version across a multiple of this, so
 /// loading folds fewer events than this after it. (A snapshot per commit would cost a write per
@@ -115,6 +136,10 @@ pub struct EmbeddedOptions {
     /// The engine's memory budget in MiB (default [`DEFAULT_CACHE_MB`], at least 16): half block
     /// cache, half write buffers.
     pub cache_mb: u64,
+    /// How long a committed view may wait in memory before the writer stores it in `views`
+    /// (default [`VIEW_CHECKPOINT_EVERY`]; see "Views" in the module docs). `Duration::ZERO`
+    /// stores the views of every batch right after it.
+    pub view_checkpoint: Duration,
 }
 
 impl Default for EmbeddedOptions {
@@ -122,6 +147,7 @@ impl Default for EmbeddedOptions {
         Self {
             max_batch: MAX_BATCH,
             cache_mb: DEFAULT_CACHE_MB,
+            view_checkpoint: VIEW_CHECKPOINT_EVERY,
         }
     }
 }
@@ -150,6 +176,9 @@ struct Counters {
     commit_micros: AtomicU64,
     max_commit_micros: AtomicU64,
     slow_commits: AtomicU64,
+    /// Tests only: the writer stops without its last view checkpoint, as a killed process would.
+    #[cfg(test)]
+    skip_last_checkpoint: std::sync::atomic::AtomicBool,
 }
 
 /// The keyspaces of one database, cheap to clone (handles).
@@ -160,12 +189,28 @@ struct Keyspaces {
     snapshots: Keyspace,
     views: Keyspace,
     by_owner: Keyspace,
+    stale_views: Keyspace,
 }
+
+/// A committed view the writer has not stored in `views` yet.
+#[derive(Clone, Debug)]
+enum Fresh {
+    /// The view as of the resource's last commit.
+    View(ClientResource),
+    /// Found in `stale_views` when the store was opened (the process stopped before its view
+    /// checkpoint): the stored view may be behind the log, so a read builds it from the log.
+    Stale,
+}
+
+/// Views committed since the last view checkpoint, by resource: readers look here before `views`.
+/// Only the writer adds to it or clears it.
+type FreshViews = Arc<DashMap<ResourceId, Fresh>>;
 
 /// The event store and read-model store on one fjall database.
 pub struct EmbeddedStore {
     db: Database,
     ks: Keyspaces,
+    fresh: FreshViews,
     /// Queue to the group-commit writer thread.
     writer: mpsc::Sender<Job>,
     /// The writer thread, joined on drop so every accepted append is committed before the
@@ -275,7 +320,21 @@ impl EmbeddedStore {
             snapshots: open("snapshots", 8)?,
             views: open("views", 8)?,
             by_owner: open("by_owner", 32)?,
+            stale_views: open("stale_views", 64)?,
         };
+        // Views the last process committed but did not store: read from the log until the
+        // writer's first checkpoint stores them.
+        let fresh = FreshViews::default();
+        let mut stale = StaleRange::default();
+        for row in ks.stale_views.iter() {
+            let (key, ids) = row.into_inner().map_err(engine)?;
+            let seq = decode_stale_seq(&key)?;
+            stale.first.get_or_insert(seq);
+            stale.next = seq + 1;
+            for id in decode_stale_ids(&ids)? {
+                fresh.insert(id, Fresh::Stale);
+            }
+        }
         let (writer, rx) = mpsc::channel(WRITER_QUEUE);
         let counters = Arc::new(Counters::default());
         let mut commit = GroupCommit {
@@ -283,6 +342,10 @@ impl EmbeddedStore {
             ks: ks.clone(),
             heads: HashMap::new(),
             counters: counters.clone(),
+            fresh: fresh.clone(),
+            stale,
+            view_checkpoint: options.view_checkpoint,
+            last_checkpoint: Instant::now(),
         };
         let max_batch = options.max_batch.max(1);
         let writer_thread = std::thread::Builder::new()
@@ -292,6 +355,7 @@ impl EmbeddedStore {
         Ok(Self {
             db,
             ks,
+            fresh,
             writer,
             writer_thread: Some(writer_thread),
             counters,
@@ -348,6 +412,17 @@ impl EmbeddedStore {
     }
 }
 
+#[cfg(test)]
+impl EmbeddedStore {
+    /// Closes the store as a kill would leave it: committed, but without the writer's last view
+    /// checkpoint.
+    fn close_as_if_killed(self) {
+        self.counters
+            .skip_last_checkpoint
+            .store(true, Ordering::Relaxed);
+    }
+}
+
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
         // Closing the queue lets the writer finish what it holds and exit; joining it means every
@@ -367,6 +442,20 @@ struct GroupCommit {
     /// Each resource's head version as committed (a cache: a miss reads `snapshots`).
     heads: HashMap<ResourceId, u64>,
     counters: Arc<Counters>,
+    /// Views committed and not yet stored in `views`.
+    fresh: FreshViews,
+    /// The `stale_views` records written since the last view checkpoint.
+    stale: StaleRange,
+    view_checkpoint: Duration,
+    last_checkpoint: Instant,
+}
+
+/// The keys of the `stale_views` records not yet removed by a view checkpoint: `first..next`
+/// (none while `first` is `None`).
+#[derive(Debug, Default)]
+struct StaleRange {
+    first: Option<u64>,
+    next: u64,
 }
 
 /// What one batch leaves to write once every append in it is checked.
@@ -384,6 +473,10 @@ struct Pending<'a> {
 impl GroupCommit {
     /// Takes a batch, checks every append, commits once, answers all; until the queue closes.
     fn run(&mut self, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+        // Views a crash left behind are read from the log until they are stored again.
+        if !self.fresh.is_empty() {
+            self.checkpoint_views();
+        }
         let mut batch: Vec<Job> = Vec::new();
         while let Some(first) = rx.blocking_recv() {
             let mut appends = first.appends.len();
@@ -418,7 +511,75 @@ impl GroupCommit {
                 let answers = outcomes.by_ref().take(job.appends.len()).collect();
                 let _ = job.reply.send(answers);
             }
+            if self.fresh.len() >= VIEW_CHECKPOINT_RESOURCES
+                || self.last_checkpoint.elapsed() >= self.view_checkpoint
+            {
+                self.checkpoint_views();
+            }
         }
+        #[cfg(test)]
+        if self.counters.skip_last_checkpoint.load(Ordering::Relaxed) {
+            return;
+        }
+        self.checkpoint_views();
+    }
+
+    /// Stores every view waiting in memory in `views` and removes the `stale_views` records
+    /// that listed them, in one synced batch; then forgets them (readers find them in `views`).
+    /// On failure all stay where they are (readers are still served from memory and the log)
+    /// and the next checkpoint tries again.
+    fn checkpoint_views(&mut self) {
+        self.last_checkpoint = Instant::now();
+        if self.fresh.is_empty() && self.stale.first.is_none() {
+            return;
+        }
+        let started = Instant::now();
+        match self.store_fresh_views() {
+            Ok(views) => tracing::debug!(
+                views,
+                took_us = started.elapsed().as_micros() as u64,
+                "view checkpoint"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "view checkpoint failed; the views stay in memory");
+                return;
+            }
+        }
+        self.fresh.clear();
+        self.stale = StaleRange {
+            first: None,
+            next: self.stale.next,
+        };
+    }
+
+    /// Returns how many views it stored.
+    fn store_fresh_views(&self) -> Result<usize, StoreError> {
+        let mut views = Vec::with_capacity(self.fresh.len());
+        for entry in self.fresh.iter() {
+            let id = *entry.key();
+            let view = match entry.value() {
+                Fresh::View(view) => encode_view(view)?,
+                Fresh::Stale => match stored_state(&self.ks, id)? {
+                    Some(state) => encode_view(&ClientResource::from_server(&state))?,
+                    None => continue,
+                },
+            };
+            views.push((resource_key(id), view));
+        }
+        // In key order: each insert lands next to the previous one in the memtable.
+        views.sort_unstable_by_key(|a| a.0);
+        let stored = views.len();
+        let mut write = self.db.batch().durability(Some(PersistMode::SyncData));
+        for (key, view) in views {
+            write.insert(&self.ks.views, key, view);
+        }
+        if let Some(first) = self.stale.first {
+            for seq in first..self.stale.next {
+                write.remove(&self.ks.stale_views, seq.to_be_bytes());
+            }
+        }
+        write.commit()?;
+        Ok(stored)
     }
 
     /// The head of `id`: as this batch leaves it, else as committed.
@@ -477,8 +638,12 @@ impl GroupCommit {
                 outcomes.push(outcome);
             }
         }
-        // The view of each resource touched, newest only, and its snapshot when the batch took
-        // it across a multiple of SNAPSHOT_EVERY.
+        // The view of each resource touched, newest only, goes to memory once committed (the
+        // next view checkpoint stores it); the batch records which resources it touched, so a
+        // reopen after a crash knows which stored views may be behind. A snapshot goes in when
+        // the batch took a resource across a multiple of SNAPSHOT_EVERY.
+        let mut views = Vec::with_capacity(pending.states.len());
+        let mut touched = Vec::with_capacity(pending.states.len() * 16);
         for (&id, &(state, created, snapshot_due)) in &pending.states {
             if snapshot_due {
                 write.insert(
@@ -488,10 +653,14 @@ impl GroupCommit {
                 );
             }
             let view = ClientResource::from_server(state);
-            write.insert(&self.ks.views, resource_key(id), encode_view(&view)?);
             if created {
                 write.insert(&self.ks.by_owner, owner_key(&view.owner, id), []);
             }
+            touched.extend_from_slice(id.0.as_bytes());
+            views.push(view);
+        }
+        if !touched.is_empty() {
+            write.insert(&self.ks.stale_views, self.stale.next.to_be_bytes(), touched);
         }
         let started = Instant::now();
         write.commit()?;
@@ -510,7 +679,14 @@ impl GroupCommit {
             self.counters.slow_commits.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(took_ms = took.as_millis() as u64, "slow group commit");
         }
-        // Committed: the batch's heads are now the stored ones.
+        // Committed: readers now get these views, and the batch's heads are the stored ones.
+        if !views.is_empty() {
+            self.stale.first.get_or_insert(self.stale.next);
+            self.stale.next += 1;
+        }
+        for view in views {
+            self.fresh.insert(view.id, Fresh::View(view));
+        }
         if self.heads.len() + pending.heads.len() > HEAD_CACHE_LIMIT {
             self.heads.clear();
         }
@@ -595,7 +771,74 @@ fn stored_head(ks: &Keyspaces, id: ResourceId) -> Result<u64, StoreError> {
     }
 }
 
+/// A resource's state as the log has it: its snapshot with the events after it folded in.
+fn stored_state(ks: &Keyspaces, id: ResourceId) -> Result<Option<ServerResource>, StoreError> {
+    let snapshot = match ks.snapshots.get(resource_key(id))? {
+        Some(bytes) => Some(decode_snapshot(&bytes)?.1),
+        None => None,
+    };
+    let after = snapshot.as_ref().map_or(0, |s| s.version);
+    let events = stored_events(ks, id, after, usize::MAX)?;
+    Ok(crate::domain::replay(snapshot, &events))
+}
+
+/// Up to `limit` events of `id` after `after_version`, in version order.
+fn stored_events(
+    ks: &Keyspaces,
+    id: ResourceId,
+    after_version: u64,
+    limit: usize,
+) -> Result<Vec<EventEnvelope>, StoreError> {
+    let Some(start) = after_version.checked_add(1) else {
+        return Ok(Vec::new());
+    };
+    ks.events
+        .range(event_key(id, start)..=event_key(id, u64::MAX))
+        .take(limit)
+        .map(|row| {
+            let (k, v) = row.into_inner()?;
+            decode_event(&k, &v)
+        })
+        .collect()
+}
+
 // ---- keys and values -------------------------------------------------------------------------
+
+/// A `stale_views` key: the writer's count of batches with views since the oldest record still
+/// there (big-endian u64).
+fn decode_stale_seq(key: &[u8]) -> Result<u64, StoreError> {
+    let seq: [u8; 8] = key.try_into().map_err(|_| {
+        StoreError::corrupt(
+            "stale-views key",
+            Layout::Length {
+                expected: 8,
+                found: key.len(),
+            },
+        )
+    })?;
+    Ok(u64::from_be_bytes(seq))
+}
+
+/// A `stale_views` value: the ids (16 bytes each, as is) of the resources one batch touched.
+fn decode_stale_ids(bytes: &[u8]) -> Result<Vec<ResourceId>, StoreError> {
+    if !bytes.len().is_multiple_of(16) {
+        return Err(StoreError::corrupt(
+            "stale-views record",
+            Layout::Length {
+                expected: bytes.len() / 16 * 16 + 16,
+                found: bytes.len(),
+            },
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(16)
+        .map(|id| {
+            let mut raw = [0u8; 16];
+            raw.copy_from_slice(id);
+            ResourceId(uuid::Uuid::from_bytes(raw))
+        })
+        .collect())
+}
 
 /// A resource id as keys hold it ([`KEY_LAYOUT`] 2): its two 8-byte halves swapped (a rotation
 /// by 64 bits), so the second, random half comes first.
@@ -897,7 +1140,7 @@ impl EventStore for EmbeddedStore {
     async fn load(&self, id: ResourceId) -> Result<Loaded, StoreError> {
         let snapshot = self.snapshot(id)?;
         let after = snapshot.as_ref().map_or(0, |s| s.version);
-        let events = self.events(id, after, usize::MAX).await?;
+        let events = stored_events(&self.ks, id, after, usize::MAX)?;
         Ok(Loaded { snapshot, events })
     }
 
@@ -907,18 +1150,7 @@ impl EventStore for EmbeddedStore {
         after_version: u64,
         limit: usize,
     ) -> Result<Vec<EventEnvelope>, StoreError> {
-        let Some(start) = after_version.checked_add(1) else {
-            return Ok(Vec::new());
-        };
-        self.ks
-            .events
-            .range(event_key(id, start)..=event_key(id, u64::MAX))
-            .take(limit)
-            .map(|row| {
-                let (k, v) = row.into_inner()?;
-                decode_event(&k, &v)
-            })
-            .collect()
+        stored_events(&self.ks, id, after_version, limit)
     }
 
     async fn find_command(
@@ -962,24 +1194,48 @@ impl ReadModelStore for EmbeddedStore {
     /// itself). Run a rebuild while no commands are served.
     async fn upsert(&self, views: Vec<ClientResource>) -> Result<(), StoreError> {
         let mut write = self.db.batch().durability(Some(PersistMode::SyncData));
+        let mut replaced = Vec::new();
         for view in &views {
             let key = resource_key(view.id);
             let stored = match self.ks.views.get(key)? {
                 Some(bytes) => Some(decode_view(&bytes)?),
                 None => None,
             };
-            if stored.as_ref().is_some_and(|s| s.version >= view.version) {
+            let current = if self.fresh.contains_key(&view.id) {
+                self.get(view.id).await?
+            } else {
+                stored.clone()
+            };
+            if current.as_ref().is_some_and(|s| s.version >= view.version) {
                 continue;
             }
             write.insert(&self.ks.views, key, encode_view(view)?);
             if stored.is_none() {
                 write.insert(&self.ks.by_owner, owner_key(&view.owner, view.id), []);
             }
+            replaced.push(view.id);
         }
-        Ok(write.commit()?)
+        write.commit()?;
+        // `views` now holds something newer than what waited in memory.
+        for id in replaced {
+            self.fresh.remove(&id);
+        }
+        Ok(())
     }
 
+    /// The view committed last: from memory if the writer has not stored it yet (built from the
+    /// log if a crash left it behind), else from `views`.
     async fn get(&self, id: ResourceId) -> Result<Option<ClientResource>, StoreError> {
+        if let Some(fresh) = self.fresh.get(&id) {
+            match fresh.value() {
+                Fresh::View(view) => return Ok(Some(view.clone())),
+                Fresh::Stale => {
+                    drop(fresh);
+                    let state = stored_state(&self.ks, id)?;
+                    return Ok(state.as_ref().map(ClientResource::from_server));
+                }
+            }
+        }
         match self.ks.views.get(resource_key(id))? {
             Some(bytes) => Ok(Some(decode_view(&bytes)?)),
             None => Ok(None),
@@ -1005,6 +1261,7 @@ impl ReadModelStore for EmbeddedStore {
         for ks in [&self.ks.views, &self.ks.by_owner] {
             ks.clear()?;
         }
+        self.fresh.clear();
         Ok(())
     }
 }
@@ -1189,5 +1446,92 @@ mod tests {
         assert_eq!(err.to_string(), "corrupt event: unknown stored format 9");
         let source = std::error::Error::source(&err).expect("the cause is kept");
         assert!(source.downcast_ref::<Layout>().is_some(), "{source:?}");
+    }
+
+    /// Commits a resource at versions 1 to 4 (a create, then three adds) on `store`, its states
+    /// replayed from the events as an actor would; returns the id and the last state.
+    async fn four_versions(store: &EmbeddedStore) -> (ResourceId, ServerResource) {
+        use crate::store::conformance::{added, created, request};
+        let id = ResourceId::new();
+        let mut state = None;
+        for v in 0..4u64 {
+            let events = match v {
+                0 => vec![created("vera", 3)],
+                _ => vec![added(1, v + 3)],
+            };
+            let mut req = request(id, v, events);
+            state = crate::domain::replay(state, &req.events);
+            req.state = state.clone().expect("a state");
+            EventStore::append(store, req).await.unwrap();
+        }
+        (id, state.expect("a state"))
+    }
+
+    fn deferred() -> EmbeddedOptions {
+        EmbeddedOptions {
+            view_checkpoint: Duration::from_secs(3600),
+            ..EmbeddedOptions::default()
+        }
+    }
+
+    /// The view as stored in `views`, not as served.
+    fn stored_view(store: &EmbeddedStore, id: ResourceId) -> Option<ClientResource> {
+        let bytes = store.ks.views.get(resource_key(id)).unwrap()?;
+        Some(decode_view(&bytes).unwrap())
+    }
+
+    /// Guards against: a read that returns the view of an older version because the newest one
+    /// waits in memory for its checkpoint; and a checkpoint that never stores it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_view_is_read_at_once_and_stored_by_the_checkpoint_at_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open_with(dir.path(), deferred()).unwrap();
+        let (id, state) = four_versions(&store).await;
+        let want = ClientResource::from_server(&state);
+        assert_eq!(
+            stored_view(&store, id),
+            None,
+            "not stored before the checkpoint"
+        );
+        assert_eq!(
+            ReadModelStore::get(&store, id).await.unwrap(),
+            Some(want.clone())
+        );
+        assert_eq!(
+            store.list_by_owner(&want.owner).await.unwrap(),
+            vec![want.clone()]
+        );
+        drop(store);
+
+        let store = EmbeddedStore::open_with(dir.path(), deferred()).unwrap();
+        assert_eq!(stored_view(&store, id), Some(want.clone()));
+        assert!(store.fresh.is_empty(), "a clean close leaves nothing stale");
+        assert_eq!(store.ks.stale_views.iter().count(), 0);
+    }
+
+    /// Guards against: a view left behind by a crash before its checkpoint (served stale after the
+    /// reopen, or never stored).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_view_a_crash_left_unstored_is_built_from_the_log_and_then_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open_with(dir.path(), deferred()).unwrap();
+        let (id, state) = four_versions(&store).await;
+        let want = ClientResource::from_server(&state);
+        store.close_as_if_killed();
+
+        let store = EmbeddedStore::open_with(dir.path(), deferred()).unwrap();
+        assert_eq!(
+            ReadModelStore::get(&store, id).await.unwrap(),
+            Some(want.clone())
+        );
+        assert_eq!(
+            store.list_by_owner(&want.owner).await.unwrap(),
+            vec![want.clone()]
+        );
+        // The writer stores what a crash left behind when it starts, before any command.
+        store.close_as_if_killed();
+        let store = EmbeddedStore::open_with(dir.path(), deferred()).unwrap();
+        assert_eq!(stored_view(&store, id), Some(want));
+        assert!(store.fresh.is_empty());
     }
 }
