@@ -1213,12 +1213,16 @@ impl ReadModelStore for EmbeddedStore {
             if stored.is_none() {
                 write.insert(&self.ks.by_owner, owner_key(&view.owner, view.id), []);
             }
-            replaced.push(view.id);
+            replaced.push((view.id, view.version));
         }
         write.commit()?;
-        // `views` now holds something newer than what waited in memory.
-        for id in replaced {
-            self.fresh.remove(&id);
+        // `views` now holds something newer than what waited in memory (unless the writer has
+        // committed a newer one since).
+        for (id, version) in replaced {
+            self.fresh.remove_if(&id, |_, fresh| match fresh {
+                Fresh::View(waiting) => waiting.version <= version,
+                Fresh::Stale => true,
+            });
         }
         Ok(())
     }
