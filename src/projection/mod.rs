@@ -2,11 +2,12 @@
 //! log, for history and for a resource's state at a past version or instant: [`time_travel`]),
 //! and the tools that repair or rebuild the read model from the log.
 //!
-//! The read model is a projection: every backend writes a resource's view with its commit (the
-//! embedded store in the same atomic batch), idempotent by version (an older or repeated view
-//! never replaces a newer one), and it can be rebuilt from the event log at any time with
-//! [`rebuild`]. [`catch_up`] repairs views a crash left behind where the view is written after the
-//! commit (MongoDB).
+//! The read model is a projection: every backend makes a resource's view readable with its commit
+//! (the embedded store from memory until its next view checkpoint, with the resources each batch
+//! touched recorded in the batch, so a crash leaves no view behind unnoticed), idempotent by
+//! version (an older or repeated view never replaces a newer one), and it can be rebuilt from the
+//! event log at any time with [`rebuild`]. [`catch_up`] repairs views a crash left behind where the
+//! view is written after the commit (MongoDB).
 
 pub mod time_travel;
 

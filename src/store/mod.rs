@@ -42,10 +42,10 @@ pub struct AppendRequest {
     pub command_id: CommandId,
     /// Versions `expected_version + 1 ..`, in order. Never empty.
     pub events: Vec<EventEnvelope>,
-    /// The resource's state after these events. Every backend stores its client-schema view in
-    /// the commit path before acknowledging (the embedded store in the same atomic batch,
-    /// MongoDB right after the commit documents), and keeps it as the snapshot when one is due, so
-    /// the read model follows the log without a separate updater.
+    /// The resource's state after these events. Every backend makes its client-schema view
+    /// readable in the commit path before acknowledging (the embedded store in memory until its
+    /// next view checkpoint, MongoDB right after the commit documents), and keeps it as the
+    /// snapshot when one is due, so the read model follows the log without a separate updater.
     pub state: ServerResource,
 }
 
