@@ -1478,6 +1478,18 @@ mod tests {
         }
     }
 
+    /// `want` is what a read of its resource and a list of its owner's resources give.
+    async fn assert_served(store: &EmbeddedStore, want: &ClientResource) {
+        assert_eq!(
+            ReadModelStore::get(store, want.id).await.unwrap().as_ref(),
+            Some(want)
+        );
+        assert_eq!(
+            store.list_by_owner(&want.owner).await.unwrap(),
+            vec![want.clone()]
+        );
+    }
+
     /// The view as stored in `views`, not as served.
     fn stored_view(store: &EmbeddedStore, id: ResourceId) -> Option<ClientResource> {
         let bytes = store.ks.views.get(resource_key(id)).unwrap()?;
@@ -1497,14 +1509,7 @@ mod tests {
             None,
             "not stored before the checkpoint"
         );
-        assert_eq!(
-            ReadModelStore::get(&store, id).await.unwrap(),
-            Some(want.clone())
-        );
-        assert_eq!(
-            store.list_by_owner(&want.owner).await.unwrap(),
-            vec![want.clone()]
-        );
+        assert_served(&store, &want).await;
         drop(store);
 
         let store = EmbeddedStore::open_with(dir.path(), deferred()).unwrap();
@@ -1524,14 +1529,7 @@ mod tests {
         store.close_as_if_killed();
 
         let store = EmbeddedStore::open_with(dir.path(), deferred()).unwrap();
-        assert_eq!(
-            ReadModelStore::get(&store, id).await.unwrap(),
-            Some(want.clone())
-        );
-        assert_eq!(
-            store.list_by_owner(&want.owner).await.unwrap(),
-            vec![want.clone()]
-        );
+        assert_served(&store, &want).await;
         // The writer stores what a crash left behind when it starts, before any command.
         store.close_as_if_killed();
         let store = EmbeddedStore::open_with(dir.path(), deferred()).unwrap();
