@@ -403,13 +403,6 @@ impl EmbeddedStore {
         }
         Ok(())
     }
-
-    fn snapshot(&self, id: ResourceId) -> Result<Option<ServerResource>, StoreError> {
-        match self.ks.snapshots.get(resource_key(id))? {
-            Some(bytes) => Ok(Some(decode_snapshot(&bytes)?.1)),
-            None => Ok(None),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -771,12 +764,17 @@ fn stored_head(ks: &Keyspaces, id: ResourceId) -> Result<u64, StoreError> {
     }
 }
 
+/// A resource's latest snapshot (server schema), if it has one.
+fn stored_snapshot(ks: &Keyspaces, id: ResourceId) -> Result<Option<ServerResource>, StoreError> {
+    match ks.snapshots.get(resource_key(id))? {
+        Some(bytes) => Ok(Some(decode_snapshot(&bytes)?.1)),
+        None => Ok(None),
+    }
+}
+
 /// A resource's state as the log has it: its snapshot with the events after it folded in.
 fn stored_state(ks: &Keyspaces, id: ResourceId) -> Result<Option<ServerResource>, StoreError> {
-    let snapshot = match ks.snapshots.get(resource_key(id))? {
-        Some(bytes) => Some(decode_snapshot(&bytes)?.1),
-        None => None,
-    };
+    let snapshot = stored_snapshot(ks, id)?;
     let after = snapshot.as_ref().map_or(0, |s| s.version);
     let events = stored_events(ks, id, after, usize::MAX)?;
     Ok(crate::domain::replay(snapshot, &events))
@@ -1138,7 +1136,7 @@ impl EventStore for EmbeddedStore {
     }
 
     async fn load(&self, id: ResourceId) -> Result<Loaded, StoreError> {
-        let snapshot = self.snapshot(id)?;
+        let snapshot = stored_snapshot(&self.ks, id)?;
         let after = snapshot.as_ref().map_or(0, |s| s.version);
         let events = stored_events(&self.ks, id, after, usize::MAX)?;
         Ok(Loaded { snapshot, events })
