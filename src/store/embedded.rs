@@ -29,9 +29,10 @@
 //! `views` and removes the `stale_views` records that listed them, in one synced batch; a resource
 //! changed many times in that while is written to `views` once, not once per batch. After a
 //! crash, the `stale_views` records name every view that may be behind the log: the store reads
-//! them when it opens (a few hundred records at most), serves those views from the log (snapshot
-//! plus the events after it) and the writer stores them before it takes its first batch. No read
-//! is ever older than the log, and opening does not replay it.
+//! them when it opens (one per batch since the last checkpoint: ~1,400 in 500 ms of a 2,000-bot
+//! swarm, read in milliseconds), serves those views from the log (snapshot plus the events after
+//! it) and the writer stores them before it takes its first batch. No read is ever older than the
+//! log, and opening does not replay it.
 //!
 //! The writer is the only writer, so it keeps each resource's head in memory (read back lazily
 //! from the last event key after a restart). Appends from one actor's [`EventStore::append_many`] are one
