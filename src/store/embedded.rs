@@ -54,6 +54,7 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,7 +86,7 @@ pub const VIEW_CHECKPOINT_RESOURCES: usize = 16 * 1024;
 
 /// A snapshot is written when a commit takes a resource's version across a multiple of this, so
 /// loading folds fewer events than this after it. (A snapshot per commit would cost a write per
-/// command; the view, which clients read, is written with every commit.)
+/// command; the view, which clients read, is current in memory from every commit on.)
 pub const SNAPSHOT_EVERY: u64 = 64;
 
 /// The first byte of every stored value: the layout of what follows. A new layout gets a new
@@ -194,7 +195,7 @@ struct Keyspaces {
 }
 
 /// A committed view the writer has not stored in `views` yet.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 enum Fresh {
     /// The view as of the resource's last commit.
     View(ClientResource),
@@ -326,12 +327,11 @@ impl EmbeddedStore {
         // Views the last process committed but did not store: read from the log until the
         // writer's first checkpoint stores them.
         let fresh = FreshViews::default();
-        let mut stale = StaleRange::default();
+        let mut stale: Option<Range<u64>> = None;
         for row in ks.stale_views.iter() {
             let (key, ids) = row.into_inner().map_err(engine)?;
             let seq = decode_stale_seq(&key)?;
-            stale.first.get_or_insert(seq);
-            stale.next = seq + 1;
+            stale = Some(stale.map_or(seq, |r| r.start)..seq + 1);
             for id in decode_stale_ids(&ids)? {
                 fresh.insert(id, Fresh::Stale);
             }
@@ -344,7 +344,7 @@ impl EmbeddedStore {
             heads: HashMap::new(),
             counters: counters.clone(),
             fresh: fresh.clone(),
-            stale,
+            stale: stale.unwrap_or_default(),
             view_checkpoint: options.view_checkpoint,
             last_checkpoint: Instant::now(),
         };
@@ -438,18 +438,11 @@ struct GroupCommit {
     counters: Arc<Counters>,
     /// Views committed and not yet stored in `views`.
     fresh: FreshViews,
-    /// The `stale_views` records written since the last view checkpoint.
-    stale: StaleRange,
+    /// The keys of the `stale_views` records written since the last view checkpoint (a record
+    /// per committed batch, numbered on from the last).
+    stale: Range<u64>,
     view_checkpoint: Duration,
     last_checkpoint: Instant,
-}
-
-/// The keys of the `stale_views` records not yet removed by a view checkpoint: `first..next`
-/// (none while `first` is `None`).
-#[derive(Debug, Default)]
-struct StaleRange {
-    first: Option<u64>,
-    next: u64,
 }
 
 /// What one batch leaves to write once every append in it is checked.
@@ -524,7 +517,7 @@ impl GroupCommit {
     /// and the next checkpoint tries again.
     fn checkpoint_views(&mut self) {
         self.last_checkpoint = Instant::now();
-        if self.fresh.is_empty() && self.stale.first.is_none() {
+        if self.fresh.is_empty() && self.stale.is_empty() {
             return;
         }
         let started = Instant::now();
@@ -540,10 +533,7 @@ impl GroupCommit {
             }
         }
         self.fresh.clear();
-        self.stale = StaleRange {
-            first: None,
-            next: self.stale.next,
-        };
+        self.stale.start = self.stale.end;
     }
 
     /// Returns how many views it stored.
@@ -553,7 +543,7 @@ impl GroupCommit {
             let id = *entry.key();
             let view = match entry.value() {
                 Fresh::View(view) => encode_view(view)?,
-                Fresh::Stale => match stored_state(&self.ks, id)? {
+                Fresh::Stale => match stored_load(&self.ks, id)?.state() {
                     Some(state) => encode_view(&ClientResource::from_server(&state))?,
                     None => continue,
                 },
@@ -567,10 +557,8 @@ impl GroupCommit {
         for (key, view) in views {
             write.insert(&self.ks.views, key, view);
         }
-        if let Some(first) = self.stale.first {
-            for seq in first..self.stale.next {
-                write.remove(&self.ks.stale_views, seq.to_be_bytes());
-            }
+        for seq in self.stale.clone() {
+            write.remove(&self.ks.stale_views, seq.to_be_bytes());
         }
         write.commit()?;
         Ok(stored)
@@ -654,7 +642,7 @@ impl GroupCommit {
             views.push(view);
         }
         if !touched.is_empty() {
-            write.insert(&self.ks.stale_views, self.stale.next.to_be_bytes(), touched);
+            write.insert(&self.ks.stale_views, self.stale.end.to_be_bytes(), touched);
         }
         let started = Instant::now();
         write.commit()?;
@@ -675,8 +663,7 @@ impl GroupCommit {
         }
         // Committed: readers now get these views, and the batch's heads are the stored ones.
         if !views.is_empty() {
-            self.stale.first.get_or_insert(self.stale.next);
-            self.stale.next += 1;
+            self.stale.end += 1;
         }
         for view in views {
             self.fresh.insert(view.id, Fresh::View(view));
@@ -765,20 +752,15 @@ fn stored_head(ks: &Keyspaces, id: ResourceId) -> Result<u64, StoreError> {
     }
 }
 
-/// A resource's latest snapshot (server schema), if it has one.
-fn stored_snapshot(ks: &Keyspaces, id: ResourceId) -> Result<Option<ServerResource>, StoreError> {
-    match ks.snapshots.get(resource_key(id))? {
-        Some(bytes) => Ok(Some(decode_snapshot(&bytes)?.1)),
-        None => Ok(None),
-    }
-}
-
-/// A resource's state as the log has it: its snapshot with the events after it folded in.
-fn stored_state(ks: &Keyspaces, id: ResourceId) -> Result<Option<ServerResource>, StoreError> {
-    let snapshot = stored_snapshot(ks, id)?;
+/// A resource's latest snapshot (server schema), if it has one, and the events after it.
+fn stored_load(ks: &Keyspaces, id: ResourceId) -> Result<Loaded, StoreError> {
+    let snapshot = match ks.snapshots.get(resource_key(id))? {
+        Some(bytes) => Some(decode_snapshot(&bytes)?.1),
+        None => None,
+    };
     let after = snapshot.as_ref().map_or(0, |s| s.version);
     let events = stored_events(ks, id, after, usize::MAX)?;
-    Ok(crate::domain::replay(snapshot, &events))
+    Ok(Loaded { snapshot, events })
 }
 
 /// Up to `limit` events of `id` after `after_version`, in version order.
@@ -1137,10 +1119,7 @@ impl EventStore for EmbeddedStore {
     }
 
     async fn load(&self, id: ResourceId) -> Result<Loaded, StoreError> {
-        let snapshot = stored_snapshot(&self.ks, id)?;
-        let after = snapshot.as_ref().map_or(0, |s| s.version);
-        let events = stored_events(&self.ks, id, after, usize::MAX)?;
-        Ok(Loaded { snapshot, events })
+        stored_load(&self.ks, id)
     }
 
     async fn events(
@@ -1234,7 +1213,7 @@ impl ReadModelStore for EmbeddedStore {
                 Fresh::View(view) => return Ok(Some(view.clone())),
                 Fresh::Stale => {
                     drop(fresh);
-                    let state = stored_state(&self.ks, id)?;
+                    let state = stored_load(&self.ks, id)?.state();
                     return Ok(state.as_ref().map(ClientResource::from_server));
                 }
             }
