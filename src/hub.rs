@@ -69,9 +69,13 @@ impl Change {
 #[derive(Debug)]
 pub struct Hub {
     all: broadcast::Sender<Arc<Change>>,
-    by_resource: DashMap<ResourceId, broadcast::Sender<Arc<Change>>>,
-    by_owner: DashMap<PlayerId, broadcast::Sender<Arc<Change>>>,
+    by_resource: Topics<ResourceId>,
+    by_owner: Topics<PlayerId>,
 }
+
+/// A channel per key, for the keys someone subscribed to. Every command looks its resource and
+/// owner up here (`has_listeners`), hence the fast hasher.
+type Topics<K> = DashMap<K, broadcast::Sender<Arc<Change>>, foldhash::fast::RandomState>;
 
 impl Default for Hub {
     fn default() -> Self {
@@ -83,8 +87,8 @@ impl Hub {
     pub fn new() -> Self {
         Self {
             all: broadcast::channel(ALL_CAPACITY).0,
-            by_resource: DashMap::new(),
-            by_owner: DashMap::new(),
+            by_resource: Topics::default(),
+            by_owner: Topics::default(),
         }
     }
 
@@ -138,9 +142,7 @@ impl Hub {
     }
 }
 
-fn live_keys<K: std::hash::Hash + Eq + Clone>(
-    topics: &DashMap<K, broadcast::Sender<Arc<Change>>>,
-) -> Vec<K> {
+fn live_keys<K: std::hash::Hash + Eq + Clone>(topics: &Topics<K>) -> Vec<K> {
     topics
         .iter()
         .filter(|t| t.value().receiver_count() > 0)
@@ -148,11 +150,7 @@ fn live_keys<K: std::hash::Hash + Eq + Clone>(
         .collect()
 }
 
-fn send_topic<K: std::hash::Hash + Eq + Clone>(
-    topics: &DashMap<K, broadcast::Sender<Arc<Change>>>,
-    key: &K,
-    change: &Arc<Change>,
-) {
+fn send_topic<K: std::hash::Hash + Eq + Clone>(topics: &Topics<K>, key: &K, change: &Arc<Change>) {
     let mut unused = false;
     if let Some(tx) = topics.get(key) {
         unused = tx.send(change.clone()).is_err();

@@ -255,3 +255,62 @@ async fn shutdown_answers_every_command_already_in_a_mailbox() {
     let late = execute(&registry, &alice(), add(id, 1)).await.unwrap_err();
     assert_eq!(late.code(), "shutting_down");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_wait_for_room_in_a_full_mailbox_and_every_command_lands_once() {
+    const SENT: u64 = 12;
+    // Appends wait while the gate is held: the actor stays busy and its mailbox (room for 2)
+    // fills up.
+    let gate = Arc::new(watch::channel(false).0);
+    let hooks = Arc::new(Hooks::new().before_append({
+        let gate = gate.clone();
+        move |_| {
+            let mut held = gate.subscribe();
+            async move {
+                let _ = held.wait_for(|held| !*held).await;
+                None
+            }
+        }
+    }));
+    let t = TestNode::hooked(&hooks, |c| c.actors.mailbox = 2);
+    let (node, store) = (t.node, &t.store);
+    let registry = node.registry().clone();
+    let id = execute(&registry, &alice(), create_gold())
+        .await
+        .unwrap()
+        .resource_id;
+    let created = store.load(id).await.unwrap().state().unwrap();
+
+    gate.send_replace(true);
+    let sends: Vec<_> = (0..SENT)
+        .map(|_| {
+            let registry = registry.clone();
+            tokio::spawn(async move { execute(&registry, &alice(), add(id, 1)).await })
+        })
+        .collect();
+    // More senders than the mailbox holds: some of them wait for room (and are counted).
+    let waited = || {
+        let text = node.metrics().render(Default::default());
+        text.lines()
+            .find_map(|l| l.strip_prefix("warden_actor_mailbox_full_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    wait_for("a sender to wait for room", PATIENCE, || waited() > 0.0).await;
+    gate.send_replace(false);
+
+    let mut versions = Vec::new();
+    for send in sends {
+        let reply = tokio::time::timeout(PATIENCE, send)
+            .await
+            .expect("every sender is answered")
+            .unwrap()
+            .expect("every command commits");
+        versions.push(reply.version);
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (2..2 + SENT).collect::<Vec<_>>());
+    let state = store.load(id).await.unwrap().state().unwrap();
+    assert_eq!(state.balance.amount, created.balance.amount + SENT);
+    node.shutdown().await;
+}

@@ -8,6 +8,7 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::store::EventStore;
 use dashmap::DashMap;
+use dashmap::mapref::one::RefMut;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
@@ -20,12 +21,28 @@ struct Slot {
     generation: u64,
 }
 
+/// What became of a mail handed to an actor's mailbox.
+enum Delivery {
+    Done,
+    /// The mailbox is full: here is a handle to wait for room with.
+    Full {
+        mail: Mail,
+        mailbox: mpsc::Sender<Mail>,
+        generation: u64,
+    },
+    /// The actor (of this generation) has stopped.
+    Closed {
+        mail: Mail,
+        generation: u64,
+    },
+}
+
 /// What the registry keeps beside the actors' environment.
 struct Inner {
     /// What every actor reads (store, hub, rules, tunables, shutdown, metrics).
     env: Arc<ActorEnv>,
-    /// The live actors, by resource.
-    actors: DashMap<ResourceId, Slot>,
+    /// The live actors, by resource (every command looks its actor up here).
+    actors: DashMap<ResourceId, Slot, foldhash::fast::RandomState>,
     /// Every actor task, so shutdown can wait for them.
     tasks: TaskTracker,
     /// The next actor's generation.
@@ -88,7 +105,7 @@ impl Registry {
         Self {
             inner: Arc::new(Inner {
                 env,
-                actors: DashMap::new(),
+                actors: DashMap::default(),
                 tasks: TaskTracker::new(),
                 generations: AtomicU64::new(0),
             }),
@@ -114,47 +131,65 @@ impl Registry {
     }
 
     /// Runs a command through its resource's actor and waits for the outcome.
-    pub async fn execute(&self, mut request: CommandRequest) -> Result<CommandReply, CommandError> {
+    pub async fn execute(&self, request: CommandRequest) -> Result<CommandReply, CommandError> {
         let id = match &request.command {
             Command::Create(_) => ResourceId::new(),
             other => other
                 .resource_id()
                 .expect("every command but create names its resource"),
         };
+        let is_new = matches!(request.command, Command::Create(_));
+        let (reply, answer) = oneshot::channel();
+        let mut mail = Mail { request, reply };
         loop {
             if self.inner.env.shutdown.is_cancelled() {
                 return Err(CommandError::ShuttingDown);
             }
-            let (mailbox, generation) =
-                self.mailbox(id, matches!(request.command, Command::Create(_)));
-            let (reply, answer) = oneshot::channel();
-            let sent = match mailbox.try_send(Mail { request, reply }) {
-                Ok(()) => Ok(()),
-                Err(mpsc::error::TrySendError::Full(mail)) => {
+            let (back, generation) = match self.deliver(id, is_new, mail) {
+                Delivery::Done => return answer.await.map_err(|_| CommandError::ShuttingDown)?,
+                Delivery::Full {
+                    mail,
+                    mailbox,
+                    generation,
+                } => {
                     // Back-pressure: wait for room, and count the wait.
                     self.inner.env.metrics.mailbox_full();
-                    mailbox.send(mail).await
+                    match mailbox.send(mail).await {
+                        Ok(()) => return answer.await.map_err(|_| CommandError::ShuttingDown)?,
+                        Err(mpsc::error::SendError(mail)) => (mail, generation),
+                    }
                 }
-                Err(mpsc::error::TrySendError::Closed(mail)) => Err(mpsc::error::SendError(mail)),
+                Delivery::Closed { mail, generation } => (mail, generation),
             };
-            match sent {
-                Ok(()) => return answer.await.map_err(|_| CommandError::ShuttingDown)?,
-                Err(mpsc::error::SendError(mail)) => {
-                    // The actor stopped between lookup and send: forget it and start another.
-                    self.inner.release(id, generation);
-                    request = mail.request;
-                }
-            }
+            // The actor stopped between lookup and send: forget it and start another.
+            self.inner.release(id, generation);
+            mail = back;
         }
     }
 
-    /// The mailbox of `id`'s actor, spawning the actor if none is live.
-    fn mailbox(&self, id: ResourceId, is_new: bool) -> (mpsc::Sender<Mail>, u64) {
-        // The common case, a live actor, under the shard's read lock only.
-        if let Some(slot) = self.inner.actors.get(&id) {
-            return (slot.mailbox.clone(), slot.generation);
+    /// Puts `mail` in the mailbox of `id`'s actor, spawning the actor if none is live.
+    fn deliver(&self, id: ResourceId, is_new: bool, mail: Mail) -> Delivery {
+        // The common case, a live actor with room: under the shard's read lock, without taking a
+        // handle of the mailbox (a shared counter every sender would bump twice).
+        let slot = match self.inner.actors.get(&id) {
+            Some(slot) => slot,
+            None => self.spawn(id, is_new).downgrade(),
+        };
+        let generation = slot.generation;
+        match slot.mailbox.try_send(mail) {
+            Ok(()) => Delivery::Done,
+            Err(mpsc::error::TrySendError::Full(mail)) => Delivery::Full {
+                mail,
+                mailbox: slot.mailbox.clone(),
+                generation,
+            },
+            Err(mpsc::error::TrySendError::Closed(mail)) => Delivery::Closed { mail, generation },
         }
-        let slot = self.inner.actors.entry(id).or_insert_with(|| {
+    }
+
+    /// The slot of `id`'s actor, spawning the actor if none is live.
+    fn spawn(&self, id: ResourceId, is_new: bool) -> RefMut<'_, ResourceId, Slot> {
+        self.inner.actors.entry(id).or_insert_with(|| {
             let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = mpsc::channel(self.inner.env.config.mailbox);
             // A stopping actor leaves the registry first (so new commands go to a new actor),
@@ -171,8 +206,7 @@ impl Registry {
                 mailbox: tx,
                 generation,
             }
-        });
-        (slot.mailbox.clone(), slot.generation)
+        })
     }
 
     /// Stops every actor after it has finished the commands already in its mailbox.

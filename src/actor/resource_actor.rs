@@ -8,8 +8,9 @@ use crate::domain::{
 };
 use crate::hub::Change;
 use crate::store::{AppendError, AppendRequest, CommitRecord, StoreError};
+use foldhash::{HashMap, HashMapExt};
 use rand::RngExt;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -539,6 +540,15 @@ impl InFlight {
     /// Keeps the first of each command id in `mails` and takes out its exact copies (same sender,
     /// same command). A different command under the same id stays, to be refused as reused.
     fn collapse(mails: Vec<Mail>) -> (Vec<Mail>, InFlight) {
+        if mails.len() < 2 {
+            // Nothing to compare (the usual case when commands are spread over resources).
+            return (
+                mails,
+                InFlight {
+                    waiting: Vec::new(),
+                },
+            );
+        }
         let mut kept: Vec<Mail> = Vec::with_capacity(mails.len());
         let mut waiting: Vec<Waiting> = Vec::new();
         // Command id -> (position in `kept`, position in `waiting` once it has copies).

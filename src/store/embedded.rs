@@ -53,7 +53,7 @@ use crate::store::{
 use async_trait::async_trait;
 use dashmap::DashMap;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -206,7 +206,7 @@ enum Fresh {
 
 /// Views committed since the last view checkpoint, by resource: readers look here before `views`.
 /// Only the writer adds to it or clears it.
-type FreshViews = Arc<DashMap<ResourceId, Fresh>>;
+type FreshViews = Arc<DashMap<ResourceId, Fresh, foldhash::fast::RandomState>>;
 
 /// The event store and read-model store on one fjall database.
 pub struct EmbeddedStore {
