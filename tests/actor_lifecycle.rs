@@ -176,11 +176,8 @@ async fn a_command_to_a_missing_resource_is_not_found_and_leaves_no_actor() {
     node.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_answers_every_command_already_in_a_mailbox() {
-    const QUEUED: u64 = 20;
-    // Appends wait while the gate is held, so the test can keep the actor busy while commands
-    // pile up in its mailbox.
+/// Hooks under which every append waits while the gate (the sender) holds `true`.
+fn gated_appends() -> (Arc<watch::Sender<bool>>, Arc<Hooks>) {
     let gate = Arc::new(watch::channel(false).0);
     let hooks = Arc::new(Hooks::new().before_append({
         let gate = gate.clone();
@@ -192,6 +189,15 @@ async fn shutdown_answers_every_command_already_in_a_mailbox() {
             }
         }
     }));
+    (gate, hooks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_every_command_already_in_a_mailbox() {
+    const QUEUED: u64 = 20;
+    // Appends wait while the gate is held, so the test can keep the actor busy while commands
+    // pile up in its mailbox.
+    let (gate, hooks) = gated_appends();
     let t = TestNode::hooked(&hooks, |_| {});
     let (node, inner) = (t.node, &t.store);
     let registry = node.registry().clone();
@@ -261,17 +267,7 @@ async fn senders_wait_for_room_in_a_full_mailbox_and_every_command_lands_once() 
     const SENT: u64 = 12;
     // Appends wait while the gate is held: the actor stays busy and its mailbox (room for 2)
     // fills up.
-    let gate = Arc::new(watch::channel(false).0);
-    let hooks = Arc::new(Hooks::new().before_append({
-        let gate = gate.clone();
-        move |_| {
-            let mut held = gate.subscribe();
-            async move {
-                let _ = held.wait_for(|held| !*held).await;
-                None
-            }
-        }
-    }));
+    let (gate, hooks) = gated_appends();
     let t = TestNode::hooked(&hooks, |c| c.actors.mailbox = 2);
     let (node, store) = (t.node, &t.store);
     let registry = node.registry().clone();
