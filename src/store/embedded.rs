@@ -309,6 +309,11 @@ impl EmbeddedStore {
                         fjall::CompressionType::None,
                         fjall::CompressionType::Lz4,
                     ]))
+                    // No Bloom filters: `events` is read by ranges (a resource's events, its
+                    // last one), never by a point lookup, and a filter answers point lookups
+                    // only. fjall builds them by default (19 bits per key in level 0, pinned),
+                    // at every flush and compaction.
+                    .filter_policy(fjall::config::FilterPolicy::disabled())
                     .compaction_strategy(Arc::new(
                         fjall::compaction::Leveled::default()
                             .with_l0_threshold(EVENTS_L0_TABLES)
@@ -1513,5 +1518,32 @@ mod tests {
         let store = EmbeddedStore::open_with(dir.path(), deferred()).unwrap();
         assert_eq!(stored_view(&store, id), Some(want));
         assert!(store.fresh.is_empty());
+    }
+
+    /// Guards against: Bloom filters built for `events` (never read by a point lookup, so pure
+    /// cost at every flush and compaction), and reads of a resource's log that relied on them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_has_no_bloom_filters_and_reads_the_same_from_its_tables() {
+        use fjall::AbstractTree;
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let (id, state) = four_versions(&store).await;
+        store.major_compact().unwrap();
+        assert!(
+            store.ks.events.tree.table_count() > 0,
+            "the log is in tables"
+        );
+        assert_eq!(store.ks.events.tree.filter_size(), 0);
+        assert!(
+            store.ks.commands.tree.filter_size() > 0,
+            "command ids are looked up one by one and keep their filters"
+        );
+        let events = EventStore::events(&store, id, 0, usize::MAX).await.unwrap();
+        assert_eq!(
+            events.iter().map(|e| e.version).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        assert_eq!(EventStore::head(&store, id).await.unwrap(), state.version);
+        assert_eq!(store.load(id).await.unwrap().state(), Some(state));
     }
 }
