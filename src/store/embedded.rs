@@ -460,6 +460,9 @@ struct Pending<'a> {
     states: HashMap<ResourceId, (&'a ServerResource, bool, bool)>,
     /// Command ids the batch commits (a repeat within the batch is a duplicate).
     commands: HashMap<CommandId, CommitRecord>,
+    /// The batch's events, keyed, encoded and not yet in the write batch (see
+    /// [`GroupCommit::commit_batch`] for why they wait).
+    events: Vec<([u8; 24], Vec<u8>)>,
 }
 
 impl GroupCommit {
@@ -605,7 +608,6 @@ impl GroupCommit {
         batch: &[Job],
     ) -> Result<Vec<Result<CommitRecord, AppendError>>, StoreError> {
         let mut pending = Pending::default();
-        let mut write = self.db.batch().durability(Some(PersistMode::SyncData));
         let mut outcomes = Vec::with_capacity(batch.len());
         for job in batch {
             // A job's appends form a chain (each expects the version the previous one leads to,
@@ -619,11 +621,27 @@ impl GroupCommit {
                         actual: self.head(req.resource_id, &pending)?,
                     })
                 } else {
-                    self.check_and_write(req, &mut pending, &mut write)?
+                    self.check_and_write(req, &mut pending)?
                 };
                 broken = outcome.is_err();
                 outcomes.push(outcome);
             }
+        }
+        let mut write = self.db.batch().durability(Some(PersistMode::SyncData));
+        // Events and command records go in in key order: a memtable is a skiplist, and an insert
+        // that lands next to the previous one finds its path through the upper levels in cache.
+        pending.events.sort_unstable_by_key(|e| e.0);
+        for (key, value) in pending.events.drain(..) {
+            write.insert(&self.ks.events, key, value);
+        }
+        let mut records: Vec<_> = pending.commands.values().collect();
+        records.sort_unstable_by_key(|r| *r.command_id.0.as_bytes());
+        for record in records {
+            write.insert(
+                &self.ks.commands,
+                record.command_id.0.as_bytes().to_vec(),
+                encode_command(record).to_vec(),
+            );
         }
         // The view of each resource touched, newest only, goes to memory once committed (the
         // next view checkpoint stores it); the batch records which resources it touched, so a
@@ -681,13 +699,12 @@ impl GroupCommit {
     }
 
     /// Checks one append against the heads and command ids as the batch so far leaves them and,
-    /// if it passes, adds its writes to `write`. The outer `Err` is a storage failure (the whole
+    /// if it passes, adds its writes to `pending`. The outer `Err` is a storage failure (the whole
     /// batch fails); the inner one is this append's refusal.
     fn check_and_write<'a>(
         &mut self,
         req: &'a AppendRequest,
         pending: &mut Pending<'a>,
-        write: &mut fjall::OwnedWriteBatch,
     ) -> Result<Result<CommitRecord, AppendError>, StoreError> {
         if let Err(e) = req.validate() {
             return Ok(Err(e.into()));
@@ -703,11 +720,10 @@ impl GroupCommit {
             }));
         }
         for event in &req.events {
-            write.insert(
-                &self.ks.events,
+            pending.events.push((
                 event_key(req.resource_id, event.version),
                 encode_event(event)?,
-            );
+            ));
         }
         let record = CommitRecord {
             resource_id: req.resource_id,
@@ -715,11 +731,6 @@ impl GroupCommit {
             first_version: head + 1,
             last_version: req.state.version,
         };
-        write.insert(
-            &self.ks.commands,
-            req.command_id.0.as_bytes().to_vec(),
-            encode_command(&record).to_vec(),
-        );
         pending.commands.insert(req.command_id, record);
         pending.heads.insert(req.resource_id, record.last_version);
         let (created, snapshot_due) = pending
