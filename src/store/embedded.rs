@@ -352,6 +352,7 @@ impl EmbeddedStore {
             stale: stale.unwrap_or_default(),
             view_checkpoint: options.view_checkpoint,
             last_checkpoint: Instant::now(),
+            scratch: Vec::new(),
         };
         let max_batch = options.max_batch.max(1);
         let writer_thread = std::thread::Builder::new()
@@ -448,6 +449,8 @@ struct GroupCommit {
     stale: Range<u64>,
     view_checkpoint: Duration,
     last_checkpoint: Instant,
+    /// Where each event is encoded before it is copied into its stored value.
+    scratch: Vec<u8>,
 }
 
 /// What one batch leaves to write once every append in it is checked.
@@ -462,7 +465,7 @@ struct Pending<'a> {
     commands: HashMap<CommandId, CommitRecord>,
     /// The batch's events, keyed, encoded and not yet in the write batch (see
     /// [`GroupCommit::commit_batch`] for why they wait).
-    events: Vec<([u8; 24], Vec<u8>)>,
+    events: Vec<([u8; 24], fjall::Slice)>,
 }
 
 impl GroupCommit {
@@ -639,8 +642,8 @@ impl GroupCommit {
         for record in records {
             write.insert(
                 &self.ks.commands,
-                record.command_id.0.as_bytes().to_vec(),
-                encode_command(record).to_vec(),
+                *record.command_id.0.as_bytes(),
+                encode_command(record),
             );
         }
         // The view of each resource touched, newest only, goes to memory once committed (the
@@ -722,7 +725,7 @@ impl GroupCommit {
         for event in &req.events {
             pending.events.push((
                 event_key(req.resource_id, event.version),
-                encode_event(event)?,
+                encode_event(event, &mut self.scratch)?,
             ));
         }
         let record = CommitRecord {
@@ -883,13 +886,6 @@ struct StoredEvent {
     event: ResourceEvent,
 }
 
-fn with_format(body: Vec<u8>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 1);
-    out.push(FORMAT_V1);
-    out.extend_from_slice(&body);
-    out
-}
-
 /// The value after its format byte, if the format is one this version reads.
 fn body(bytes: &[u8]) -> Result<&[u8], Layout> {
     match bytes.split_first() {
@@ -899,16 +895,19 @@ fn body(bytes: &[u8]) -> Result<&[u8], Layout> {
     }
 }
 
-fn encode_event(e: &EventEnvelope) -> Result<Vec<u8>, StoreError> {
+/// Format byte and the rest of the envelope, encoded in `scratch` (kept by the caller, so an event
+/// costs the one allocation of its stored value).
+fn encode_event(e: &EventEnvelope, scratch: &mut Vec<u8>) -> Result<fjall::Slice, StoreError> {
     let stored = StoredEventRef {
         command_id: e.command_id,
         at: e.at,
         schema: e.schema,
         event: &e.event,
     };
-    Ok(with_format(
-        rmp_serde::to_vec(&stored).map_err(encode("event"))?,
-    ))
+    scratch.clear();
+    scratch.push(FORMAT_V1);
+    rmp_serde::encode::write(scratch, &stored).map_err(encode("event"))?;
+    Ok(fjall::Slice::from(scratch.as_slice()))
 }
 
 fn decode_event(key: &[u8], value: &[u8]) -> Result<EventEnvelope, StoreError> {
@@ -1295,7 +1294,7 @@ mod tests {
             ],
         );
         for e in &events {
-            let stored = encode_event(e).unwrap();
+            let stored = encode_event(e, &mut Vec::new()).unwrap();
             let back = decode_event(&event_key(id, e.version), &stored).unwrap();
             assert_eq!(&back, e);
         }
