@@ -624,7 +624,7 @@ impl GroupCommit {
                         actual: self.head(req.resource_id, &pending)?,
                     })
                 } else {
-                    self.check_and_write(req, &mut pending)?
+                    self.check_and_stage(req, &mut pending)?
                 };
                 broken = outcome.is_err();
                 outcomes.push(outcome);
@@ -704,7 +704,7 @@ impl GroupCommit {
     /// Checks one append against the heads and command ids as the batch so far leaves them and,
     /// if it passes, adds its writes to `pending`. The outer `Err` is a storage failure (the whole
     /// batch fails); the inner one is this append's refusal.
-    fn check_and_write<'a>(
+    fn check_and_stage<'a>(
         &mut self,
         req: &'a AppendRequest,
         pending: &mut Pending<'a>,
