@@ -23,25 +23,24 @@ use hdrhistogram::Histogram;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use warden::actor::{ActorConfig, CommandRequest, Registry};
-use warden::clock::SystemClock;
-use warden::domain::{
+use warden_core::actor::{ActorConfig, CommandRequest, Registry};
+use warden_core::clock::SystemClock;
+use warden_core::domain::{
     Catalogue, Command, CommandId, CreateResource, PlayerId, Principal, ResourceId, Timestamp,
     decide, decide_create, replay, stamp,
 };
-use warden::node::{Node, NodeConfig};
-use warden::store::Backend;
-use warden::store::EventStore;
-use warden::store::embedded::{
+use warden_core::node::{Node, NodeConfig};
+use warden_core::store::Backend;
+use warden_core::store::EventStore;
+use warden_store_embedded::{
     CommitStats, DEFAULT_CACHE_MB, EmbeddedOptions, EmbeddedStore, MAX_BATCH,
 };
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[path = "support/fill.rs"]
-mod fill;
 use fill::{PARAMS, command_for};
+use warden_testkit::fill;
 
 #[derive(Parser, Debug)]
 #[command(about = "Warden core benchmark: durable commands/s on the embedded store")]
@@ -208,6 +207,7 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
 }
 
+// Long on purpose: parses the flags and runs each scenario in the order the report prints it.
 fn main() {
     let args = Args::parse();
     // Logs only when asked (`RUST_LOG=warden=warn,fjall=debug` shows slow commits and the
@@ -346,6 +346,8 @@ fn decide_loop(seconds: Duration) -> Row {
 
 /// `clients` tasks sending commands through `Registry::execute` to random ones of `resources`
 /// fresh resources, on a new durable store (holding `preload` events first), for `seconds`.
+// Long on purpose: one measured run (open, optional preload, clients, timing, CPU, RSS, disk),
+// kept in one place so what is inside the timed window is visible at a glance.
 #[allow(clippy::too_many_arguments)]
 async fn durable_run(
     scenario: &str,

@@ -15,12 +15,12 @@ use std::path::PathBuf;
 use std::process::{Command as Process, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use warden::domain::{ClientResource, replay};
-use warden::store::embedded::{DEFAULT_CACHE_MB, EmbeddedOptions, EmbeddedStore};
-use warden::store::{EventStore, ReadModelStore};
+use warden_core::domain::ClientSchema;
+use warden_core::domain::{ClientResource, replay};
+use warden_core::store::{EventStore, ReadModelStore};
+use warden_store_embedded::{DEFAULT_CACHE_MB, EmbeddedOptions, EmbeddedStore};
 
-#[path = "../benches/support/fill.rs"]
-mod fill;
+use warden_testkit::fill;
 
 #[derive(Parser, Debug)]
 #[command(about = "Warden: reopen time of an embedded store after kill -9")]
@@ -49,6 +49,8 @@ fn options(args: &Args) -> EmbeddedOptions {
     }
 }
 
+// Long on purpose: one straight script (fill in a child, kill it, reopen, measure, check), read
+// top to bottom in the order the report prints.
 fn main() {
     let args = Args::parse();
     let rt = tokio::runtime::Runtime::new().expect("runtime");

@@ -11,8 +11,7 @@
 //! MongoDB tests), to show what distance to a replica set does; the round trip measured through
 //! it is printed, since timers round sub-millisecond delays up.
 
-#[path = "../tests/support/mongo/proxy.rs"]
-mod proxy;
+use warden_testkit::mongo::proxy;
 
 use anyhow::Context;
 use clap::Parser;
@@ -20,14 +19,14 @@ use futures::{StreamExt, TryStreamExt};
 use rand::RngExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use warden::actor::CommandRequest;
-use warden::domain::{
+use warden::backend::Opened;
+use warden_core::actor::CommandRequest;
+use warden_core::domain::{
     AddResource, Command, CommandId, CreateResource, PlayerId, Principal, ResourceId,
     ResourceParams,
 };
-use warden::node::{Node, NodeConfig};
-use warden::store::Backend;
-use warden::store::mongo::{MongoConfig, MongoStore};
+use warden_core::node::{Node, NodeConfig};
+use warden_store_mongo::{MongoConfig, MongoStore};
 
 #[derive(Parser)]
 struct Args {
@@ -53,8 +52,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
     if !args.skip_embedded {
-        let embedded =
-            warden::store::open_from_config(dir.path(), None, Default::default()).await?;
+        let embedded = warden::backend::open(dir.path(), None, Default::default()).await?;
         run("embedded", &embedded, &args).await?;
     }
     if let Some(uri) = &args.mongodb_uri {
@@ -92,19 +90,20 @@ async fn main() -> anyhow::Result<()> {
                 "one update per collection"
             }
         );
-        let backend = Backend {
-            events: store.clone(),
-            read: store.clone(),
+        let opened = Opened {
+            backend: store.backend(),
             mongo: Some(store.clone()),
         };
-        run("mongodb", &backend, &args).await?;
+        run("mongodb", &opened, &args).await?;
         store.database().drop().await?;
     }
     Ok(())
 }
 
-async fn run(name: &str, backend: &Backend, args: &Args) -> anyhow::Result<()> {
-    let node = Arc::new(Node::start(backend, NodeConfig::default()));
+// Long on purpose: one measured run (creates, timed commands, latency, round trips) in the order
+// it prints.
+async fn run(name: &str, opened: &Opened, args: &Args) -> anyhow::Result<()> {
+    let node = Arc::new(Node::start(&opened.backend, NodeConfig::default()));
     let service = Principal::service("bench");
     let creates = (0..args.resources).map(|i| {
         let node = node.clone();
@@ -133,7 +132,7 @@ async fn run(name: &str, backend: &Backend, args: &Args) -> anyhow::Result<()> {
         .try_collect()
         .await?;
     let ids = Arc::new(ids);
-    let trips_before = backend.mongo.as_ref().map(|m| m.round_trips());
+    let trips_before = opened.mongo.as_ref().map(|m| m.round_trips());
     let per_client = args.commands / args.clients.max(1);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -179,7 +178,7 @@ async fn run(name: &str, backend: &Backend, args: &Args) -> anyhow::Result<()> {
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
     );
-    if let (Some(mongo), Some(before)) = (&backend.mongo, trips_before) {
+    if let (Some(mongo), Some(before)) = (&opened.mongo, trips_before) {
         let trips = mongo.round_trips().since(&before);
         let n = latencies.len() as f64;
         println!(

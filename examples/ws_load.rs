@@ -2,8 +2,7 @@
 //! memory per idle session.
 //!
 //! Each connection keeps `--in-flight` requests outstanding. When replies arrive together it
-//! sends their successors together, in one write, as a pipelining client does (since 1 Dec 2026;
-//! before, one write per request: `docs/performance.md`, "ws_load pipelines its writes").
+//! sends their successors together, in one write, as a pipelining client does.
 //!
 //! ```sh
 //! # in-process server on a temporary store (rate limit off), 64 connections × 8 in flight:
@@ -35,13 +34,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use warden::auth::TokenKeys;
-use warden::domain::{CommandId, ResourceId, Role};
-use warden::net::NetConfig;
-use warden::node::{Node, NodeConfig};
-use warden::protocol::{self, ClientMessage, ServerMessage};
-use warden::store::Backend;
-use warden::store::embedded::EmbeddedStore;
+use warden_core::domain::{CommandId, ResourceId, Role};
+use warden_core::node::{Node, NodeConfig};
+use warden_core::store::Backend;
+use warden_net::NetConfig;
+use warden_net::auth::TokenKeys;
+use warden_protocol::{self, ClientMessage, ServerMessage};
+use warden_store_embedded::EmbeddedStore;
 
 /// WebSocket load against Warden: commands per second and latency, fan-out, or memory per idle
 /// session.
@@ -120,7 +119,7 @@ async fn connect(addr: SocketAddr, token: &str) -> anyhow::Result<Ws> {
 async fn recv(ws: &mut Ws) -> anyhow::Result<ServerMessage> {
     loop {
         match ws.next().await.context("closed")?? {
-            Message::Binary(b) => return Ok(protocol::decode(&b)?),
+            Message::Binary(b) => return Ok(warden_protocol::decode(&b)?),
             Message::Close(f) => bail!("closed: {f:?}"),
             _ => continue,
         }
@@ -137,13 +136,13 @@ async fn reply_req(ws: &mut Ws) -> anyhow::Result<u64> {
             Message::Close(f) => bail!("closed: {f:?}"),
             _ => continue,
         };
-        let envelope = warden::net::inbound::inspect(&bytes)
+        let envelope = warden_net::inbound::inspect(&bytes)
             .map_err(|r| anyhow::anyhow!("malformed reply: {}", r.message))?;
         return match (envelope.kind, envelope.req) {
             (Some(Some("applied" | "pong" | "resource")), Some(req)) => Ok(req),
             _ => bail!(
                 "unexpected {:?}",
-                protocol::decode::<ServerMessage>(&bytes)?
+                warden_protocol::decode::<ServerMessage>(&bytes)?
             ),
         };
     }
@@ -151,20 +150,20 @@ async fn reply_req(ws: &mut Ws) -> anyhow::Result<u64> {
 
 fn request(op: &str, req: u64, id: ResourceId) -> ClientMessage {
     match op {
-        "ping" => ClientMessage::Ping(warden::protocol::Ping { req }),
-        "get" => ClientMessage::Get(warden::protocol::Get {
+        "ping" => ClientMessage::Ping(warden_protocol::Ping { req }),
+        "get" => ClientMessage::Get(warden_protocol::Get {
             req,
             resource_id: id,
         }),
         // Alternate add and allocate so the amount stays put.
-        _ if req.is_multiple_of(2) => ClientMessage::Add(warden::protocol::Add {
+        _ if req.is_multiple_of(2) => ClientMessage::Add(warden_protocol::Add {
             req,
             command_id: CommandId::new(),
             resource_id: id,
             amount: 1,
             reason: String::new(),
         }),
-        _ => ClientMessage::Allocate(warden::protocol::Allocate {
+        _ => ClientMessage::Allocate(warden_protocol::Allocate {
             req,
             command_id: CommandId::new(),
             resource_id: id,
@@ -182,14 +181,14 @@ async fn drive(
     warmup: Instant,
     until: Instant,
 ) -> anyhow::Result<Vec<u32>> {
-    let create = ClientMessage::Create(warden::protocol::Create {
+    let create = ClientMessage::Create(warden_protocol::Create {
         req: 1,
         command_id: CommandId::new(),
         resource_type: "gold".into(),
         owner: None,
         params: None,
     });
-    ws.send(Message::Binary(protocol::encode(&create).into()))
+    ws.send(Message::Binary(warden_protocol::encode(&create).into()))
         .await?;
     let id = match recv(&mut ws).await? {
         ServerMessage::Applied { resource_id, .. } => resource_id,
@@ -200,7 +199,7 @@ async fn drive(
     for _ in 0..in_flight {
         sent_at.insert(next, Instant::now());
         ws.send(Message::Binary(
-            protocol::encode(&request(&op, next, id)).into(),
+            warden_protocol::encode(&request(&op, next, id)).into(),
         ))
         .await?;
         next += 1;
@@ -225,7 +224,7 @@ async fn drive(
             if now < until {
                 sent_at.insert(next, Instant::now());
                 ws.feed(Message::Binary(
-                    protocol::encode(&request(&op, next, id)).into(),
+                    warden_protocol::encode(&request(&op, next, id)).into(),
                 ))
                 .await?;
                 next += 1;
@@ -242,7 +241,7 @@ struct LocalServer {
     keys: TokenKeys,
     node: Arc<Node>,
     shutdown: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), warden::net::NetError>>,
+    task: tokio::task::JoinHandle<Result<(), warden_net::NetError>>,
     /// With metrics on: the admin listener and a scraper reading `/metrics` every second.
     admin: Option<(
         tokio_util::sync::CancellationToken,
@@ -262,9 +261,9 @@ impl LocalServer {
         let dir = tempfile::tempdir()?;
         let store = Arc::new(EmbeddedStore::open(dir.path())?);
         let metrics = if admin {
-            warden::metrics::Metrics::new()
+            warden_core::metrics::Metrics::new()
         } else {
-            warden::metrics::Metrics::off()
+            warden_core::metrics::Metrics::off()
         };
         let node = Arc::new(Node::start(
             &Backend::local(store.clone(), store.clone()),
@@ -277,7 +276,7 @@ impl LocalServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(warden::net::serve(
+        let task = tokio::spawn(warden_net::serve(
             listener,
             node.clone(),
             keys.clone(),
@@ -480,7 +479,7 @@ async fn fanout(args: Args) -> anyhow::Result<()> {
     .await?;
     let (addr, keys) = (server.addr, server.keys.clone());
     let mut writer = connect(addr, &keys.mint("owner", Role::Player, 3600)).await?;
-    let create = ClientMessage::Create(warden::protocol::Create {
+    let create = ClientMessage::Create(warden_protocol::Create {
         req: 1,
         command_id: CommandId::new(),
         resource_type: "wood".into(),
@@ -488,7 +487,7 @@ async fn fanout(args: Args) -> anyhow::Result<()> {
         params: None,
     });
     writer
-        .send(Message::Binary(protocol::encode(&create).into()))
+        .send(Message::Binary(warden_protocol::encode(&create).into()))
         .await?;
     let id = match recv(&mut writer).await? {
         ServerMessage::Applied { resource_id, .. } => resource_id,
@@ -499,13 +498,13 @@ async fn fanout(args: Args) -> anyhow::Result<()> {
     for _ in 0..args.conns {
         let mut ws = connect(addr, &token).await?;
         for req in 0..args.subs as u64 {
-            let sub = ClientMessage::Subscribe(warden::protocol::Subscribe {
+            let sub = ClientMessage::Subscribe(warden_protocol::Subscribe {
                 req,
                 resource_id: Some(id),
                 owner: None,
                 from_version: None,
             });
-            ws.send(Message::Binary(protocol::encode(&sub).into()))
+            ws.send(Message::Binary(warden_protocol::encode(&sub).into()))
                 .await?;
         }
         for _ in 0..args.subs {
@@ -514,7 +513,7 @@ async fn fanout(args: Args) -> anyhow::Result<()> {
         watchers.push(ws);
     }
     let start = Instant::now();
-    let add = ClientMessage::Add(warden::protocol::Add {
+    let add = ClientMessage::Add(warden_protocol::Add {
         req: 2,
         command_id: CommandId::new(),
         resource_id: id,
@@ -522,7 +521,7 @@ async fn fanout(args: Args) -> anyhow::Result<()> {
         reason: String::new(),
     });
     writer
-        .send(Message::Binary(protocol::encode(&add).into()))
+        .send(Message::Binary(warden_protocol::encode(&add).into()))
         .await?;
     let subs = args.subs;
     let tasks: Vec<_> = watchers

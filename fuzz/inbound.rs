@@ -1,6 +1,6 @@
 //! The fuzz engine for a session's inbound path, on the stable toolchain: a seeded mutation loop
 //! over valid client frames, structured random MessagePack and raw bytes, fed to
-//! `warden::net::inbound::read_request` (shape check, envelope, decode) and, for what it
+//! `warden_net::inbound::read_request` (shape check, envelope, decode) and, for what it
 //! accepts, to the domain's validation (`decide` on a live resource) and a re-encode round trip.
 //!
 //! Included by `tests/fuzz_inbound.rs` (a short run in the normal suite) and
@@ -12,13 +12,13 @@
 
 use rmpv::Value;
 use std::panic::AssertUnwindSafe;
-use warden::domain::ResourceParams;
-use warden::domain::{
+use warden_core::domain::ResourceParams;
+use warden_core::domain::{
     self, Balance, Catalogue, Command, CommandId, EVENT_SCHEMA_VERSION, EventEnvelope, PlayerId,
     Principal, ResourceEvent, ResourceId, ServerResource, Timestamp,
 };
-use warden::net::inbound::{Envelope, Refusal, inspect, read_request};
-use warden::protocol::{self, ClientMessage, ErrorCode};
+use warden_net::inbound::{Envelope, Refusal, inspect, read_request};
+use warden_protocol::{self, ClientMessage, ErrorCode};
 
 /// What a run found.
 #[derive(Debug, Default)]
@@ -63,14 +63,14 @@ pub fn corpus() -> Vec<Vec<u8>> {
     let rid = ResourceId::new();
     let cid = CommandId::new;
     let msgs = vec![
-        ClientMessage::Create(warden::protocol::Create {
+        ClientMessage::Create(warden_protocol::Create {
             req: 1,
             command_id: cid(),
             resource_type: "gold".into(),
             owner: None,
             params: None,
         }),
-        ClientMessage::Create(warden::protocol::Create {
+        ClientMessage::Create(warden_protocol::Create {
             req: u64::MAX,
             command_id: cid(),
             resource_type: "tokens".into(),
@@ -81,62 +81,62 @@ pub fn corpus() -> Vec<Vec<u8>> {
                 regen_milli: 1_000_000,
             }),
         }),
-        ClientMessage::Allocate(warden::protocol::Allocate {
+        ClientMessage::Allocate(warden_protocol::Allocate {
             req: 7,
             command_id: cid(),
             resource_id: rid,
             amount: 200,
             reason: "Purchase item".into(),
         }),
-        ClientMessage::Add(warden::protocol::Add {
+        ClientMessage::Add(warden_protocol::Add {
             req: 8,
             command_id: cid(),
             resource_id: rid,
             amount: u64::MAX,
             reason: String::new(),
         }),
-        ClientMessage::Lock(warden::protocol::Lock {
+        ClientMessage::Lock(warden_protocol::Lock {
             req: 9,
             command_id: cid(),
             resource_id: rid,
             reason: "raid".into(),
             duration_ms: 86_400_000,
         }),
-        ClientMessage::Unlock(warden::protocol::Unlock {
+        ClientMessage::Unlock(warden_protocol::Unlock {
             req: 10,
             command_id: cid(),
             resource_id: rid,
         }),
-        ClientMessage::Get(warden::protocol::Get {
+        ClientMessage::Get(warden_protocol::Get {
             req: 11,
             resource_id: rid,
         }),
-        ClientMessage::List(warden::protocol::List {
+        ClientMessage::List(warden_protocol::List {
             req: 12,
             owner: Some(PlayerId::new("alice")),
         }),
-        ClientMessage::History(warden::protocol::History {
+        ClientMessage::History(warden_protocol::History {
             req: 13,
             resource_id: rid,
             after_version: 5,
             limit: Some(1000),
         }),
-        ClientMessage::Subscribe(warden::protocol::Subscribe {
+        ClientMessage::Subscribe(warden_protocol::Subscribe {
             req: 14,
             resource_id: Some(rid),
             owner: None,
             from_version: Some(3),
         }),
-        ClientMessage::Subscribe(warden::protocol::Subscribe {
+        ClientMessage::Subscribe(warden_protocol::Subscribe {
             req: 15,
             resource_id: None,
             owner: Some(PlayerId::new("alice")),
             from_version: None,
         }),
-        ClientMessage::Unsubscribe(warden::protocol::Unsubscribe { req: 16, sub: 1 }),
-        ClientMessage::Ping(warden::protocol::Ping { req: 17 }),
+        ClientMessage::Unsubscribe(warden_protocol::Unsubscribe { req: 16, sub: 1 }),
+        ClientMessage::Ping(warden_protocol::Ping { req: 17 }),
     ];
-    msgs.iter().map(protocol::encode).collect()
+    msgs.iter().map(warden_protocol::encode).collect()
 }
 
 /// Bytes MessagePack gives meaning to: markers and boundaries.
@@ -391,7 +391,7 @@ fn check(bytes: &[u8], states: &[ServerResource], catalogue: &Catalogue) -> Resu
     }) = inspect(bytes)
         && ClientMessage::TYPES.contains(&kind)
     {
-        let reference = protocol::decode::<ClientMessage>(bytes);
+        let reference = warden_protocol::decode::<ClientMessage>(bytes);
         match (&read, &reference) {
             (Ok(a), Ok(b)) if a == b => {}
             (Err(_), Err(_)) => {}
@@ -408,14 +408,14 @@ fn check(bytes: &[u8], states: &[ServerResource], catalogue: &Catalogue) -> Resu
         }
     };
     // Whatever is accepted re-encodes to a frame that reads back as the same message.
-    let again = read_request(&protocol::encode(&msg))
+    let again = read_request(&warden_protocol::encode(&msg))
         .map_err(|r| format!("accepted {msg:?}, but its re-encoding is refused: {r:?}"))?;
     if again != msg {
         return Err(format!("round trip changed {msg:?} into {again:?}"));
     }
     let now = Timestamp(1_767_225_630_000);
     let command = match msg {
-        ClientMessage::Create(warden::protocol::Create {
+        ClientMessage::Create(warden_protocol::Create {
             resource_type,
             owner,
             params,
@@ -431,7 +431,7 @@ fn check(bytes: &[u8], states: &[ServerResource], catalogue: &Catalogue) -> Resu
             }
             return Ok(true);
         }
-        ClientMessage::Allocate(warden::protocol::Allocate {
+        ClientMessage::Allocate(warden_protocol::Allocate {
             resource_id,
             amount,
             reason,
@@ -441,7 +441,7 @@ fn check(bytes: &[u8], states: &[ServerResource], catalogue: &Catalogue) -> Resu
             amount,
             reason,
         }),
-        ClientMessage::Add(warden::protocol::Add {
+        ClientMessage::Add(warden_protocol::Add {
             resource_id,
             amount,
             reason,
@@ -451,7 +451,7 @@ fn check(bytes: &[u8], states: &[ServerResource], catalogue: &Catalogue) -> Resu
             amount,
             reason,
         }),
-        ClientMessage::Lock(warden::protocol::Lock {
+        ClientMessage::Lock(warden_protocol::Lock {
             resource_id,
             reason,
             duration_ms,
@@ -461,7 +461,7 @@ fn check(bytes: &[u8], states: &[ServerResource], catalogue: &Catalogue) -> Resu
             reason,
             duration_ms,
         }),
-        ClientMessage::Unlock(warden::protocol::Unlock { resource_id, .. }) => {
+        ClientMessage::Unlock(warden_protocol::Unlock { resource_id, .. }) => {
             Command::Unlock(domain::UnlockResource { resource_id })
         }
         _ => return Ok(true),

@@ -1,213 +1,22 @@
-//! The seed scenario: its seven steps as data ([`SEED_STEPS`]: create, allocate, add, lock, a
-//! refused allocate while locked, unlock, allocate), and [`run`], which sends them to a node and
-//! then reads the read models. `warden demo` runs it in-process; client-sim sends the same steps
-//! over the wire; the tests check both against the seed.
+//! The seed scenario run in-process: [`run`] sends the seven steps of
+//! [`warden_protocol::seed::SEED_STEPS`] to a node as player123, then reads the read models.
+//! `warden demo` runs it; client-sim sends the same steps over the wire; the tests check both
+//! against the seed.
 
-use crate::actor::{CommandError, CommandReply, CommandRequest};
-use crate::domain::{
-    AddResource, AllocateResource, ClientResource, Command, CommandId, CreateResource,
-    LockResource, Principal, ResourceId, UnlockResource,
-};
-use crate::node::Node;
-use crate::protocol::{self, ClientMessage, Coded, ErrorCode, RequestId};
+use warden_core::actor::{CommandError, CommandReply, CommandRequest};
+use warden_core::domain::{ClientResource, Command, CommandId, Principal, ResourceId};
+use warden_core::node::Node;
+use warden_net::Coded;
+use warden_net::request::CommandMessage;
+use warden_protocol::seed::{Expect, SEED_PLAYER, SEED_STEPS, SeedStep};
 
-/// The seed's player: every step is sent as this player.
-pub const SEED_PLAYER: &str = "player123";
-
-/// The seed scenario, in order. The first step creates the resource the others act on.
-pub const SEED_STEPS: [SeedStep; 7] = [
-    SeedStep {
-        title: "create gold for player123 (1000, max 5000, +0.5/s)",
-        command: SeedCommand::CreateGold,
-        expect: Expect::Applied {
-            amount: 1000,
-            locked: false,
-        },
-    },
-    SeedStep {
-        title: "allocate 200 \"Purchase item\"",
-        command: SeedCommand::Allocate {
-            amount: 200,
-            reason: "Purchase item",
-        },
-        expect: Expect::Applied {
-            amount: 800,
-            locked: false,
-        },
-    },
-    SeedStep {
-        title: "add 500 \"Quest reward\"",
-        command: SeedCommand::Add {
-            amount: 500,
-            reason: "Quest reward",
-        },
-        expect: Expect::Applied {
-            amount: 1300,
-            locked: false,
-        },
-    },
-    SeedStep {
-        title: "lock \"Maintenance\" for 5 minutes",
-        command: SeedCommand::Lock {
-            reason: "Maintenance",
-            duration_ms: 300_000,
-        },
-        expect: Expect::Applied {
-            amount: 1300,
-            locked: true,
-        },
-    },
-    SeedStep {
-        title: "allocate 100 while locked (must fail)",
-        command: SeedCommand::Allocate {
-            amount: 100,
-            reason: "Purchase item",
-        },
-        expect: Expect::Refused(ErrorCode::Locked),
-    },
-    SeedStep {
-        title: "unlock",
-        command: SeedCommand::Unlock,
-        expect: Expect::Applied {
-            amount: 1300,
-            locked: false,
-        },
-    },
-    SeedStep {
-        title: "allocate 100 after unlock (must succeed)",
-        command: SeedCommand::Allocate {
-            amount: 100,
-            reason: "Purchase item",
-        },
-        expect: Expect::Applied {
-            amount: 1200,
-            locked: false,
-        },
-    },
-];
-
-/// One step of the seed: what is sent and what the seed says comes of it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SeedStep {
-    /// As `warden demo` prints it.
-    pub title: &'static str,
-    pub command: SeedCommand,
-    pub expect: Expect,
-}
-
-/// A seed step's command, without the resource it acts on (known once the first step ran).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SeedCommand {
-    /// Create catalogue gold (1000 of 5000, +0.5/s) for the sender.
-    CreateGold,
-    Allocate {
-        amount: u64,
-        reason: &'static str,
-    },
-    Add {
-        amount: u64,
-        reason: &'static str,
-    },
-    Lock {
-        reason: &'static str,
-        duration_ms: u64,
-    },
-    Unlock,
-}
-
-/// What the seed says a step does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Expect {
-    /// Applied, leaving this amount (with a clock that does not move: no regeneration) and the
-    /// resource locked or not.
-    Applied { amount: u64, locked: bool },
-    /// Refused with this code.
-    Refused(ErrorCode),
-}
-
-impl SeedStep {
-    /// The domain command of this step on `resource`, the one the first step created (the first
-    /// step makes it, so does not use `resource`).
-    pub fn command(&self, resource: ResourceId) -> Command {
-        match self.command {
-            SeedCommand::CreateGold => Command::Create(CreateResource {
-                resource_type: "gold".into(),
-                owner: None,
-                params: None,
-            }),
-            SeedCommand::Allocate { amount, reason } => Command::Allocate(AllocateResource {
-                resource_id: resource,
-                amount,
-                reason: reason.into(),
-            }),
-            SeedCommand::Add { amount, reason } => Command::Add(AddResource {
-                resource_id: resource,
-                amount,
-                reason: reason.into(),
-            }),
-            SeedCommand::Lock {
-                reason,
-                duration_ms,
-            } => Command::Lock(LockResource {
-                resource_id: resource,
-                reason: reason.into(),
-                duration_ms,
-            }),
-            SeedCommand::Unlock => Command::Unlock(UnlockResource {
-                resource_id: resource,
-            }),
-        }
-    }
-
-    /// The wire message of this step, sent with `req` and `command_id`, on `resource` (as for
-    /// [`command`](Self::command)).
-    pub fn message(
-        &self,
-        req: RequestId,
-        command_id: CommandId,
-        resource: ResourceId,
-    ) -> ClientMessage {
-        match self.command {
-            SeedCommand::CreateGold => ClientMessage::Create(protocol::Create {
-                req,
-                command_id,
-                resource_type: "gold".into(),
-                owner: None,
-                params: None,
-            }),
-            SeedCommand::Allocate { amount, reason } => {
-                ClientMessage::Allocate(protocol::Allocate {
-                    req,
-                    command_id,
-                    resource_id: resource,
-                    amount,
-                    reason: reason.into(),
-                })
-            }
-            SeedCommand::Add { amount, reason } => ClientMessage::Add(protocol::Add {
-                req,
-                command_id,
-                resource_id: resource,
-                amount,
-                reason: reason.into(),
-            }),
-            SeedCommand::Lock {
-                reason,
-                duration_ms,
-            } => ClientMessage::Lock(protocol::Lock {
-                req,
-                command_id,
-                resource_id: resource,
-                reason: reason.into(),
-                duration_ms,
-            }),
-            SeedCommand::Unlock => ClientMessage::Unlock(protocol::Unlock {
-                req,
-                command_id,
-                resource_id: resource,
-            }),
-        }
-    }
+/// The domain command of `step` on `resource`, the one the first step created (the first step
+/// makes it, so does not use `resource`): the step's wire message through the server's one
+/// conversion of a message into a command.
+fn step_command(step: &SeedStep, resource: ResourceId) -> Command {
+    CommandMessage::from_command(step.message(0, CommandId::new(), resource))
+        .expect("every seed step is a command")
+        .command
 }
 
 /// One step's outcome as the scenario saw it.
@@ -260,7 +69,7 @@ pub async fn run(node: &Node) -> anyhow::Result<DemoReport> {
     let mut resource = None;
     for step in &SEED_STEPS {
         // The first step creates the resource, so needs none.
-        let command = step.command(resource.unwrap_or_default());
+        let command = step_command(step, resource.unwrap_or_default());
         let outcome = node
             .registry()
             .execute(CommandRequest {

@@ -4,18 +4,18 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use warden::auth::TokenKeys;
-use warden::clock::ManualClock;
-use warden::domain::{Catalogue, Role};
-use warden::net::NetConfig;
-use warden::node::{Node, NodeConfig};
-use warden::store::Backend;
-use warden::store::embedded::{DEFAULT_CACHE_MB, EmbeddedOptions, EmbeddedStore};
-use warden::store::transfer;
+use warden::backend::Opened;
+use warden_core::clock::ManualClock;
+use warden_core::domain::{Catalogue, Role};
+use warden_core::node::{Node, NodeConfig};
+use warden_core::store::{Backend, BackendKind, transfer};
+use warden_net::NetConfig;
+use warden_net::auth::TokenKeys;
+use warden_store_embedded::{DEFAULT_CACHE_MB, EmbeddedOptions, EmbeddedStore};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -84,18 +84,25 @@ struct StoreArgs {
 }
 
 impl StoreArgs {
-    async fn open(&self) -> anyhow::Result<warden::store::Backend> {
-        warden::store::open_from_config(
-            &self.data_dir,
-            self.mongodb_uri.as_deref(),
-            embedded_options(self.cache_mb),
-        )
-        .await
-        .with_context(|| match &self.mongodb_uri {
-            Some(_) => "cannot use MongoDB (--mongodb-uri / WARDEN_MONGODB_URI)".to_string(),
-            None => format!("cannot open the store in {}", self.data_dir.display()),
-        })
+    async fn open(&self) -> anyhow::Result<Backend> {
+        let opened = open_store(&self.data_dir, self.mongodb_uri.as_deref(), self.cache_mb).await?;
+        Ok(opened.backend)
     }
+}
+
+/// Opens MongoDB at `mongodb_uri` if given, else the embedded store in `data_dir`, saying which
+/// option to look at when it fails.
+async fn open_store(
+    data_dir: &Path,
+    mongodb_uri: Option<&str>,
+    cache_mb: u64,
+) -> anyhow::Result<Opened> {
+    warden::backend::open(data_dir, mongodb_uri, embedded_options(cache_mb))
+        .await
+        .with_context(|| match mongodb_uri {
+            Some(_) => "cannot use MongoDB (--mongodb-uri / WARDEN_MONGODB_URI)".to_string(),
+            None => format!("cannot open the store in {}", data_dir.display()),
+        })
 }
 
 /// Where the admin listener listens, if anywhere.
@@ -280,16 +287,7 @@ fn load_catalogue(args: &ServeArgs) -> anyhow::Result<Catalogue> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let catalogue = load_catalogue(&args)?;
-    let backend = warden::store::open_from_config(
-        &args.data_dir,
-        args.mongodb_uri.as_deref(),
-        embedded_options(args.cache_mb),
-    )
-    .await
-    .with_context(|| match &args.mongodb_uri {
-        Some(_) => "cannot use MongoDB (--mongodb-uri / WARDEN_MONGODB_URI)".to_string(),
-        None => format!("cannot open the store in {}", args.data_dir.display()),
-    })?;
+    let opened = open_store(&args.data_dir, args.mongodb_uri.as_deref(), args.cache_mb).await?;
     let keys = TokenKeys::load(&args.data_dir)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -309,18 +307,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     announce(
         &args,
-        &backend,
+        &opened.backend,
         &catalogue,
         &listener,
         admin_listener.as_ref(),
     )?;
     let metrics = if admin_listener.is_some() {
-        warden::metrics::Metrics::new()
+        warden_core::metrics::Metrics::new()
     } else {
-        warden::metrics::Metrics::off()
+        warden_core::metrics::Metrics::off()
     };
     let node = Arc::new(Node::start(
-        &backend,
+        &opened.backend,
         NodeConfig {
             catalogue: Arc::new(catalogue),
             metrics,
@@ -334,10 +332,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stop_admin = CancellationToken::new();
     let game_addr = listener.local_addr()?;
     let admin_task = admin_listener.map(|l| {
-        let routes = admin_routes(&node, &backend, &args, shutdown.clone(), game_addr);
+        let routes = admin_routes(&node, &opened, &args, shutdown.clone(), game_addr);
         tokio::spawn(warden::admin::serve(l, routes, stop_admin.clone()))
     });
-    warden::net::serve(listener, node.clone(), keys, config, shutdown).await?;
+    warden_net::serve(listener, node.clone(), keys, config, shutdown).await?;
     stop_admin.cancel();
     if let Some(task) = admin_task {
         match task.await {
@@ -351,7 +349,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(node) => node.shutdown().await,
         None => tracing::warn!("node still in use at shutdown"),
     }
-    drop(backend);
+    drop(opened);
     tracing::info!("stopped");
     Ok(())
 }
@@ -359,7 +357,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// The one line that says where the server listens and what it serves.
 fn announce(
     args: &ServeArgs,
-    backend: &warden::store::Backend,
+    backend: &Backend,
     catalogue: &Catalogue,
     listener: &tokio::net::TcpListener,
     admin_listener: Option<&tokio::net::TcpListener>,
@@ -371,16 +369,16 @@ fn announce(
         None => "off".to_string(),
     };
     // The MongoDB URI may hold credentials: only the store's kind is logged.
-    let data = match backend.kind() {
-        "embedded" => args.data_dir.display().to_string(),
-        other => other.to_string(),
+    let data = match backend.kind {
+        BackendKind::Embedded => args.data_dir.display().to_string(),
+        other => other.as_str().to_string(),
     };
     tracing::info!(
         game = %game,
         admin = %admin,
         data = %data,
         data_dir = %args.data_dir.display(),
-        store = backend.kind(),
+        store = backend.kind.as_str(),
         types = ?types,
         "warden serving: game {game}, admin {admin}, data {data}"
     );
@@ -390,17 +388,17 @@ fn announce(
 /// The admin routes (`/metrics`, `/healthz`, `/readyz` and the console) of a serving node.
 fn admin_routes(
     node: &Arc<Node>,
-    backend: &warden::store::Backend,
+    opened: &Opened,
     args: &ServeArgs,
     shutdown: CancellationToken,
     game_addr: std::net::SocketAddr,
 ) -> axum::Router {
     let mut state = warden::admin::AdminState::new(node.clone(), shutdown);
-    if backend.kind() == "embedded" {
+    if opened.backend.kind == BackendKind::Embedded {
         state = state.with_data_dir(&args.data_dir);
     }
     #[cfg(feature = "mongodb")]
-    if let Some(mongo) = &backend.mongo {
+    if let Some(mongo) = &opened.mongo {
         state = state.with_mongo(mongo.clone());
     }
     warden::admin::router(state).merge(warden::admin::console::router(
@@ -463,24 +461,12 @@ async fn demo(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         );
     }
     println!("\nread models of player123 (client schema):");
-    println!(
-        "{:<38} {:<10} {:<6} {:>6} {:>6} {:<6} version",
-        "id", "owner", "type", "amount", "max", "locked"
+    print!(
+        "{}",
+        warden_protocol::seed::read_models_table(&report.read_models)
     );
-    for v in &report.read_models {
-        println!(
-            "{:<38} {:<10} {:<6} {:>6} {:>6} {:<6} {}",
-            v.id.to_string(),
-            v.owner.as_str(),
-            v.resource_type,
-            v.amount,
-            v.max_amount,
-            v.locked,
-            v.version
-        );
-    }
     println!("\naudit trail:");
-    let owner = warden::domain::Principal::player("player123");
+    let owner = warden_core::domain::Principal::player("player123");
     for e in node
         .queries()
         .history(&owner, report.resource_id, 0, usize::MAX)

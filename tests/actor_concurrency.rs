@@ -4,20 +4,22 @@
 //! other), a version committed twice or skipped, a success reply for a change that is not in the
 //! log, and a command reported as failed (`conflict`) that was in fact applied.
 
-mod support;
+use warden_testkit as support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use support::{Hooks, TestNode, alice, given_fixed, request};
-use warden::actor::{CommandError, CommandReply, Registry};
-use warden::domain::{
+use warden_core::actor::{CommandError, CommandReply, Registry};
+use warden_core::domain::ClientSchema;
+use warden_core::domain::{
     AddResource, AllocateResource, Command, CommandId, EventEnvelope, ResourceEvent, ResourceId,
     replay,
 };
-use warden::node::NodeConfig;
-use warden::protocol::Coded;
-use warden::store::EventStore;
+use warden_core::node::NodeConfig;
+use warden_core::store::EventStore;
+use warden_net::Coded;
+use warden_protocol::ErrorCode;
 
 const INITIAL: u64 = 500;
 
@@ -66,7 +68,11 @@ async fn race(registry: Registry, id: ResourceId, racer: u64, commands: u64) -> 
             Ok(reply) => seen.ok.push((command_id, delta, reply)),
             Err(CommandError::Contention) => seen.conflicted.push(command_id),
             Err(CommandError::Rejected(r)) => {
-                assert_eq!(r.code(), "insufficient", "the only refusal possible here");
+                assert_eq!(
+                    r.code(),
+                    ErrorCode::Insufficient,
+                    "the only refusal possible here"
+                );
                 seen.refused += 1;
             }
             Err(other) => panic!("unexpected failure: {other}"),
@@ -162,7 +168,10 @@ async fn many_concurrent_writers_on_one_node_lose_no_update() {
 
     // The read model holds the same final state (written with each commit, so already there).
     let view = node.queries().view(id).await.unwrap().unwrap();
-    assert_eq!(view, warden::domain::ClientResource::from_server(&stored));
+    assert_eq!(
+        view,
+        warden_core::domain::ClientResource::from_server(&stored)
+    );
     node.shutdown().await;
 }
 

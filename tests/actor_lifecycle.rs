@@ -5,20 +5,22 @@
 //! reloaded actor that disagrees with the log, a lock that never ends unless someone writes,
 //! and commands left hanging (or silently dropped) by a shutdown.
 
-mod support;
+use warden_testkit as support;
 
 use std::sync::Arc;
 use std::time::Duration;
 use support::{Hooks, PATIENCE, TestNode, add, alice, create_gold, execute, request, wait_for};
 use tokio::sync::watch;
-use warden::actor::{CommandError, Registry};
-use warden::clock::SystemClock;
-use warden::domain::{
+use warden_core::actor::{CommandError, Registry};
+use warden_core::clock::SystemClock;
+use warden_core::domain::ClientSchema;
+use warden_core::domain::{
     ClientResource, Command, CreateResource, EventEnvelope, Principal, ResourceEvent, ResourceId,
     replay,
 };
-use warden::protocol::Coded;
-use warden::store::{EventStore, ReadModelStore};
+use warden_core::store::{EventStore, ReadModelStore};
+use warden_net::Coded;
+use warden_protocol::ErrorCode;
 
 /// Waits until `registry` has `n` live actors; fails after [`PATIENCE`].
 async fn until_live_actors(registry: &Registry, n: usize) {
@@ -154,7 +156,7 @@ async fn a_command_to_a_missing_resource_is_not_found_and_leaves_no_actor() {
     let r = execute(node.registry(), &alice(), add(missing, 1))
         .await
         .unwrap_err();
-    assert_eq!(r.code(), "not_found");
+    assert_eq!(r.code(), ErrorCode::NotFound);
     until_live_actors(node.registry(), 0).await;
     assert_eq!(store.head(missing).await.unwrap(), 0, "nothing written");
 
@@ -170,7 +172,7 @@ async fn a_command_to_a_missing_resource_is_not_found_and_leaves_no_actor() {
     )
     .await
     .unwrap_err();
-    assert_eq!(r.code(), "unknown_resource_type");
+    assert_eq!(r.code(), ErrorCode::UnknownResourceType);
     until_live_actors(node.registry(), 0).await;
     assert!(store.resource_ids().await.unwrap().is_empty());
     node.shutdown().await;
@@ -259,7 +261,7 @@ async fn shutdown_answers_every_command_already_in_a_mailbox() {
     assert_eq!(view.version, 2 + QUEUED);
     // Nothing is accepted afterwards.
     let late = execute(&registry, &alice(), add(id, 1)).await.unwrap_err();
-    assert_eq!(late.code(), "shutting_down");
+    assert_eq!(late.code(), ErrorCode::ShuttingDown);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

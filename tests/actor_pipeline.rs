@@ -3,15 +3,15 @@
 //! version, a rejection decided on a state that never committed, a retry applied twice inside a
 //! batch, and a lost update when two actors (two nodes) race on one resource.
 
-mod support;
+use warden_testkit as support;
 
 use std::sync::Arc;
 use support::{DataDir, T0, add, allocate, bare_registry, given_fixed, request, service};
-use warden::actor::{CommandError, Registry};
-use warden::clock::ManualClock;
-use warden::domain::{Command, Rejection, ResourceId};
-use warden::store::EventStore;
-use warden::store::embedded::EmbeddedStore;
+use warden_core::actor::{CommandError, Registry};
+use warden_core::clock::ManualClock;
+use warden_core::domain::{Command, Rejection, ResourceId};
+use warden_core::store::EventStore;
+use warden_store_embedded::EmbeddedStore;
 
 /// A registry (no node) on `store`, its clock fixed at T0.
 fn registry(store: &Arc<EmbeddedStore>) -> Registry {
@@ -19,7 +19,7 @@ fn registry(store: &Arc<EmbeddedStore>) -> Registry {
 }
 
 /// `command`, sent by a service.
-fn by_service(command: Command) -> warden::actor::CommandRequest {
+fn by_service(command: Command) -> warden_core::actor::CommandRequest {
     request(&service(), command)
 }
 

@@ -2,15 +2,16 @@
 //! text with a real HTTP client, `/healthz`, `/readyz` through a graceful shutdown, and the JSON
 //! logs of the real `warden` binary.
 
-mod support;
+use warden_testkit as support;
 
 use prometheus_parse::{Sample, Scrape, Value};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use support::{LocalAdmin, LocalServer, PATIENCE, applied, error_code, wait_for_some};
-use warden::domain::{CommandId, Role};
-use warden::protocol::{ClientMessage, ServerMessage};
+use warden_core::domain::{CommandId, Role};
+use warden_protocol::ErrorCode;
+use warden_protocol::{ClientMessage, ServerMessage};
 
 /// The value of the counter or gauge `name` whose labels include `labels`.
 fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -58,7 +59,7 @@ async fn metrics_count_exactly_the_commands_sent_by_kind_and_outcome() {
     let id = alice.create_id("wood").await;
     let add_id = CommandId::new();
     let add = |req| {
-        ClientMessage::Add(warden::protocol::Add {
+        ClientMessage::Add(warden_protocol::Add {
             req,
             command_id: add_id,
             resource_id: id,
@@ -68,7 +69,7 @@ async fn metrics_count_exactly_the_commands_sent_by_kind_and_outcome() {
     };
     applied(&alice.request(add).await);
     applied(&alice.lock(id, "trade", 60_000).await);
-    assert_eq!(error_code(&alice.allocate(id, 1).await), "locked");
+    assert_eq!(error_code(&alice.allocate(id, 1).await), ErrorCode::Locked);
     match alice.request(add).await {
         ServerMessage::Applied { duplicate, .. } => assert!(duplicate, "a repeat is a duplicate"),
         other => panic!("expected applied, got {other:?}"),
@@ -207,19 +208,22 @@ async fn metrics_count_exactly_the_commands_sent_by_kind_and_outcome() {
 // Guards against: a rate limit, malformed input or a subscription that the metrics do not show.
 #[tokio::test]
 async fn metrics_show_rate_limits_malformed_messages_and_subscriptions() {
-    let server = LocalServer::start_with(warden::net::NetConfig {
+    let server = LocalServer::start_with(warden_net::NetConfig {
         commands_per_second: 1,
         commands_burst: 2,
-        ..warden::net::NetConfig::default()
+        ..warden_net::NetConfig::default()
     })
     .await;
     let admin = LocalAdmin::of(&server).await;
     let mut bob = server.connect("bob", Role::Player).await;
     let id = bob.create_id("wood").await;
     applied(&bob.add(id, 1).await);
-    assert_eq!(error_code(&bob.add(id, 1).await), "rate_limited");
+    assert_eq!(error_code(&bob.add(id, 1).await), ErrorCode::RateLimited);
     bob.send_raw(vec![0xc1]).await; // never valid MessagePack
-    assert_eq!(error_code(&bob.recv().await.unwrap()), "bad_message");
+    assert_eq!(
+        error_code(&bob.recv().await.unwrap()),
+        ErrorCode::BadMessage
+    );
     match bob.subscribe(id, None).await {
         ServerMessage::Subscribed { .. } => {}
         other => panic!("expected subscribed, got {other:?}"),
@@ -257,7 +261,7 @@ async fn readyz_turns_503_when_shutdown_begins_before_sessions_close() {
     for _ in 0..200 {
         let req = carol.next_req();
         carol
-            .send(&ClientMessage::Add(warden::protocol::Add {
+            .send(&ClientMessage::Add(warden_protocol::Add {
                 req,
                 command_id: CommandId::new(),
                 resource_id: id,
@@ -363,7 +367,7 @@ async fn json_logs_are_one_object_per_line_with_connection_lines_and_no_token() 
     assert_eq!(status, 200, "the logged admin address serves /metrics");
 
     // A session that sends a command, then leaves.
-    let keys = warden::auth::TokenKeys::load(dir.path()).unwrap();
+    let keys = warden_net::auth::TokenKeys::load(dir.path()).unwrap();
     let token = keys.mint("dave", Role::Player, 3600);
     let mut dave = support::Client::connect(&format!("ws://{game}/v1?token={token}"))
         .await

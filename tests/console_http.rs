@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::process::Command;
 use tokio_util::sync::CancellationToken;
 use warden::admin::console::{ConsoleConfig, router};
-use warden::auth::TokenKeys;
-use warden::domain::Role;
+use warden_core::domain::Role;
+use warden_net::auth::TokenKeys;
 
 async fn start(game_addr: SocketAddr) -> (String, CancellationToken) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -68,6 +68,13 @@ async fn the_pages_and_every_script_they_load_come_from_the_binary() {
     )
     .unwrap();
     assert_eq!(client, source, "the console runs clients/js as it is");
+    // and every module the client imports by a relative path is served beside it.
+    for line in source.lines().filter(|l| l.starts_with("import ")) {
+        if let Some(module) = line.split('"').nth(1).and_then(|m| m.strip_prefix("./")) {
+            let (status, _, _) = get(&format!("{base}/assets/{module}")).await;
+            assert_eq!(status, 200, "warden-client.js imports ./{module}");
+        }
+    }
     let (status, _, _) = get(&format!("{base}/assets/nope.js")).await;
     assert_eq!(status, 404);
     stop.cancel();

@@ -5,22 +5,23 @@
 //! version, or into a state that replaying its log does not reproduce; and regeneration that
 //! depends on how often it is observed.
 
-mod support;
+use warden_testkit as support;
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use std::sync::Arc;
 use support::{DataDir, T0, TestNode, alice, bob, execute, service};
-use warden::actor::CommandReply;
-use warden::domain::{
+use warden_core::actor::CommandReply;
+use warden_core::domain::{
     AddResource, AllocateResource, Balance, Catalogue, Command, CommandId, CreateResource,
     EventEnvelope, LockResource, MAX_LOCK_MS, MICRO_PER_UNIT, Principal, ResourceEvent, ResourceId,
     ResourceParams, ServerResource, Timestamp, UnlockResource, accrue, decide, decide_create,
     replay, stamp,
 };
-use warden::protocol::Coded;
-use warden::store::EventStore;
-use warden::store::embedded::EmbeddedStore;
+use warden_core::store::EventStore;
+use warden_net::Coded;
+use warden_protocol::ErrorCode;
+use warden_store_embedded::EmbeddedStore;
 
 #[derive(Clone, Copy, Debug)]
 enum Who {
@@ -240,7 +241,7 @@ fn run_pure(
             }
             Err(rejection) => {
                 if matches!(step.who, Who::Spectator | Who::OtherPlayer) {
-                    prop_assert_eq!(rejection.code(), "forbidden");
+                    prop_assert_eq!(rejection.code(), ErrorCode::Forbidden);
                 }
             }
         }
@@ -286,7 +287,7 @@ proptest! {
     fn regeneration_over_split_intervals_equals_one_interval(
         amount in 0..1_000_000u64,
         carry in 0..MICRO_PER_UNIT as u32,
-        rate in 0..=warden::domain::MAX_REGEN_MILLI,
+        rate in 0..=warden_core::domain::MAX_REGEN_MILLI,
         mut cuts in prop::collection::vec(0..1_000_000i64, 0..20),
         total in 0..1_000_000i64,
     ) {
@@ -352,7 +353,10 @@ async fn run_through_node(
         let outcome = execute(t.registry(), &step.who.principal(), step.op.command(id)).await;
         match outcome {
             Ok(reply) => replies.push(reply),
-            Err(e) => assert!(e.code() != "unavailable" && e.code() != "conflict", "{e}"),
+            Err(e) => assert!(
+                e.code() != ErrorCode::Unavailable && e.code() != ErrorCode::Conflict,
+                "{e}"
+            ),
         }
     }
     t.node.shutdown().await;

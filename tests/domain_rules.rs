@@ -5,15 +5,16 @@
 //! does not block, an add that overflows or passes max), a wrong rejection code reaching clients,
 //! and regeneration that loses or invents fractions of a unit.
 
-mod support;
+use warden_testkit as support;
 
 use support::{T0, alice, bob, service};
-use warden::domain::{
+use warden_core::domain::{
     AddResource, AllocateResource, Catalogue, Command, CommandId, CreateResource, LockResource,
     MAX_LOCK_MS, MAX_REASON_BYTES, Principal, Rejection, ResourceEvent, ResourceId, ResourceParams,
     ServerResource, Timestamp, UnlockResource, apply, decide, decide_create, stamp,
 };
-use warden::protocol::Coded;
+use warden_net::Coded;
+use warden_protocol::ErrorCode;
 
 fn at(ms_after_t0: i64) -> Timestamp {
     Timestamp(T0 + ms_after_t0)
@@ -155,7 +156,7 @@ fn a_player_cannot_create_a_resource_for_another_owner() {
         ..create_cmd("gold")
     };
     let r = decide_create(&Catalogue::default(), &alice(), &cmd, at(0)).unwrap_err();
-    assert_eq!(r.code(), "forbidden");
+    assert_eq!(r.code(), ErrorCode::Forbidden);
 }
 
 #[test]
@@ -180,7 +181,7 @@ fn a_player_cannot_choose_custom_parameters() {
         ..create_cmd("gold")
     };
     let r = decide_create(&Catalogue::default(), &alice(), &cmd, at(0)).unwrap_err();
-    assert_eq!(r.code(), "forbidden");
+    assert_eq!(r.code(), ErrorCode::Forbidden);
 }
 
 #[test]
@@ -204,7 +205,7 @@ fn a_spectator_cannot_create() {
         at(0),
     )
     .unwrap_err();
-    assert_eq!(r.code(), "forbidden");
+    assert_eq!(r.code(), ErrorCode::Forbidden);
 }
 
 #[test]
@@ -217,7 +218,7 @@ fn an_unknown_resource_type_is_refused() {
     )
     .unwrap_err();
     assert_eq!(r, Rejection::UnknownResourceType("diamonds".into()));
-    assert_eq!(r.code(), "unknown_resource_type");
+    assert_eq!(r.code(), ErrorCode::UnknownResourceType);
 }
 
 #[test]
@@ -244,7 +245,7 @@ fn invalid_custom_parameters_are_refused() {
             ResourceParams {
                 initial_amount: 0,
                 max_amount: 10,
-                regen_milli: warden::domain::MAX_REGEN_MILLI + 1,
+                regen_milli: warden_core::domain::MAX_REGEN_MILLI + 1,
             },
         ),
     ];
@@ -255,7 +256,7 @@ fn invalid_custom_parameters_are_refused() {
             params: Some(params),
         };
         let r = decide_create(&Catalogue::default(), &service(), &cmd, at(0)).unwrap_err();
-        assert_eq!(r.code(), "invalid_params", "{what}");
+        assert_eq!(r.code(), ErrorCode::InvalidParams, "{what}");
     }
 }
 
@@ -266,24 +267,24 @@ fn an_empty_or_overlong_type_name_or_owner_is_refused() {
             .unwrap_err();
         assert_eq!(
             r.code(),
-            "invalid_params",
+            ErrorCode::InvalidParams,
             "type name of {} bytes",
             name.len()
         );
     }
     let cmd = CreateResource {
-        owner: Some(warden::domain::PlayerId::new("")),
+        owner: Some(warden_core::domain::PlayerId::new("")),
         ..create_cmd("gold")
     };
     let r = decide_create(&Catalogue::default(), &service(), &cmd, at(0)).unwrap_err();
-    assert_eq!(r.code(), "invalid_params");
+    assert_eq!(r.code(), ErrorCode::InvalidParams);
 }
 
 #[test]
 fn create_on_an_existing_resource_is_already_exists() {
     let gold = given_alices_gold();
     let r = rejected(&gold, &alice(), &Command::Create(create_cmd("gold")), at(0));
-    assert_eq!(r.code(), "already_exists");
+    assert_eq!(r.code(), ErrorCode::AlreadyExists);
 }
 
 // ---------------------------------------------------------------- allocate
@@ -314,7 +315,7 @@ fn allocate_of_zero_is_an_invalid_amount() {
     let gold = given_alices_gold();
     assert_eq!(
         rejected(&gold, &alice(), &allocate(&gold, 0), at(0)).code(),
-        "invalid_amount"
+        ErrorCode::InvalidAmount
     );
 }
 
@@ -329,9 +330,9 @@ fn allocate_of_more_than_available_is_insufficient_and_says_how_much_is_there() 
             requested: 1001
         }
     );
-    assert_eq!(r.code(), "insufficient");
+    assert_eq!(r.code(), ErrorCode::Insufficient);
     let r = rejected(&gold, &alice(), &allocate(&gold, u64::MAX), at(0));
-    assert_eq!(r.code(), "insufficient");
+    assert_eq!(r.code(), ErrorCode::Insufficient);
 }
 
 #[test]
@@ -346,11 +347,11 @@ fn allocate_while_locked_is_refused_with_code_locked_even_for_the_holder() {
             expires_at: at(60_000)
         }
     );
-    assert_eq!(r.code(), "locked");
+    assert_eq!(r.code(), ErrorCode::Locked);
     let r = rejected(&locked, &service(), &allocate(&locked, 1), at(1_000));
     assert_eq!(
         r.code(),
-        "locked",
+        ErrorCode::Locked,
         "a service cannot spend through a lock either"
     );
 }
@@ -360,7 +361,7 @@ fn allocate_succeeds_once_regeneration_has_made_the_amount_sufficient() {
     let gold = given_alices_gold();
     assert_eq!(
         rejected(&gold, &alice(), &allocate(&gold, 1010), at(0)).code(),
-        "insufficient"
+        ErrorCode::Insufficient
     );
     // 0.5/s: 20 s later there are 10 more.
     assert_eq!(
@@ -402,7 +403,7 @@ fn add_past_max_is_refused_with_the_room_left_counting_regeneration() {
             room: 4000
         }
     );
-    assert_eq!(r.code(), "exceeds_max");
+    assert_eq!(r.code(), ErrorCode::ExceedsMax);
     // 10 s later 5 units have regenerated, so the room is 3995.
     let r = rejected(&gold, &alice(), &add(&gold, 4000), at(10_000));
     assert_eq!(
@@ -418,12 +419,12 @@ fn add_past_max_is_refused_with_the_room_left_counting_regeneration() {
 fn add_that_would_overflow_u64_is_refused_as_overflow() {
     let gold = given_alices_gold();
     let r = rejected(&gold, &alice(), &add(&gold, u64::MAX), at(0));
-    assert_eq!(r.code(), "overflow");
+    assert_eq!(r.code(), ErrorCode::Overflow);
     // Even when max is u64::MAX, the sum is checked rather than wrapped.
     let huge = given_alices(u64::MAX - 1, u64::MAX);
     assert_eq!(
         rejected(&huge, &alice(), &add(&huge, 2), at(0)).code(),
-        "overflow"
+        ErrorCode::Overflow
     );
     assert_eq!(
         when(&huge, &alice(), &add(&huge, 1), at(0))
@@ -439,7 +440,7 @@ fn add_of_zero_is_an_invalid_amount() {
     let gold = given_alices_gold();
     assert_eq!(
         rejected(&gold, &alice(), &add(&gold, 0), at(0)).code(),
-        "invalid_amount"
+        ErrorCode::InvalidAmount
     );
 }
 
@@ -553,7 +554,7 @@ fn lock_of_zero_or_more_than_a_day_is_an_invalid_duration() {
             },
             "duration {d}"
         );
-        assert_eq!(r.code(), "invalid_duration");
+        assert_eq!(r.code(), ErrorCode::InvalidDuration);
     }
     assert!(when(&gold, &alice(), &lock(&gold, 1), at(0)).is_ok());
     assert!(when(&gold, &alice(), &lock(&gold, MAX_LOCK_MS), at(0)).is_ok());
@@ -565,11 +566,11 @@ fn lock_of_a_locked_resource_is_already_locked() {
     let locked = when(&gold, &alice(), &lock(&gold, 60_000), at(0)).unwrap();
     assert_eq!(
         rejected(&locked, &alice(), &lock(&locked, 1_000), at(59_999)).code(),
-        "already_locked"
+        ErrorCode::AlreadyLocked
     );
     assert_eq!(
         rejected(&locked, &service(), &lock(&locked, 1_000), at(1)).code(),
-        "already_locked"
+        ErrorCode::AlreadyLocked
     );
 }
 
@@ -580,7 +581,7 @@ fn an_expired_lock_is_recorded_before_the_next_event_and_no_longer_blocks() {
     // One millisecond before expiry it still blocks.
     assert_eq!(
         rejected(&locked, &alice(), &allocate(&locked, 1), at(59_999)).code(),
-        "locked"
+        ErrorCode::Locked
     );
     // At expiry the allocate goes through, after a recorded expiry.
     let events = decide(&locked, &alice(), &allocate(&locked, 1), at(60_000)).unwrap();
@@ -611,7 +612,7 @@ fn a_rejected_command_records_no_expiry_either() {
     let gold = given_alices_gold();
     let locked = when(&gold, &alice(), &lock(&gold, 1_000), at(0)).unwrap();
     let r = rejected(&locked, &alice(), &allocate(&locked, 0), at(5_000));
-    assert_eq!(r.code(), "invalid_amount");
+    assert_eq!(r.code(), ErrorCode::InvalidAmount);
 }
 
 // ---------------------------------------------------------------- unlock
@@ -632,7 +633,7 @@ fn an_owner_cannot_unlock_its_resource_when_a_service_holds_the_lock() {
     let locked = when(&gold, &service(), &lock(&gold, 60_000), at(0)).unwrap();
     let r = rejected(&locked, &alice(), &unlock(&locked), at(1));
     assert_eq!(r, Rejection::NotLockHolder);
-    assert_eq!(r.code(), "not_lock_holder");
+    assert_eq!(r.code(), ErrorCode::NotLockHolder);
 }
 
 #[test]
@@ -649,12 +650,12 @@ fn unlock_of_an_unlocked_or_expired_resource_is_not_locked() {
     let gold = given_alices_gold();
     assert_eq!(
         rejected(&gold, &alice(), &unlock(&gold), at(0)).code(),
-        "not_locked"
+        ErrorCode::NotLocked
     );
     let locked = when(&gold, &alice(), &lock(&gold, 1_000), at(0)).unwrap();
     assert_eq!(
         rejected(&locked, &alice(), &unlock(&locked), at(1_000)).code(),
-        "not_locked"
+        ErrorCode::NotLocked
     );
 }
 
@@ -671,7 +672,7 @@ fn a_player_cannot_act_on_a_resource_it_does_not_own() {
     ] {
         let r = rejected(&gold, &bob(), &cmd, at(0));
         assert_eq!(r, Rejection::NotOwner, "{cmd:?}");
-        assert_eq!(r.code(), "forbidden");
+        assert_eq!(r.code(), ErrorCode::Forbidden);
     }
 }
 
@@ -699,7 +700,7 @@ fn a_spectator_can_send_no_command() {
         for who in [&eve, &alice_watching] {
             assert_eq!(
                 rejected(&gold, who, &cmd, at(0)).code(),
-                "forbidden",
+                ErrorCode::Forbidden,
                 "{cmd:?}"
             );
         }
@@ -738,7 +739,7 @@ fn a_reason_longer_than_the_limit_is_refused() {
                 max: MAX_REASON_BYTES
             }
         );
-        assert_eq!(r.code(), "reason_too_long");
+        assert_eq!(r.code(), ErrorCode::ReasonTooLong);
     }
     for cmd in with_reason(&fits) {
         assert!(when(&gold, &alice(), &cmd, at(0)).is_ok(), "{cmd:?}");
@@ -757,7 +758,7 @@ fn a_player_cannot_expire_a_lock() {
         &Command::ExpireLock(locked.id),
         at(5_000),
     );
-    assert_eq!(r.code(), "forbidden");
+    assert_eq!(r.code(), ErrorCode::Forbidden);
 }
 
 #[test]

@@ -6,9 +6,8 @@
 //! drifts from the log or stays behind it after a crash, and a store that will not write again
 //! after a crash.
 
-#[path = "../benches/support/fill.rs"]
-mod fill;
-mod support;
+use warden_testkit as support;
+use warden_testkit::fill;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,15 +16,16 @@ use support::{
     DataDir, T0, TestNode, alice, allocate, bare_registry, create_catalogue, create_gold, execute,
     request,
 };
-use warden::actor::{CommandReply, Registry};
-use warden::clock::ManualClock;
-use warden::domain::{
+use warden_core::actor::{CommandReply, Registry};
+use warden_core::clock::ManualClock;
+use warden_core::domain::ClientSchema;
+use warden_core::domain::{
     AddResource, AllocateResource, ClientResource, Command, CommandId, LockResource, Principal,
     ResourceId, ServerResource, UnlockResource, replay,
 };
-use warden::projection::{catch_up, rebuild};
-use warden::store::embedded::{EmbeddedOptions, EmbeddedStore};
-use warden::store::{EventStore, ReadModelStore};
+use warden_core::projection::{catch_up, rebuild};
+use warden_core::store::{EventStore, ReadModelStore};
+use warden_store_embedded::{EmbeddedOptions, EmbeddedStore};
 
 /// Runs `command` as `who`; its command id and reply if it was applied.
 async fn send(

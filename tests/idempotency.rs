@@ -4,15 +4,16 @@
 //! retried allocate that succeeded being told "insufficient" because it already spent the gold,
 //! a retried create making a second resource, and a command id that silently means two things.
 
-mod support;
+use warden_testkit as support;
 
 use support::{
     TestNode, add, alice, allocate, create_gold, execute_id, given_fixed, request, request_id,
 };
-use warden::actor::{CommandError, CommandReply, CommandRequest, Registry};
-use warden::domain::{AllocateResource, Command, CommandId, Principal, ResourceId};
-use warden::protocol::Coded;
-use warden::store::EventStore;
+use warden_core::actor::{CommandError, CommandReply, CommandRequest, Registry};
+use warden_core::domain::{AllocateResource, Command, CommandId, Principal, ResourceId};
+use warden_core::store::EventStore;
+use warden_net::Coded;
+use warden_protocol::ErrorCode;
 
 /// Alice's resource holding `amount`, with no regeneration.
 async fn given(registry: &Registry, amount: u64) -> ResourceId {
@@ -108,7 +109,7 @@ async fn a_retried_allocate_that_succeeded_stays_a_success_when_the_balance_is_n
         allocate(id, 80),
     )
     .await;
-    assert_eq!(fresh.unwrap_err().code(), "insufficient");
+    assert_eq!(fresh.unwrap_err().code(), ErrorCode::Insufficient);
     // ... but the retry of the one that succeeded gets its success back.
     let again = execute_id(node.registry(), cid, &alice(), allocate(id, 80))
         .await
@@ -158,12 +159,12 @@ async fn reusing_a_command_id_on_another_resource_is_refused() {
     let r = execute_id(node.registry(), cid, &alice(), add(other, 1))
         .await
         .unwrap_err();
-    assert_eq!(r.code(), "command_id_reused");
+    assert_eq!(r.code(), ErrorCode::CommandIdReused);
     // ... or be refused there.
     let r = execute_id(node.registry(), cid, &alice(), allocate(other, 1_000))
         .await
         .unwrap_err();
-    assert_eq!(r.code(), "command_id_reused");
+    assert_eq!(r.code(), ErrorCode::CommandIdReused);
     assert_eq!(
         store.head(other).await.unwrap(),
         1,
@@ -175,7 +176,7 @@ async fn reusing_a_command_id_on_another_resource_is_refused() {
     let r = execute_id(node.registry(), cid, &alice(), create_gold())
         .await
         .unwrap_err();
-    assert_eq!(r.code(), "command_id_reused");
+    assert_eq!(r.code(), ErrorCode::CommandIdReused);
     assert_eq!(
         store.resource_ids().await.unwrap().len(),
         2,
@@ -378,7 +379,7 @@ async fn the_same_id_for_a_different_command_is_refused_as_reused() {
 
     let lock = CommandId::new();
     let lock_for = |ms| {
-        Command::Lock(warden::domain::LockResource {
+        Command::Lock(warden_core::domain::LockResource {
             resource_id: id,
             reason: "raid".into(),
             duration_ms: ms,

@@ -5,21 +5,21 @@
 //! number of resources it watches.
 #![cfg(feature = "mongodb")]
 
-mod support;
+use warden_testkit as support;
 
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use support::mongo::{self, PATIENCE, node_on};
 use support::{create_fixed, execute, service, wait_for};
-use warden::domain::{
+use warden_core::domain::{
     Balance, CommandId, PlayerId, ResourceEvent, ResourceId, ServerResource, Timestamp, replay,
     stamp,
 };
-use warden::hub::Hub;
-use warden::relay::{Relay, RelayConfig};
-use warden::store::mongo::MongoStore;
-use warden::store::{AppendError, AppendRequest, EventStore, ReadModelStore};
+use warden_core::hub::Hub;
+use warden_core::relay::{Relay, RelayConfig};
+use warden_core::store::{AppendError, AppendRequest, EventStore, ReadModelStore};
+use warden_store_mongo::MongoStore;
 
 fn created() -> ResourceEvent {
     ResourceEvent::ResourceCreated {

@@ -7,16 +7,17 @@
 //! `insert` command to the server and then swallows the server's reply and cuts the connection.
 #![cfg(feature = "mongodb")]
 
-mod support;
+use warden_testkit as support;
 
 use std::time::Duration;
 use support::mongo::proxy::{Proxy, upstream_of};
 use support::mongo::{self, node_on};
 use support::{given_fixed, request_id, service};
-use warden::actor::CommandRequest;
-use warden::domain::{AddResource, Command, CommandId};
-use warden::protocol::Coded;
-use warden::store::EventStore;
+use warden_core::actor::CommandRequest;
+use warden_core::domain::{AddResource, Command, CommandId};
+use warden_core::store::EventStore;
+use warden_net::Coded;
+use warden_protocol::ErrorCode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_insert_reply_is_an_error_and_the_retry_returns_the_original_outcome() {
@@ -53,7 +54,7 @@ async fn a_lost_insert_reply_is_an_error_and_the_retry_returns_the_original_outc
 
     // then the add is reported as unavailable, not as done (nobody knows if it happened),
     match &first {
-        Err(e) => assert_eq!(e.code(), "unavailable"),
+        Err(e) => assert_eq!(e.code(), ErrorCode::Unavailable),
         Ok(reply) => panic!("a lost reply must not be reported as a success: {reply:?}"),
     }
     assert!(!proxy.armed(), "the proxy did lose an insert reply");

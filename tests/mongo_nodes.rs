@@ -3,18 +3,18 @@
 //! one node never hearing of what was committed through the other.
 #![cfg(feature = "mongodb")]
 
-mod support;
+use warden_testkit as support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use support::mongo::{self, PATIENCE, node_on};
 use support::{add, given_fixed, request_id, service};
 use tokio::sync::broadcast;
-use warden::actor::{CommandError, CommandReply};
-use warden::domain::{CommandId, PlayerId, ResourceId, replay};
-use warden::hub::Change;
-use warden::node::Node;
-use warden::store::EventStore;
+use warden_core::actor::{CommandError, CommandReply};
+use warden_core::domain::{CommandId, PlayerId, ResourceId, replay};
+use warden_core::hub::Change;
+use warden_core::node::Node;
+use warden_core::store::EventStore;
 
 /// Adds 1, retrying with the same command id for as long as contention says so (what a client
 /// is told to do).

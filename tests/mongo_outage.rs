@@ -7,15 +7,16 @@
 //! `.mongo-venv/bin/`.
 #![cfg(feature = "mongodb")]
 
-mod support;
+use warden_testkit as support;
 
 use std::time::Duration;
 use support::mongo::{self, OwnMongo, PATIENCE, free_port, node_on};
 use support::{given_fixed, request_id, service};
-use warden::actor::{CommandError, CommandReply, CommandRequest};
-use warden::domain::{CommandId, ResourceId};
-use warden::protocol::Coded;
-use warden::store::EventStore;
+use warden_core::actor::{CommandError, CommandReply, CommandRequest};
+use warden_core::domain::{CommandId, ResourceId};
+use warden_core::store::EventStore;
+use warden_net::Coded;
+use warden_protocol::ErrorCode;
 
 /// A service's add of 1 to `id` under `command_id`.
 fn add(id: ResourceId, command_id: CommandId) -> CommandRequest {
@@ -46,7 +47,7 @@ async fn commands_fail_as_unavailable_while_mongodb_is_down_and_recover_without_
     mongo.kill();
     for _ in 0..3 {
         match node.registry().execute(add(id, CommandId::new())).await {
-            Err(e @ CommandError::Store(_)) => assert_eq!(e.code(), "unavailable"),
+            Err(e @ CommandError::Store(_)) => assert_eq!(e.code(), ErrorCode::Unavailable),
             other => panic!("a command during the outage must be unavailable, got {other:?}"),
         }
     }
@@ -60,7 +61,10 @@ async fn commands_fail_as_unavailable_while_mongodb_is_down_and_recover_without_
         let reply = loop {
             match node.registry().execute(add(id, command_id)).await {
                 Ok(reply) => break reply,
-                Err(e) if e.code() == "unavailable" && tokio::time::Instant::now() < deadline => {
+                Err(e)
+                    if e.code() == ErrorCode::Unavailable
+                        && tokio::time::Instant::now() < deadline =>
+                {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => panic!("after MongoDB returned, commands must succeed: {e}"),

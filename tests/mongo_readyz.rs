@@ -5,7 +5,7 @@
 //! `WARDEN_TEST_NX27017` (set by `scripts/test`) or in `.mongo-venv/bin/`.
 #![cfg(feature = "mongodb")]
 
-mod support;
+use warden_testkit as support;
 
 use std::sync::Arc;
 use std::time::Duration;

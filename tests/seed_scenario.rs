@@ -3,13 +3,13 @@
 //! Guards against: the demo every reader runs first drifting from the seed (a step that should
 //! fail succeeding, or amounts that no longer add up), and a read model that lags the log.
 
-mod support;
+use warden_testkit as support;
 
 use support::TestNode;
-use warden::demo::{Expect, SEED_PLAYER, SEED_STEPS};
-use warden::domain::{ClientResource, Principal, ResourceEvent};
-use warden::protocol::Coded;
-use warden::store::EventStore;
+use warden_core::domain::{ClientResource, Principal, ResourceEvent};
+use warden_core::store::EventStore;
+use warden_net::Coded;
+use warden_protocol::seed::{Expect, SEED_PLAYER, SEED_STEPS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_scenario_runs_as_the_seed_says() {

@@ -1,14 +1,14 @@
-//! The storage conformance suite (`warden::store::conformance`), one named test per check per
+//! The storage conformance suite (`warden_testkit::conformance`), one named test per check per
 //! backend, so a failure names its check and does not hide the others. Guards against a backend
 //! that loses, reorders or double-commits events, lets a stale writer win, or leaves the read
 //! model behind the log.
 
-mod support;
+use warden_testkit as support;
 
 use std::sync::Arc;
 use support::DataDir;
-use warden::store::conformance;
-use warden::store::embedded::EmbeddedStore;
+use warden_store_embedded::EmbeddedStore;
+use warden_testkit::conformance;
 
 /// For one backend (`$open`: an async fn giving a fresh, empty store and whatever must live as
 /// long as it), a module with one test per listed check.
@@ -59,19 +59,19 @@ async fn run_all_runs_on_a_fresh_embedded_store() {
 
 /// MongoDB: the test server named by `WARDEN_TEST_MONGODB_URI`, a database of its own per test.
 #[cfg(feature = "mongodb")]
-async fn mongo_store() -> (Arc<warden::store::mongo::MongoStore>, String) {
+async fn mongo_store() -> (Arc<warden_store_mongo::MongoStore>, String) {
     support::mongo::fresh_store("conformance").await
 }
 
 /// MongoDB with snapshots and views written by one `update` command per collection, as on a
 /// MongoDB before 8.0 (no `bulkWrite`).
 #[cfg(feature = "mongodb")]
-async fn mongo_store_without_bulk_write() -> (Arc<warden::store::mongo::MongoStore>, ()) {
-    let config = warden::store::mongo::MongoConfig {
+async fn mongo_store_without_bulk_write() -> (Arc<warden_store_mongo::MongoStore>, ()) {
+    let config = warden_store_mongo::MongoConfig {
         bulk_write: false,
         ..Default::default()
     };
-    let store = warden::store::mongo::MongoStore::connect_to(
+    let store = warden_store_mongo::MongoStore::connect_to(
         &support::mongo::test_uri(),
         Some(&support::mongo::fresh_db_name("conformance_update")),
         config,

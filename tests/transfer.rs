@@ -5,15 +5,15 @@
 //! store whose read model disagrees with its log, and an import that, run twice after an
 //! interruption, writes twice.
 
-mod support;
+use warden_testkit as support;
 
 use std::sync::Arc;
 use support::{DataDir, TestNode, add, allocate, create_catalogue, lock, unlock};
-use warden::actor::Registry;
-use warden::domain::{Command, CommandId, PlayerId, Principal, ResourceId};
-use warden::store::embedded::EmbeddedStore;
-use warden::store::transfer::{self, TransferError};
-use warden::store::{EventStore, ReadModelStore};
+use warden_core::actor::Registry;
+use warden_core::domain::{Command, CommandId, PlayerId, Principal, ResourceId};
+use warden_core::store::transfer::{self, TransferError};
+use warden_core::store::{EventStore, ReadModelStore};
+use warden_store_embedded::EmbeddedStore;
 
 /// Runs `command` as player `who`; the resource it applied to.
 async fn run(registry: &Registry, who: &str, command: Command) -> ResourceId {

@@ -1,15 +1,16 @@
 //! The protocol over a real socket: the seed scenario, who may do what, and bad input.
 
-mod support;
+use warden_testkit as support;
 
 use futures::SinkExt;
 use rmpv::Value;
 use support::{Client, LocalServer, applied, error_code};
 use tokio_tungstenite::tungstenite::{self, Message};
-use warden::demo::{Expect, SEED_PLAYER, SEED_STEPS};
-use warden::domain::{CommandId, PlayerId, ResourceId, ResourceParams, Role};
-use warden::net::NetConfig;
-use warden::protocol::{ClientMessage, ServerMessage};
+use warden_core::domain::{CommandId, PlayerId, ResourceId, ResourceParams, Role};
+use warden_net::NetConfig;
+use warden_protocol::ErrorCode;
+use warden_protocol::seed::{Expect, SEED_PLAYER, SEED_STEPS};
+use warden_protocol::{ClientMessage, ServerMessage};
 
 // Guards against: the seed scenario working in-process but not through the real protocol.
 #[tokio::test]
@@ -35,7 +36,7 @@ async fn the_seed_scenario_runs_over_the_wire() {
                 );
             }
             Expect::Refused(code) => {
-                assert_eq!(error_code(&reply), code.as_str(), "step {}", i + 1)
+                assert_eq!(error_code(&reply), code, "step {}", i + 1)
             }
         }
         if i == 0 {
@@ -68,7 +69,7 @@ async fn the_seed_scenario_runs_over_the_wire() {
     assert!(applied(locked).locked);
     assert_eq!(applied(locked).lock_reason.as_deref(), Some("Maintenance"));
     // Step 5: refused because of the lock, and nothing changes.
-    assert_eq!(error_code(refused), "locked");
+    assert_eq!(error_code(refused), ErrorCode::Locked);
     assert!(!applied(unlocked).locked);
     assert_eq!((applied(last).amount, applied(last).version), (1200, 6));
 
@@ -117,7 +118,7 @@ async fn a_repeated_command_id_returns_the_first_outcome() {
     let id = c.create_id("gold").await;
     let command_id = CommandId::new();
     let send = |req| {
-        ClientMessage::Allocate(warden::protocol::Allocate {
+        ClientMessage::Allocate(warden_protocol::Allocate {
             req,
             command_id,
             resource_id: id,
@@ -158,8 +159,11 @@ async fn missing_forged_and_expired_tokens_are_refused_with_401() {
         refused_status(Client::connect(&format!("{base}?token=")).await),
         401
     );
-    let forged =
-        warden::auth::TokenKeys::from_secret(b"not-the-secret").mint("alice", Role::Service, 60);
+    let forged = warden_net::auth::TokenKeys::from_secret(b"not-the-secret").mint(
+        "alice",
+        Role::Service,
+        60,
+    );
     assert_eq!(
         refused_status(Client::connect(&server.url(&forged)).await),
         401
@@ -168,7 +172,7 @@ async fn missing_forged_and_expired_tokens_are_refused_with_401() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let claims = warden::auth::Claims {
+    let claims = warden_protocol::token::Claims {
         sub: "alice".into(),
         role: Role::Player,
         exp: now - 60,
@@ -207,7 +211,7 @@ async fn missing_forged_and_expired_tokens_are_refused_with_401() {
         .await
         .expect("bearer accepted");
     drop(ws);
-    assert_eq!(warden::net::NetStats::get(&server.stats.refused), 5);
+    assert_eq!(warden_net::NetStats::get(&server.stats.refused), 5);
     server.stop().await;
 }
 
@@ -237,8 +241,8 @@ async fn the_authorization_matrix_holds() {
     ));
 
     // Another player: no commands, spectator view, no history.
-    assert_eq!(error_code(&bob.add(id, 1).await), "forbidden");
-    assert_eq!(error_code(&bob.unlock(id).await), "forbidden");
+    assert_eq!(error_code(&bob.add(id, 1).await), ErrorCode::Forbidden);
+    assert_eq!(error_code(&bob.unlock(id).await), ErrorCode::Forbidden);
     for reply in [bob.get(id).await, watcher.get(id).await] {
         match reply {
             ServerMessage::Resource { resource, .. } => {
@@ -249,8 +253,8 @@ async fn the_authorization_matrix_holds() {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(error_code(&bob.history(id).await), "forbidden");
-    assert_eq!(error_code(&watcher.history(id).await), "forbidden");
+    assert_eq!(error_code(&bob.history(id).await), ErrorCode::Forbidden);
+    assert_eq!(error_code(&watcher.history(id).await), ErrorCode::Forbidden);
     match bob.list(Some("alice")).await {
         ServerMessage::Resources { resources, .. } => {
             assert!(resources.iter().all(|r| r.lock_reason.is_none()))
@@ -259,13 +263,19 @@ async fn the_authorization_matrix_holds() {
     }
 
     // A spectator sends no command at all.
-    assert_eq!(error_code(&watcher.create("gold").await), "forbidden");
-    assert_eq!(error_code(&watcher.allocate(id, 1).await), "forbidden");
+    assert_eq!(
+        error_code(&watcher.create("gold").await),
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        error_code(&watcher.allocate(id, 1).await),
+        ErrorCode::Forbidden
+    );
 
     // A player may not create for someone else or choose parameters.
     let for_bob = alice
         .request(|req| {
-            ClientMessage::Create(warden::protocol::Create {
+            ClientMessage::Create(warden_protocol::Create {
                 req,
                 command_id: CommandId::new(),
                 resource_type: "gold".into(),
@@ -274,10 +284,10 @@ async fn the_authorization_matrix_holds() {
             })
         })
         .await;
-    assert_eq!(error_code(&for_bob), "forbidden");
+    assert_eq!(error_code(&for_bob), ErrorCode::Forbidden);
     let rich = alice
         .request(|req| {
-            ClientMessage::Create(warden::protocol::Create {
+            ClientMessage::Create(warden_protocol::Create {
                 req,
                 command_id: CommandId::new(),
                 resource_type: "gold".into(),
@@ -290,7 +300,7 @@ async fn the_authorization_matrix_holds() {
             })
         })
         .await;
-    assert_eq!(error_code(&rich), "forbidden");
+    assert_eq!(error_code(&rich), ErrorCode::Forbidden);
 
     // A service may do all of it.
     assert!(matches!(
@@ -304,7 +314,7 @@ async fn the_authorization_matrix_holds() {
     ));
     let gift = service
         .request(|req| {
-            ClientMessage::Create(warden::protocol::Create {
+            ClientMessage::Create(warden_protocol::Create {
                 req,
                 command_id: CommandId::new(),
                 resource_type: "gems".into(),
@@ -357,61 +367,61 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
             ("amount", amount),
         ])
     };
-    let cases: Vec<(&str, Vec<u8>, Option<u64>, &str)> = vec![
+    let cases: Vec<(&str, Vec<u8>, Option<u64>, ErrorCode)> = vec![
         (
             "not MessagePack",
             vec![0xc1, 0xff, 0x00],
             None,
-            "bad_message",
+            ErrorCode::BadMessage,
         ),
-        ("not a map", vec![0x05], None, "bad_message"),
+        ("not a map", vec![0x05], None, ErrorCode::BadMessage),
         (
             "no type",
             map(vec![("req", 3.into())]),
             Some(3),
-            "bad_message",
+            ErrorCode::BadMessage,
         ),
         (
             "unknown kind",
             map(vec![("type", "explode".into()), ("req", 4.into())]),
             Some(4),
-            "unknown_type",
+            ErrorCode::UnknownType,
         ),
         (
             "req not an integer",
             map(vec![("type", "ping".into()), ("req", "x".into())]),
             None,
-            "bad_message",
+            ErrorCode::BadMessage,
         ),
         (
             "amount is a string",
             allocate("lots".into()),
             Some(9),
-            "bad_message",
+            ErrorCode::BadMessage,
         ),
         (
             "amount is negative",
             allocate((-5).into()),
             Some(9),
-            "bad_message",
+            ErrorCode::BadMessage,
         ),
         (
             "amount is a float",
             allocate(1.5.into()),
             Some(9),
-            "bad_message",
+            ErrorCode::BadMessage,
         ),
         (
             "amount is zero",
             allocate(0.into()),
             Some(9),
-            "invalid_amount",
+            ErrorCode::InvalidAmount,
         ),
         (
             "more than there is",
             allocate(u64::MAX.into()),
             Some(9),
-            "insufficient",
+            ErrorCode::Insufficient,
         ),
         (
             "missing amount",
@@ -422,7 +432,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
                 ("resource_id", rid.clone()),
             ]),
             Some(10),
-            "bad_message",
+            ErrorCode::BadMessage,
         ),
         (
             "unknown field",
@@ -433,7 +443,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
                 ("evil", true.into()),
             ]),
             Some(11),
-            "bad_message",
+            ErrorCode::BadMessage,
         ),
         (
             "id not a UUID",
@@ -443,7 +453,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
                 ("resource_id", "123".into()),
             ]),
             Some(12),
-            "bad_message",
+            ErrorCode::BadMessage,
         ),
         (
             "overflowing add",
@@ -455,7 +465,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
                 ("amount", u64::MAX.into()),
             ]),
             Some(13),
-            "overflow",
+            ErrorCode::Overflow,
         ),
         (
             "unknown resource",
@@ -467,7 +477,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
                 ("amount", 1.into()),
             ]),
             Some(14),
-            "not_found",
+            ErrorCode::NotFound,
         ),
         (
             "another player's resource",
@@ -479,7 +489,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
                 ("amount", 1.into()),
             ]),
             Some(15),
-            "forbidden",
+            ErrorCode::Forbidden,
         ),
         (
             "unknown subscription",
@@ -489,7 +499,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
                 ("sub", 99.into()),
             ]),
             Some(16),
-            "unknown_subscription",
+            ErrorCode::UnknownSubscription,
         ),
         (
             "resume ahead of the log",
@@ -500,13 +510,13 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
                 ("from_version", 50.into()),
             ]),
             Some(17),
-            "invalid_from_version",
+            ErrorCode::InvalidFromVersion,
         ),
         (
             "subscribe to nothing",
             map(vec![("type", "subscribe".into()), ("req", 18.into())]),
             Some(18),
-            "bad_message",
+            ErrorCode::BadMessage,
         ),
         (
             // Twenty times the 2 KiB read buffer, within max_frame_bytes: read whole, judged.
@@ -520,12 +530,12 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
                 ("reason", "x".repeat(40 * 1024).into()),
             ]),
             Some(19),
-            "reason_too_long",
+            ErrorCode::ReasonTooLong,
         ),
     ];
     for (what, bytes, req, code) in cases {
         let (got_req, got_code) = alice.refusal(bytes).await;
-        assert_eq!((got_req, got_code.as_str()), (req, code), "{what}");
+        assert_eq!((got_req, got_code), (req, code), "{what}");
         // Someone else keeps being served meanwhile.
         assert!(
             matches!(bystander.get(bobs).await, ServerMessage::Resource { .. }),
@@ -535,7 +545,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
 
     // A spectator's command.
     let mut watcher = server.connect("eve", Role::Spectator).await;
-    assert_eq!(error_code(&watcher.add(id, 1).await), "forbidden");
+    assert_eq!(error_code(&watcher.add(id, 1).await), ErrorCode::Forbidden);
 
     // Too many subscriptions.
     assert!(matches!(
@@ -548,7 +558,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     ));
     assert_eq!(
         error_code(&alice.subscribe(id, None).await),
-        "too_many_subscriptions"
+        ErrorCode::TooManySubscriptions
     );
 
     // Nothing changed: still the created resource at version 1.
@@ -561,7 +571,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     // And the session that sent all of it is still open.
     assert!(matches!(
         alice
-            .request(|req| ClientMessage::Ping(warden::protocol::Ping { req }))
+            .request(|req| ClientMessage::Ping(warden_protocol::Ping { req }))
             .await,
         ServerMessage::Pong { .. }
     ));
@@ -581,7 +591,7 @@ async fn commands_over_the_rate_are_refused_and_the_session_stays_open() {
     let id = c.create_id("gold").await;
     assert!(matches!(c.add(id, 1).await, ServerMessage::Applied { .. }));
     assert!(matches!(c.add(id, 1).await, ServerMessage::Applied { .. }));
-    assert_eq!(error_code(&c.add(id, 1).await), "rate_limited");
+    assert_eq!(error_code(&c.add(id, 1).await), ErrorCode::RateLimited);
     // Queries are not commands; the session is open.
     assert!(matches!(c.get(id).await, ServerMessage::Resource { .. }));
     server.stop().await;
@@ -631,7 +641,7 @@ async fn protocol_abuse_closes_only_that_session() {
         bystander.add(id, 1).await,
         ServerMessage::Applied { .. }
     ));
-    assert_eq!(warden::net::NetStats::get(&server.stats.abuse_closes), 3);
+    assert_eq!(warden_net::NetStats::get(&server.stats.abuse_closes), 3);
     server.stop().await;
 }
 
@@ -639,7 +649,7 @@ async fn protocol_abuse_closes_only_that_session() {
 fn worked_example() -> (ClientMessage, ServerMessage) {
     let resource_id = ResourceId("0193a5c0-0000-7000-8000-000000000001".parse().unwrap());
     let command_id = CommandId("0193a5c0-0000-7000-8000-0000000000aa".parse().unwrap());
-    let request = ClientMessage::Allocate(warden::protocol::Allocate {
+    let request = ClientMessage::Allocate(warden_protocol::Allocate {
         req: 7,
         command_id,
         resource_id,
@@ -651,19 +661,19 @@ fn worked_example() -> (ClientMessage, ServerMessage) {
         command_id,
         resource_id,
         version: 2,
-        resource: warden::domain::ClientResource {
+        resource: warden_core::domain::ClientResource {
             id: resource_id,
             owner: PlayerId::new("player123"),
             resource_type: "gold".into(),
             amount: 800,
-            amount_at: warden::domain::Timestamp(1_767_225_600_000),
+            amount_at: warden_core::domain::Timestamp(1_767_225_600_000),
             max_amount: 5000,
             regen_milli: Some(500),
             locked: false,
             lock_reason: None,
             lock_expires_at: None,
             version: 2,
-            updated_at: warden::domain::Timestamp(1_767_225_600_000),
+            updated_at: warden_core::domain::Timestamp(1_767_225_600_000),
         },
         duplicate: false,
     };
@@ -687,8 +697,8 @@ fn hex_dump(bytes: &[u8]) -> String {
 #[test]
 fn worked_example_in_the_protocol_doc_matches_the_encoder() {
     let (request, reply) = worked_example();
-    let request_hex = hex_dump(&warden::protocol::encode(&request));
-    let reply_hex = hex_dump(&warden::protocol::encode(&reply));
+    let request_hex = hex_dump(&warden_protocol::encode(&request));
+    let reply_hex = hex_dump(&warden_protocol::encode(&reply));
     println!("request:\n{request_hex}\n\nreply:\n{reply_hex}");
     let doc = include_str!("../docs/protocol.md");
     assert!(
@@ -701,7 +711,7 @@ fn worked_example_in_the_protocol_doc_matches_the_encoder() {
     );
     // And the server decodes the request bytes as shown.
     assert_eq!(
-        warden::protocol::decode::<ClientMessage>(&warden::protocol::encode(&request)).unwrap(),
+        warden_protocol::decode::<ClientMessage>(&warden_protocol::encode(&request)).unwrap(),
         request
     );
 }

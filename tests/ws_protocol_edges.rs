@@ -2,12 +2,13 @@
 //! keys that are strings only, one UUID form, resends versus reused command ids, and the `sub`
 //! of every update.
 
-mod support;
+use warden_testkit as support;
 
 use rmpv::Value;
 use support::{LocalServer, applied, error_code};
-use warden::domain::{CommandId, Role};
-use warden::protocol::{ClientMessage, ServerMessage};
+use warden_core::domain::{CommandId, Role};
+use warden_protocol::ErrorCode;
+use warden_protocol::{ClientMessage, ServerMessage};
 
 fn encode(value: &Value) -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -87,14 +88,14 @@ async fn req_is_kept_whenever_it_can_be_read_and_keys_must_be_strings() {
     for (what, bytes, req) in cases {
         assert_eq!(
             alice.refusal(bytes).await,
-            (req, "bad_message".to_string()),
+            (req, ErrorCode::BadMessage),
             "{what}"
         );
     }
     // The session is still open and well.
     assert!(matches!(
         alice
-            .request(|req| ClientMessage::Ping(warden::protocol::Ping { req }))
+            .request(|req| ClientMessage::Ping(warden_protocol::Ping { req }))
             .await,
         ServerMessage::Pong { .. }
     ));
@@ -151,7 +152,7 @@ async fn only_the_canonical_uuid_form_is_accepted() {
         {
             assert_eq!(
                 alice.refusal(bytes).await,
-                (Some(req + i as u64), "bad_message".to_string()),
+                (Some(req + i as u64), ErrorCode::BadMessage),
                 "{what} #{i}"
             );
         }
@@ -173,7 +174,7 @@ async fn resends_get_the_first_outcome_and_a_reused_id_is_refused() {
     let id = alice.create_id("gold").await;
     let cid = CommandId::new();
     let allocate = |req, amount| {
-        ClientMessage::Allocate(warden::protocol::Allocate {
+        ClientMessage::Allocate(warden_protocol::Allocate {
             req,
             command_id: cid,
             resource_id: id,
@@ -204,7 +205,10 @@ async fn resends_get_the_first_outcome_and_a_reused_id_is_refused() {
     // The same id with another amount.
     let req = alice.next_req();
     alice.send(&allocate(req, 11)).await;
-    assert_eq!(error_code(&alice.reply_to(req).await), "command_id_reused");
+    assert_eq!(
+        error_code(&alice.reply_to(req).await),
+        ErrorCode::CommandIdReused
+    );
     match alice.get(id).await {
         ServerMessage::Resource { resource, .. } => {
             assert_eq!((resource.version, resource.amount), (2, 990))

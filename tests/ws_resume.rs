@@ -2,19 +2,21 @@
 //! client's reading speed (flow control), with no gap and no repeat, then live ones; a slow
 //! consumer that was closed with 4008 can always catch up by resuming.
 
-mod support;
+use warden_testkit as support;
 
 use futures::{StreamExt, stream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use support::{Client, LocalServer, PATIENCE, applied};
-use warden::actor::CommandRequest;
-use warden::domain::Role;
-use warden::domain::{AddResource, AllocateResource, Command, CommandId, Principal, ResourceId};
-use warden::net::{NetConfig, NetStats};
-use warden::node::Node;
-use warden::protocol::ServerMessage;
-use warden::store::EventStore;
+use warden_core::actor::CommandRequest;
+use warden_core::domain::Role;
+use warden_core::domain::{
+    AddResource, AllocateResource, Command, CommandId, Principal, ResourceId,
+};
+use warden_core::node::Node;
+use warden_core::store::EventStore;
+use warden_net::{NetConfig, NetStats};
+use warden_protocol::ServerMessage;
 
 /// Commands written through the node's actors (not over the wire) to make a long log quickly:
 /// many in flight, so the actor commits them in large groups.
@@ -175,13 +177,13 @@ async fn a_slow_consumer_closed_with_4008_resumes_and_catches_up() {
             .await
             .unwrap();
     use futures::SinkExt;
-    let subscribe = warden::protocol::ClientMessage::Subscribe(warden::protocol::Subscribe {
+    let subscribe = warden_protocol::ClientMessage::Subscribe(warden_protocol::Subscribe {
         req: 1,
         resource_id: Some(id),
         owner: None,
         from_version: None,
     });
-    slow.send(Message::Binary(warden::protocol::encode(&subscribe).into()))
+    slow.send(Message::Binary(warden_protocol::encode(&subscribe).into()))
         .await
         .unwrap();
 
@@ -204,7 +206,7 @@ async fn a_slow_consumer_closed_with_4008_resumes_and_catches_up() {
             .expect("ends")
         {
             Some(Ok(Message::Binary(bytes))) => {
-                match warden::protocol::decode::<ServerMessage>(&bytes).unwrap() {
+                match warden_protocol::decode::<ServerMessage>(&bytes).unwrap() {
                     ServerMessage::Subscribed { resources, .. } => last = resources[0].version,
                     ServerMessage::Update {
                         base_version,

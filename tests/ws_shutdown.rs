@@ -1,13 +1,14 @@
 //! Graceful shutdown: in-flight commands finish and are answered, sessions get a close frame, and
 //! every acknowledged command is durable after a restart on the same data directory.
 
-mod support;
+use warden_testkit as support;
 
 use std::collections::HashSet;
 use support::{DataDir, LocalServer};
-use warden::domain::{CommandId, Role};
-use warden::net::NetConfig;
-use warden::protocol::{ClientMessage, ServerMessage};
+use warden_core::domain::{CommandId, Role};
+use warden_net::NetConfig;
+use warden_protocol::ErrorCode;
+use warden_protocol::{ClientMessage, ServerMessage};
 
 // Guards against: a shutdown that drops acknowledged commands or leaves clients without a reason.
 #[tokio::test]
@@ -26,7 +27,7 @@ async fn every_acknowledged_command_survives_a_graceful_shutdown_and_restart() {
     for _ in 0..300 {
         let req = c.next_req();
         let command_id = CommandId::new();
-        c.send(&ClientMessage::Add(warden::protocol::Add {
+        c.send(&ClientMessage::Add(warden_protocol::Add {
             req,
             command_id,
             resource_id: id,
@@ -44,7 +45,7 @@ async fn every_acknowledged_command_survives_a_graceful_shutdown_and_restart() {
         ServerMessage::Applied { command_id, .. } => {
             acked.insert(command_id);
         }
-        ServerMessage::Error { code, .. } => assert_eq!(code, "shutting_down"),
+        ServerMessage::Error { code, .. } => assert_eq!(code, ErrorCode::ShuttingDown),
         other => panic!("unexpected {other:?}"),
     };
     record(first);
@@ -55,7 +56,7 @@ async fn every_acknowledged_command_survives_a_graceful_shutdown_and_restart() {
             .expect("closed in time")
         {
             Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(b))) => {
-                record(warden::protocol::decode(&b).unwrap())
+                record(warden_protocol::decode(&b).unwrap())
             }
             Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => break frame,
             Some(Ok(_)) => continue,
@@ -74,7 +75,7 @@ async fn every_acknowledged_command_survives_a_graceful_shutdown_and_restart() {
     loop {
         let reply = c
             .request(|req| {
-                ClientMessage::History(warden::protocol::History {
+                ClientMessage::History(warden_protocol::History {
                     req,
                     resource_id: id,
                     after_version: after,

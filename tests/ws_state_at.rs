@@ -5,12 +5,13 @@
 //! the lock reason or regeneration rate of a past state, and bad points answered with anything but
 //! a clear error code.
 
-mod support;
+use warden_testkit as support;
 
 use support::{LocalServer, error_code};
-use warden::clock::Clock;
-use warden::domain::{ClientResource, ResourceId, Role, Timestamp};
-use warden::protocol::{ClientMessage, ServerMessage};
+use warden_core::clock::Clock;
+use warden_core::domain::{ClientResource, ResourceId, Role, Timestamp};
+use warden_protocol::ErrorCode;
+use warden_protocol::{ClientMessage, ServerMessage};
 
 async fn state_at(
     c: &mut support::Client,
@@ -19,7 +20,7 @@ async fn state_at(
     at: Option<i64>,
 ) -> ServerMessage {
     c.request(|req| {
-        ClientMessage::StateAt(warden::protocol::StateAt {
+        ClientMessage::StateAt(warden_protocol::StateAt {
             req,
             resource_id: id,
             version,
@@ -103,7 +104,7 @@ async fn an_instant_shows_the_last_event_before_it_with_regeneration_and_expiry_
     assert_eq!(r.lock_reason, None);
     // Before the resource existed: a clear error.
     let before = state_at(&mut alice, id, None, Some(t0 - 1)).await;
-    assert_eq!(error_code(&before), "before_creation");
+    assert_eq!(error_code(&before), ErrorCode::BeforeCreation);
     server.stop().await;
 }
 
@@ -142,26 +143,26 @@ async fn bad_points_get_clear_error_codes() {
     let mut alice = server.connect("alice", Role::Player).await;
     let id = alice.create_id("gold").await;
 
-    let code = |m: ServerMessage| error_code(&m).to_owned();
+    let code = |m: ServerMessage| error_code(&m);
     assert_eq!(
         code(state_at(&mut alice, id, Some(0), None).await),
-        "invalid_version"
+        ErrorCode::InvalidVersion
     );
     assert_eq!(
         code(state_at(&mut alice, id, Some(2), None).await),
-        "invalid_version"
+        ErrorCode::InvalidVersion
     );
     assert_eq!(
         code(state_at(&mut alice, id, None, None).await),
-        "bad_message"
+        ErrorCode::BadMessage
     );
     assert_eq!(
         code(state_at(&mut alice, id, Some(1), Some(0)).await),
-        "bad_message"
+        ErrorCode::BadMessage
     );
     assert_eq!(
         code(state_at(&mut alice, ResourceId::new(), Some(1), None).await),
-        "not_found"
+        ErrorCode::NotFound
     );
     // The session stays usable.
     let (version, _) = state(state_at(&mut alice, id, Some(1), None).await);

@@ -1,14 +1,15 @@
 //! Live subscriptions over a real socket: every version in order with no gap and no repeat, the
 //! right view for each audience, resume after a drop, and the slow-consumer policy.
 
-mod support;
+use warden_testkit as support;
 
 use futures::SinkExt;
 use support::{Client, LocalServer, applied, error_code};
-use warden::domain::{ClientResource, CommandId, ResourceId, Role};
-use warden::net::{NetConfig, NetStats};
-use warden::protocol::{ClientMessage, ServerMessage};
-use warden::store::EventStore;
+use warden_core::domain::{ClientResource, CommandId, ResourceId, Role};
+use warden_core::store::EventStore;
+use warden_net::{NetConfig, NetStats};
+use warden_protocol::ErrorCode;
+use warden_protocol::{ClientMessage, ServerMessage};
 
 /// Reads updates of `id` until `head`, checking each follows the previous with no gap or repeat.
 /// Returns every view received.
@@ -82,7 +83,10 @@ async fn every_subscriber_sees_every_version_in_order_in_its_own_view() {
                 if let ServerMessage::Error { code, .. } = &reply {
                     // Only the lock may refuse a command here.
                     assert!(
-                        code == "locked" || code == "already_locked" || code == "not_locked",
+                        matches!(
+                            code,
+                            ErrorCode::Locked | ErrorCode::AlreadyLocked | ErrorCode::NotLocked
+                        ),
                         "{code}"
                     );
                 }
@@ -187,7 +191,7 @@ async fn resume_after_a_dropped_connection_delivers_missed_changes_exactly_once(
     // Nothing else arrives: a ping round-trip finds no stray update queued before the pong.
     let req = reader.next_req();
     reader
-        .send(&ClientMessage::Ping(warden::protocol::Ping { req }))
+        .send(&ClientMessage::Ping(warden_protocol::Ping { req }))
         .await;
     assert!(matches!(
         reader.recv().await,
@@ -195,7 +199,7 @@ async fn resume_after_a_dropped_connection_delivers_missed_changes_exactly_once(
     ));
     assert_eq!(
         error_code(&reader.subscribe(id, Some(10)).await),
-        "invalid_from_version"
+        ErrorCode::InvalidFromVersion
     );
     server.stop().await;
 }
@@ -225,14 +229,14 @@ async fn a_subscriber_that_never_reads_is_cut_off_and_others_are_not_delayed() {
     // Many subscriptions to the same resource: each change is queued once per subscription, so
     // its queue fills quickly.
     for req in 1..=32 {
-        let subscribe = ClientMessage::Subscribe(warden::protocol::Subscribe {
+        let subscribe = ClientMessage::Subscribe(warden_protocol::Subscribe {
             req,
             resource_id: Some(id),
             owner: None,
             from_version: None,
         });
         slow.send(tokio_tungstenite::tungstenite::Message::Binary(
-            warden::protocol::encode(&subscribe).into(),
+            warden_protocol::encode(&subscribe).into(),
         ))
         .await
         .unwrap();
@@ -252,7 +256,7 @@ async fn a_subscriber_that_never_reads_is_cut_off_and_others_are_not_delayed() {
         for n in 0..IN_FLIGHT {
             let req = writer.next_req();
             let msg = if n % 2 == 0 {
-                ClientMessage::Add(warden::protocol::Add {
+                ClientMessage::Add(warden_protocol::Add {
                     req,
                     command_id: CommandId::new(),
                     resource_id: id,
@@ -260,7 +264,7 @@ async fn a_subscriber_that_never_reads_is_cut_off_and_others_are_not_delayed() {
                     reason: String::new(),
                 })
             } else {
-                ClientMessage::Allocate(warden::protocol::Allocate {
+                ClientMessage::Allocate(warden_protocol::Allocate {
                     req,
                     command_id: CommandId::new(),
                     resource_id: id,

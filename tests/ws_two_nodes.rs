@@ -4,15 +4,16 @@
 //! against `warden serve` starting (or hanging) when its MongoDB is unreachable.
 #![cfg(feature = "mongodb")]
 
-mod support;
+use warden_testkit as support;
 
 use std::sync::Arc;
 use support::mongo::{self, node_on};
 use support::{Client, LocalServer, PATIENCE, applied};
-use warden::domain::{CommandId, ResourceId, Role};
-use warden::net::NetConfig;
-use warden::protocol::{ClientMessage, ServerMessage};
-use warden::store::mongo::MongoStore;
+use warden_core::domain::{CommandId, ResourceId, Role};
+use warden_net::NetConfig;
+use warden_protocol::ErrorCode;
+use warden_protocol::{ClientMessage, ServerMessage};
+use warden_store_mongo::MongoStore;
 
 /// Adds 1 with one command id, retrying it while the answer is `conflict` or `unavailable`, as
 /// `docs/protocol.md` tells a client to (same command id, so a retry of a command that did commit
@@ -24,7 +25,7 @@ async fn add_one(client: &mut Client, id: ResourceId) -> u64 {
     for _ in 0..ATTEMPTS {
         let reply = client
             .request(|req| {
-                ClientMessage::Add(warden::protocol::Add {
+                ClientMessage::Add(warden_protocol::Add {
                     req,
                     command_id,
                     resource_id: id,
@@ -34,8 +35,8 @@ async fn add_one(client: &mut Client, id: ResourceId) -> u64 {
             })
             .await;
         match &reply {
-            ServerMessage::Error { code, .. } if code == "conflict" => continue,
-            ServerMessage::Error { code, .. } if code == "unavailable" => {
+            ServerMessage::Error { code, .. } if *code == ErrorCode::Conflict => continue,
+            ServerMessage::Error { code, .. } if *code == ErrorCode::Unavailable => {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
             _ => return applied(&reply).version,

@@ -17,7 +17,7 @@
 //! history: if its id is there it applied once, else it did not.
 
 use std::collections::{BTreeMap, HashMap};
-use warden::domain::{CommandId, ResourceId};
+use warden_protocol::{CommandId, ErrorCode, ResourceId};
 
 /// What a command asked for, as far as the amount and version are concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,7 +46,7 @@ pub enum Outcome {
     /// `applied` with this version (also for a `duplicate` answer to a retry).
     Applied { version: u64 },
     /// An `error` reply that means nothing was written.
-    Rejected { code: String },
+    Rejected { code: ErrorCode },
     /// No answer, or one that does not say whether it was written.
     Unknown,
 }
@@ -202,149 +202,221 @@ pub fn check(
 ) -> CheckResult {
     let mut result = CheckResult::default();
     for (id, commands) in ledger.by_resource() {
-        let mut v = |what: String| {
-            result.violations.push(Violation {
+        let problems = check_resource(&commands, server.get(&id), &mut result);
+        result
+            .violations
+            .extend(problems.into_iter().map(|what| Violation {
                 resource_id: Some(id),
                 what,
-            })
-        };
-        let Some(fin) = server.get(&id) else {
-            if commands
-                .values()
-                .any(|e| matches!(e.outcome, Outcome::Applied { .. }))
-            {
-                v("acknowledged commands but the server does not have the resource".into());
-            }
-            continue;
-        };
-        result.resources_checked += 1;
+            }));
+    }
+    check_subscribers(server, subscribers, &mut result);
+    result
+}
 
-        // Which unknown outcomes applied: the history says.
-        let mut in_history: HashMap<CommandId, usize> = HashMap::new();
-        let mut expired = 0u64;
-        if let Some(history) = &fin.history {
-            for (i, h) in history.iter().enumerate() {
-                if h.version != i as u64 + 1 {
-                    v(format!(
-                        "history has version {} at position {} (hole or repeat)",
-                        h.version,
-                        i + 1
-                    ));
-                    break;
-                }
-            }
-            if history.len() as u64 != fin.version {
-                v(format!(
-                    "history has {} events but the version is {}",
-                    history.len(),
-                    fin.version
+/// What a resource's history says: how often each command id is in it, and how many lock
+/// expiries the server recorded by itself.
+#[derive(Default)]
+struct HistoryCounts {
+    by_command: HashMap<CommandId, usize>,
+    expired: u64,
+}
+
+/// What the acknowledged (and history-resolved) commands of one resource add up to.
+#[derive(Default)]
+struct Tally {
+    /// The created amount and regeneration rate, if the create applied.
+    created: Option<(u64, u64)>,
+    /// The sum of the amount changes.
+    delta: i128,
+    /// Commands that appended one event each.
+    appends: u64,
+}
+
+/// The checks of one resource: its history's shape, each command against it, the final amount
+/// and version. Returns what is wrong; counts into `result`.
+fn check_resource(
+    commands: &BTreeMap<CommandId, Entry>,
+    fin: Option<&FinalResource>,
+    result: &mut CheckResult,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(fin) = fin else {
+        if commands
+            .values()
+            .any(|e| matches!(e.outcome, Outcome::Applied { .. }))
+        {
+            problems.push("acknowledged commands but the server does not have the resource".into());
+        }
+        return problems;
+    };
+    result.resources_checked += 1;
+    let counts = fin
+        .history
+        .as_deref()
+        .map(|h| count_history(h, fin.version, &mut problems))
+        .unwrap_or_default();
+    let tally = tally(
+        commands,
+        fin.history.is_some(),
+        &counts,
+        result,
+        &mut problems,
+    );
+    if fin.history.is_some() {
+        cross_check_history(commands, &counts, &mut problems);
+    }
+
+    let expected_version = tally.appends + counts.expired;
+    if fin.version != expected_version {
+        problems.push(format!(
+            "version is {} but the acknowledged commands imply {expected_version} \
+             ({} commands + {} lock expiries)",
+            fin.version, tally.appends, counts.expired
+        ));
+    }
+    match tally.created {
+        None => problems.push("no acknowledged create for this resource".into()),
+        Some((_, regen)) if regen != 0 || fin.regen_milli.is_some_and(|r| r != 0) => {
+            result.amounts_unchecked += 1;
+        }
+        Some((initial, _)) => {
+            let expected = initial as i128 + tally.delta;
+            if fin.amount as i128 != expected {
+                problems.push(format!(
+                    "amount is {} but the acknowledged commands imply {expected}",
+                    fin.amount
                 ));
-            }
-            for h in history {
-                if h.event_type == LOCK_EXPIRED {
-                    expired += 1;
-                } else {
-                    *in_history.entry(h.command_id).or_default() += 1;
-                }
-            }
-        }
-        let applied = |e: &Entry| match &e.outcome {
-            Outcome::Applied { .. } => true,
-            Outcome::Rejected { .. } => false,
-            Outcome::Unknown => in_history.contains_key(&e.command_id),
-        };
-
-        let mut initial = None;
-        let mut regen = 0;
-        let mut delta: i128 = 0;
-        let mut appends = 0u64;
-        let mut told_versions: HashMap<u64, CommandId> = HashMap::new();
-        for e in commands.values() {
-            if e.outcome == Outcome::Unknown && fin.history.is_some() {
-                if applied(e) {
-                    result.unknown_applied += 1;
-                } else {
-                    result.unknown_not_applied += 1;
-                }
-            }
-            if let Outcome::Applied { version } = e.outcome
-                && let Some(other) = told_versions.insert(version, e.command_id)
-            {
-                v(format!(
-                    "commands {other} and {} were both acknowledged with version {version} \
-                     (lost update)",
-                    e.command_id
-                ));
-            }
-            if !applied(e) {
-                continue;
-            }
-            if let Op::Create {
-                initial: i,
-                regen_milli,
-            } = e.op
-            {
-                initial = Some(i);
-                regen = regen_milli;
-            }
-            delta += e.op.delta();
-            appends += 1;
-        }
-
-        if fin.history.is_some() {
-            for e in commands.values() {
-                let times = in_history.get(&e.command_id).copied().unwrap_or(0);
-                match (&e.outcome, times) {
-                    (Outcome::Applied { .. }, 1) | (Outcome::Unknown, 0 | 1) => {}
-                    (Outcome::Rejected { .. }, 0) => {}
-                    (Outcome::Applied { .. }, n) => v(format!(
-                        "acknowledged command {} is in the history {n} times",
-                        e.command_id
-                    )),
-                    (Outcome::Rejected { code }, _) => v(format!(
-                        "command {} was rejected ({code}) but is in the history",
-                        e.command_id
-                    )),
-                    (Outcome::Unknown, n) => v(format!(
-                        "command {} (outcome unknown) is in the history {n} times",
-                        e.command_id
-                    )),
-                }
-            }
-            for cid in in_history.keys() {
-                if !commands.contains_key(cid) {
-                    v(format!(
-                        "the history has command {cid}, which no client sent"
-                    ));
-                }
-            }
-        }
-
-        let expected_version = appends + expired;
-        if fin.version != expected_version {
-            v(format!(
-                "version is {} but the acknowledged commands imply {expected_version} \
-                 ({appends} commands + {expired} lock expiries)",
-                fin.version
-            ));
-        }
-        match initial {
-            None => v("no acknowledged create for this resource".into()),
-            Some(_) if regen != 0 || fin.regen_milli.is_some_and(|r| r != 0) => {
-                result.amounts_unchecked += 1;
-            }
-            Some(initial) => {
-                let expected = initial as i128 + delta;
-                if fin.amount as i128 != expected {
-                    v(format!(
-                        "amount is {} but the acknowledged commands imply {expected}",
-                        fin.amount
-                    ));
-                }
             }
         }
     }
+    problems
+}
 
+/// Checks that `history` holds versions 1..=`version` with no hole, and counts what is in it.
+fn count_history(
+    history: &[HistoryRecord],
+    version: u64,
+    problems: &mut Vec<String>,
+) -> HistoryCounts {
+    for (i, h) in history.iter().enumerate() {
+        if h.version != i as u64 + 1 {
+            problems.push(format!(
+                "history has version {} at position {} (hole or repeat)",
+                h.version,
+                i + 1
+            ));
+            break;
+        }
+    }
+    if history.len() as u64 != version {
+        problems.push(format!(
+            "history has {} events but the version is {version}",
+            history.len()
+        ));
+    }
+    let mut counts = HistoryCounts::default();
+    for h in history {
+        if h.event_type == LOCK_EXPIRED {
+            counts.expired += 1;
+        } else {
+            *counts.by_command.entry(h.command_id).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// Adds up the commands that applied (an unknown outcome applied if the history has its id), and
+/// checks that no two acknowledged commands were told the same version.
+fn tally(
+    commands: &BTreeMap<CommandId, Entry>,
+    have_history: bool,
+    counts: &HistoryCounts,
+    result: &mut CheckResult,
+    problems: &mut Vec<String>,
+) -> Tally {
+    let applied = |e: &Entry| match &e.outcome {
+        Outcome::Applied { .. } => true,
+        Outcome::Rejected { .. } => false,
+        Outcome::Unknown => counts.by_command.contains_key(&e.command_id),
+    };
+    let mut tally = Tally::default();
+    let mut told_versions: HashMap<u64, CommandId> = HashMap::new();
+    for e in commands.values() {
+        if e.outcome == Outcome::Unknown && have_history {
+            if applied(e) {
+                result.unknown_applied += 1;
+            } else {
+                result.unknown_not_applied += 1;
+            }
+        }
+        if let Outcome::Applied { version } = e.outcome
+            && let Some(other) = told_versions.insert(version, e.command_id)
+        {
+            problems.push(format!(
+                "commands {other} and {} were both acknowledged with version {version} \
+                 (lost update)",
+                e.command_id
+            ));
+        }
+        if !applied(e) {
+            continue;
+        }
+        if let Op::Create {
+            initial,
+            regen_milli,
+        } = e.op
+        {
+            tally.created = Some((initial, regen_milli));
+        }
+        tally.delta += e.op.delta();
+        tally.appends += 1;
+    }
+    tally
+}
+
+/// Each command against the history: an acknowledged one exactly once, a rejected one never, an
+/// unknown one at most once; and nothing in the history that no client sent.
+fn cross_check_history(
+    commands: &BTreeMap<CommandId, Entry>,
+    counts: &HistoryCounts,
+    problems: &mut Vec<String>,
+) {
+    for e in commands.values() {
+        let times = counts.by_command.get(&e.command_id).copied().unwrap_or(0);
+        match (&e.outcome, times) {
+            (Outcome::Applied { .. }, 1) | (Outcome::Unknown, 0 | 1) => {}
+            (Outcome::Rejected { .. }, 0) => {}
+            (Outcome::Applied { .. }, n) => problems.push(format!(
+                "acknowledged command {} is in the history {n} times",
+                e.command_id
+            )),
+            (Outcome::Rejected { code }, _) => problems.push(format!(
+                "command {} was rejected ({code}) but is in the history",
+                e.command_id
+            )),
+            (Outcome::Unknown, n) => problems.push(format!(
+                "command {} (outcome unknown) is in the history {n} times",
+                e.command_id
+            )),
+        }
+    }
+    for cid in counts.by_command.keys() {
+        if !commands.contains_key(cid) {
+            problems.push(format!(
+                "the history has command {cid}, which no client sent"
+            ));
+        }
+    }
+}
+
+/// Every subscriber's updates followed on from the previous one, and each ended at the final
+/// version.
+fn check_subscribers(
+    server: &BTreeMap<ResourceId, FinalResource>,
+    subscribers: &SubscriberLog,
+    result: &mut CheckResult,
+) {
     for (name, resources) in subscribers {
         for (id, seen) in resources {
             let mut v = |what: String| {
@@ -369,5 +441,4 @@ pub fn check(
             }
         }
     }
-    result
 }

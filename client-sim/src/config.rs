@@ -1,6 +1,11 @@
 //! What a swarm runs: its size, pace and timings.
 
 use std::time::Duration;
+use warden_client::ClientConfig;
+
+/// Read buffer of every connection: 4 KiB instead of the WebSocket library's 128 KiB default, so
+/// ten thousand idle bots cost tens of megabytes, not more than a gigabyte.
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// What to run. Every field has a default (see [`SwarmConfig::default`]).
 #[derive(Clone, Debug)]
@@ -52,6 +57,18 @@ impl Default for SwarmConfig {
             lock_ms: 30_000,
             think: Duration::ZERO,
             reconnect_for: Duration::from_secs(30),
+        }
+    }
+}
+
+impl SwarmConfig {
+    /// The settings of every connection a swarm opens.
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig {
+            request_timeout: self.request_timeout,
+            reconnect_window: self.reconnect_for,
+            read_buffer_bytes: Some(READ_BUFFER_BYTES),
+            ..ClientConfig::default()
         }
     }
 }

@@ -2,8 +2,9 @@
 //! what the server ended with is exactly what it acknowledged.
 //!
 //! # Layout
-//! - [`conn`]: one connection (connect with a token, `welcome`, send/receive) and [`conn::Client`],
-//!   a shared handle that pipelines requests and matches replies by `req`.
+//! - The wire is `warden-client`'s: its `Client` (requests matched by `req`, subscriptions) for the
+//!   scenario, the guild service, spectators and the audit; its bare `Connection` for bots, which
+//!   drive their own socket (see [`swarm::bot`]).
 //! - [`tokens`]: minting tokens with the server's secret.
 //! - [`scenario`]: the seed scenario over the wire.
 //! - [`config`]: what a swarm runs; [`swarm`]: bots, spectators, the final audit.
@@ -15,7 +16,6 @@
 
 pub mod check;
 pub mod config;
-pub mod conn;
 pub mod metrics;
 pub mod plot;
 pub mod report;

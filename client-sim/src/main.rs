@@ -118,75 +118,16 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn swarm(url: String, keys: warden::auth::TokenKeys, args: SwarmArgs) -> anyhow::Result<()> {
-    let wanted = (args.bots + args.spectators + 64) as u64;
-    match rlimit::increase_nofile_limit(wanted) {
-        Ok(limit) if limit < wanted => eprintln!(
-            "warning: the open-file limit is {limit} and cannot be raised to {wanted}; \
-             connections past it will fail (raise the hard limit: ulimit -Hn / limits.conf)"
-        ),
-        Ok(_) => {}
-        Err(e) => eprintln!("warning: cannot raise the open-file limit: {e}"),
-    }
-    let config = client_sim::swarm::SwarmConfig {
-        url,
-        bots: args.bots,
-        spectators: args.spectators,
-        duration: args.duration,
-        rate: args.rate,
-        guild_fraction: args.guild_fraction.clamp(0.0, 1.0),
-        guild_resources: args.guild_resources,
-        ramp_up: args.ramp_up.min(args.duration),
-        own_type: args.own_type,
-        watch: args.watch,
-        request_timeout: args.timeout,
-        think: args.think,
-        reconnect_for: args.reconnect_for,
-        ..Default::default()
-    };
-
-    let bar = ProgressBar::with_draw_target(
-        Some(args.duration.as_secs().max(1)),
-        if args.json || !std::io::stderr().is_terminal() {
-            ProgressDrawTarget::hidden()
-        } else {
-            ProgressDrawTarget::stderr()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len}s {msg}").expect("valid template"),
-    );
-    let ticker_bar = bar.clone();
-    let duration = args.duration;
-    let progress = move |rec: &client_sim::metrics::Recorder, elapsed: Duration| {
-        let c = &rec.counters;
-        let commands = c.commands.load(Ordering::Relaxed);
-        ticker_bar.set_position(elapsed.as_secs().min(duration.as_secs()));
-        ticker_bar.set_message(format!(
-            "conns {}  commands {}  ({:.0}/s)  errors {}  updates {}",
-            c.connected.load(Ordering::Relaxed),
-            commands,
-            commands as f64 / elapsed.as_secs_f64().max(0.001),
-            c.errors.load(Ordering::Relaxed),
-            c.updates.load(Ordering::Relaxed),
-        ));
-    };
-
-    let cancel = CancellationToken::new();
-    {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "\nCtrl-C: stopping bots, then the final check (Ctrl-C again to quit now)"
-                );
-                cancel.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-        });
-    }
+/// The swarm command: run, add the server's figures, write the picture, print the report.
+async fn swarm(
+    url: String,
+    keys: client_sim::tokens::TokenKeys,
+    args: SwarmArgs,
+) -> anyhow::Result<()> {
+    raise_open_file_limit((args.bots + args.spectators + 64) as u64);
+    let config = swarm_config(url, &args);
+    let (bar, progress) = progress_bar(&args);
+    let cancel = cancel_on_ctrl_c();
     let before = match &args.admin_url {
         Some(url) => Some(client_sim::server::sample(url).await?),
         None => None,
@@ -226,4 +167,88 @@ async fn swarm(url: String, keys: warden::auth::TokenKeys, args: SwarmArgs) -> a
         report.invariant_violations
     );
     Ok(())
+}
+
+/// One file descriptor per connection: raises the limit to `wanted`, warning when it cannot.
+fn raise_open_file_limit(wanted: u64) {
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(limit) if limit < wanted => eprintln!(
+            "warning: the open-file limit is {limit} and cannot be raised to {wanted}; \
+             connections past it will fail (raise the hard limit: ulimit -Hn / limits.conf)"
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: cannot raise the open-file limit: {e}"),
+    }
+}
+
+fn swarm_config(url: String, args: &SwarmArgs) -> client_sim::swarm::SwarmConfig {
+    client_sim::swarm::SwarmConfig {
+        url,
+        bots: args.bots,
+        spectators: args.spectators,
+        duration: args.duration,
+        rate: args.rate,
+        guild_fraction: args.guild_fraction.clamp(0.0, 1.0),
+        guild_resources: args.guild_resources,
+        ramp_up: args.ramp_up.min(args.duration),
+        own_type: args.own_type.clone(),
+        watch: args.watch,
+        request_timeout: args.timeout,
+        think: args.think,
+        reconnect_for: args.reconnect_for,
+        ..Default::default()
+    }
+}
+
+/// The progress bar on stderr (hidden with `--json` or when stderr is not a terminal), and the
+/// callback that updates it from the live counters.
+fn progress_bar(
+    args: &SwarmArgs,
+) -> (
+    ProgressBar,
+    impl Fn(&client_sim::metrics::Recorder, Duration) + Send + 'static,
+) {
+    let bar = ProgressBar::with_draw_target(
+        Some(args.duration.as_secs().max(1)),
+        if args.json || !std::io::stderr().is_terminal() {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        },
+    );
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len}s {msg}").expect("valid template"),
+    );
+    let ticker_bar = bar.clone();
+    let duration = args.duration;
+    let progress = move |rec: &client_sim::metrics::Recorder, elapsed: Duration| {
+        let c = &rec.counters;
+        let commands = c.commands.load(Ordering::Relaxed);
+        ticker_bar.set_position(elapsed.as_secs().min(duration.as_secs()));
+        ticker_bar.set_message(format!(
+            "conns {}  commands {}  ({:.0}/s)  errors {}  updates {}",
+            c.connected.load(Ordering::Relaxed),
+            commands,
+            commands as f64 / elapsed.as_secs_f64().max(0.001),
+            c.errors.load(Ordering::Relaxed),
+            c.updates.load(Ordering::Relaxed),
+        ));
+    };
+    (bar, progress)
+}
+
+/// A token cancelled by the first Ctrl-C (bots stop, the check still runs); a second one quits.
+fn cancel_on_ctrl_c() -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nCtrl-C: stopping bots, then the final check (Ctrl-C again to quit now)");
+            on_signal.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    cancel
 }

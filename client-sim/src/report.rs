@@ -139,10 +139,18 @@ impl SwarmReport {
         serde_json::to_string_pretty(self).expect("the report serialises")
     }
 
-    /// The report for a person.
+    /// The report for a person: the load, the latencies, the errors, the check.
     pub fn to_text(&self) -> String {
-        let ms = |us: u64| us as f64 / 1000.0;
         let mut s = String::new();
+        self.write_load(&mut s);
+        self.write_latencies(&mut s);
+        self.write_errors(&mut s);
+        self.write_verdict(&mut s);
+        s
+    }
+
+    /// What ran: mode, connections, commands and queries.
+    fn write_load(&self, s: &mut String) {
         let mode = match self.rate {
             Some(r) => format!("open-loop at {r} commands/s"),
             None => "closed-loop".into(),
@@ -162,6 +170,11 @@ impl SwarmReport {
             "commands: {} ({:.0}/s)   queries: {}",
             self.commands, self.commands_per_s, self.queries
         );
+    }
+
+    /// Command, guild, query latency and update delivery lag, in milliseconds.
+    fn write_latencies(&self, s: &mut String) {
+        let ms = |us: u64| us as f64 / 1000.0;
         let l = &self.latency_us;
         let _ = writeln!(
             s,
@@ -201,6 +214,10 @@ impl SwarmReport {
             ms(d.max),
             d.count
         );
+    }
+
+    /// Error replies and client-side failures, by code.
+    fn write_errors(&self, s: &mut String) {
         if self.errors.is_empty() {
             let _ = writeln!(s, "errors: none");
         } else {
@@ -215,6 +232,10 @@ impl SwarmReport {
                 list.join(", ")
             );
         }
+    }
+
+    /// What the check covered, the server's own figures, and the verdict with its violations.
+    fn write_verdict(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "invariants: {} resources and {} subscriptions checked, {} amounts unchecked \
@@ -252,6 +273,5 @@ impl SwarmReport {
                 let _ = writeln!(s, "  - {v}");
             }
         }
-        s
     }
 }

@@ -7,7 +7,7 @@ use client_sim::check::{
     check,
 };
 use std::collections::{BTreeMap, HashMap};
-use warden::domain::{CommandId, ResourceId};
+use warden_protocol::{CommandId, ErrorCode, ResourceId};
 
 /// A consistent world: create (1000), allocate 200, add 500, a rejected allocate, a lock that
 /// expired by itself, and an unknown-outcome add that the history shows applied.
@@ -37,7 +37,7 @@ fn consistent() -> (Ledger, BTreeMap<ResourceId, FinalResource>, ResourceId) {
         3,
         Op::Allocate(5000),
         Outcome::Rejected {
-            code: "insufficient".into(),
+            code: ErrorCode::Insufficient,
         },
     );
     push(4, Op::Add(500), Outcome::Unknown);
@@ -167,7 +167,7 @@ fn a_rejected_command_found_in_the_history_is_caught() {
         .find(|e| e.op == Op::Lock)
         .unwrap();
     lock.outcome = Outcome::Rejected {
-        code: "already_locked".into(),
+        code: ErrorCode::AlreadyLocked,
     };
     let result = check(&ledger, &server, &SubscriberLog::new());
     assert!(

@@ -3,17 +3,21 @@
 //! check must pass.
 
 // The workspace's one test support (a server on port 0 and the rest), shared with warden's own
-// integration tests. Its MongoDB part is behind warden's `mongodb` feature, a cfg this crate does
-// not declare (so it is compiled out here, and the unknown cfg is allowed).
-#[allow(unexpected_cfgs)]
-#[path = "../../tests/support/mod.rs"]
-mod support;
+// integration tests.
+use warden_testkit as support;
 
 use client_sim::swarm::{SwarmConfig, run};
+use client_sim::tokens::TokenKeys;
 use std::time::Duration;
 use support::LocalServer;
 use support::server::SECRET;
 use tokio_util::sync::CancellationToken;
+use warden_protocol::ErrorCode;
+
+/// The keys client-sim signs with for a local server (which verifies with [`SECRET`]).
+fn keys() -> TokenKeys {
+    TokenKeys::from_secret(SECRET.as_bytes())
+}
 
 fn short_swarm(url: &str) -> SwarmConfig {
     SwarmConfig {
@@ -36,17 +40,20 @@ async fn the_seed_scenario_runs_over_the_wire_as_the_seed_says() {
     // `locked`, every other step must succeed with the seed's amounts, and the read model must
     // show the final state.
     let server = LocalServer::with_real_clock().await;
-    let report = client_sim::scenario::run(&server.base_url(), &server.keys)
+    let report = client_sim::scenario::run(&server.base_url(), &keys())
         .await
         .unwrap();
     print!("{}", report.to_text());
     assert!(report.ok());
     assert_eq!(report.steps.len(), 7);
     // The steps sent are the seed's, each judged by what the seed expects of it.
-    for (step, seed) in report.steps.iter().zip(&warden::demo::SEED_STEPS) {
+    for (step, seed) in report.steps.iter().zip(&warden_protocol::seed::SEED_STEPS) {
         assert_eq!((step.title, step.expect), (seed.title, seed.expect));
     }
-    assert_eq!(report.steps[4].result.as_ref().unwrap_err().0, "locked");
+    assert_eq!(
+        report.steps[4].result.as_ref().unwrap_err().0,
+        ErrorCode::Locked
+    );
     let last = report.steps[6].result.as_ref().unwrap();
     assert_eq!(
         last.version, 6,
@@ -67,14 +74,9 @@ async fn a_short_closed_loop_swarm_keeps_every_acknowledged_promise() {
     // shared resources, and against spectators missing or repeating versions.
     let server = LocalServer::with_real_clock().await;
     let config = short_swarm(&server.base_url());
-    let report = run(
-        config,
-        server.keys.clone(),
-        CancellationToken::new(),
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    let report = run(config, keys(), CancellationToken::new(), |_, _| {})
+        .await
+        .unwrap();
     print!("{}", report.to_text());
     assert!(report.ok(), "{:?}", report.violations);
     assert!(report.commands > 0);
@@ -134,14 +136,9 @@ async fn a_short_open_loop_swarm_keeps_every_acknowledged_promise() {
         rate: Some(300.0),
         ..short_swarm(&server.base_url())
     };
-    let report = run(
-        config,
-        server.keys.clone(),
-        CancellationToken::new(),
-        |_, _| {},
-    )
-    .await
-    .unwrap();
+    let report = run(config, keys(), CancellationToken::new(), |_, _| {})
+        .await
+        .unwrap();
     print!("{}", report.to_text());
     assert!(report.ok(), "{:?}", report.violations);
     assert_eq!(report.mode, "open");
@@ -198,7 +195,7 @@ async fn a_swarm_rides_out_a_server_restart_and_its_check_still_passes() {
     // Guards against: bots giving up (or double-applying) when the server goes away mid-run, and
     // spectators stopping or missing versions instead of resuming with from_version.
     let mut server = LocalServer::with_real_clock().await;
-    let keys = server.keys.clone();
+    let keys = keys();
     let config = SwarmConfig {
         duration: Duration::from_secs(6),
         spectators: 3,

@@ -52,6 +52,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../../clients/js/src/index.js"),
     },
     Asset {
+        path: "/assets/codes.js",
+        content_type: JS,
+        body: include_str!("../../clients/js/src/codes.js"),
+    },
+    Asset {
         path: "/assets/msgpack.min.js",
         content_type: JS,
         body: include_str!("console/vendor/msgpack.min.js"),

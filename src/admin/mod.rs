@@ -8,8 +8,6 @@
 
 pub mod console;
 
-use crate::metrics::{Metrics, ScrapeGauges};
-use crate::node::Node;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -21,6 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use warden_core::metrics::{Metrics, ScrapeGauges};
+use warden_core::node::Node;
 
 /// The default admin address (Nakama's console port, beside the game port 7350).
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7351";
@@ -54,7 +54,7 @@ struct Inner {
     ready_timeout: Duration,
     /// The MongoDB store, whose round trips `/metrics` reports (`None` on the embedded store).
     #[cfg(feature = "mongodb")]
-    mongo: Option<Arc<crate::store::mongo::MongoStore>>,
+    mongo: Option<Arc<warden_store_mongo::MongoStore>>,
 }
 
 impl AdminState {
@@ -80,7 +80,7 @@ impl AdminState {
 
     /// Reports this MongoDB store's round trips by kind as `warden_store_round_trips_total`.
     #[cfg(feature = "mongodb")]
-    pub fn with_mongo(self, store: Arc<crate::store::mongo::MongoStore>) -> Self {
+    pub fn with_mongo(self, store: Arc<warden_store_mongo::MongoStore>) -> Self {
         self.rebuild(|i| i.mongo = Some(store))
     }
 

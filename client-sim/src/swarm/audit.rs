@@ -2,14 +2,14 @@
 //! service connections (a service reads anyone's resources in the owner view).
 
 use crate::check::{FinalResource, HistoryRecord};
-use crate::conn::{Client, ConnError};
+use crate::tokens::TokenKeys;
 use futures::StreamExt;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Duration;
 use thiserror::Error;
-use warden::auth::TokenKeys;
-use warden::domain::{ResourceId, Role};
-use warden::protocol::ServerMessage;
+use warden_client::{Client, ClientError};
+use warden_protocol::{ErrorCode, ResourceId, Role};
 
 /// Service connections used for the audit.
 const AUDITORS: usize = 16;
@@ -23,15 +23,13 @@ const RATE_LIMIT_RETRIES: u32 = 50;
 #[derive(Debug, Error)]
 pub enum AuditError {
     #[error(transparent)]
-    Conn(#[from] ConnError),
-    #[error("reading {id}: {code}: {message}")]
-    Refused {
+    Connect(#[from] ClientError),
+    #[error("reading {id}: {source}")]
+    Read {
         id: ResourceId,
-        code: String,
-        message: String,
+        #[source]
+        source: ClientError,
     },
-    #[error("reading {id}: unexpected reply {reply}")]
-    Unexpected { id: ResourceId, reply: String },
 }
 
 /// Reads the final state and history of `ids`. A resource the server does not know is left out
@@ -54,30 +52,31 @@ pub async fn read_final(
         .await;
     let mut out = BTreeMap::new();
     for (id, r) in results {
-        if let Some(fin) = r? {
+        if let Some(fin) = r.map_err(|source| AuditError::Read { id, source })? {
             out.insert(id, fin);
         }
     }
     Ok(out)
 }
 
-/// One request, retried while the server says `rate_limited`.
-async fn ask(
-    client: &Client,
-    id: ResourceId,
-    build: impl Fn(u64) -> warden::protocol::ClientMessage,
-) -> Result<ServerMessage, AuditError> {
+/// One read, retried while the server says `rate_limited`.
+async fn ask<T, F>(mut read: impl FnMut() -> F) -> Result<T, ClientError>
+where
+    F: Future<Output = Result<T, ClientError>>,
+{
     for attempt in 0..RATE_LIMIT_RETRIES {
-        match client.request(&build).await? {
-            ServerMessage::Error { code, .. } if code == "rate_limited" => {
+        match read().await {
+            Err(ClientError::Refused {
+                code: ErrorCode::RateLimited,
+                ..
+            }) => {
                 tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt + 1))).await;
             }
-            other => return Ok(other),
+            other => return other,
         }
     }
-    Err(AuditError::Refused {
-        id,
-        code: "rate_limited".into(),
+    Err(ClientError::Refused {
+        code: ErrorCode::RateLimited,
         message: "still rate limited after retries".into(),
     })
 }
@@ -87,36 +86,18 @@ const CATCH_UP_POLLS: u32 = 100;
 
 /// The history is read from the event log (the truth); `get` may come from the read model, a
 /// projection that can lag a moment behind, so it is polled until it shows the log's version.
-async fn read_one(client: &Client, id: ResourceId) -> Result<Option<FinalResource>, AuditError> {
+async fn read_one(client: &Client, id: ResourceId) -> Result<Option<FinalResource>, ClientError> {
     let mut history = Vec::new();
     read_history(client, id, &mut history).await?;
     let mut polls = 0;
     loop {
-        let view = match ask(client, id, |req| {
-            warden::protocol::ClientMessage::Get(warden::protocol::Get {
-                req,
-                resource_id: id,
-            })
-        })
-        .await?
-        {
-            ServerMessage::Resource { resource, .. } => resource,
-            ServerMessage::Error { code, .. } if code == "not_found" && history.is_empty() => {
-                return Ok(None);
-            }
-            ServerMessage::Error { code, message, .. } => {
-                return Err(AuditError::Refused {
-                    id,
-                    code: code.to_string(),
-                    message,
-                });
-            }
-            other => {
-                return Err(AuditError::Unexpected {
-                    id,
-                    reply: format!("{other:?}"),
-                });
-            }
+        let view = match ask(|| client.get(id)).await {
+            Ok(view) => view,
+            Err(ClientError::Refused {
+                code: ErrorCode::NotFound,
+                ..
+            }) if history.is_empty() => return Ok(None),
+            Err(e) => return Err(e),
         };
         let head = history.last().map_or(0, |h: &HistoryRecord| h.version);
         if view.version > head {
@@ -141,34 +122,16 @@ async fn read_history(
     client: &Client,
     id: ResourceId,
     history: &mut Vec<HistoryRecord>,
-) -> Result<(), AuditError> {
+) -> Result<(), ClientError> {
     loop {
         let after = history.last().map_or(0, |h| h.version);
-        let events = match ask(client, id, |req| {
-            warden::protocol::ClientMessage::History(warden::protocol::History {
-                req,
-                resource_id: id,
-                after_version: after,
-                limit: Some(PAGE),
-            })
-        })
-        .await?
-        {
-            ServerMessage::History { events, .. } => events,
-            ServerMessage::Error { code, .. } if code == "not_found" => return Ok(()),
-            ServerMessage::Error { code, message, .. } => {
-                return Err(AuditError::Refused {
-                    id,
-                    code: code.to_string(),
-                    message,
-                });
-            }
-            other => {
-                return Err(AuditError::Unexpected {
-                    id,
-                    reply: format!("{other:?}"),
-                });
-            }
+        let events = match ask(|| client.history(id, after, Some(PAGE))).await {
+            Ok(events) => events,
+            Err(ClientError::Refused {
+                code: ErrorCode::NotFound,
+                ..
+            }) => return Ok(()),
+            Err(e) => return Err(e),
         };
         let full = events.len() as u32 >= PAGE;
         history.extend(events.into_iter().map(|e| HistoryRecord {

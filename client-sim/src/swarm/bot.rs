@@ -2,7 +2,11 @@
 //! of commands and queries, closed-loop (send, await the reply, next) or open-loop (send on a
 //! schedule, latency measured from the scheduled time so a slow server cannot hide its delays).
 //!
-//! A bot owns its socket in its own task: no helper task, no channel, no thread per bot.
+//! A bot owns its socket in its own task: no helper task, no channel, no thread per bot. It uses
+//! `warden-client`'s bare [`Connection`] (connect, `welcome`, frames), not its `Client`: a
+//! `Client` adds a task, a channel hop each way and a oneshot per request, which at ten thousand
+//! bots in open-loop mode costs throughput the tool exists to measure; and a bot resends the very
+//! frames it sent (same `req`, same bytes), which needs no matching beyond its own map.
 //! Requests that time out are resent with the same `req` and `command_id` (the server answers a
 //! repeat with the first outcome); after a dropped connection (a server restart included) the
 //! bot reconnects, trying for up to `reconnect_for`, and resends what was pending with the same
@@ -10,17 +14,20 @@
 //! settles it. Every command and what it was told goes into the bot's ledger entries.
 
 use crate::check::{Entry, Op, Outcome};
-use crate::conn::{self, ConnError, Ws};
 use crate::swarm::{SwarmEnv, TimedOut};
-use bytes::Bytes;
 use rand::RngExt;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::{Instant, sleep_until};
-use warden::domain::{ClientResource, CommandId, PlayerId, ResourceId, Role};
-use warden::protocol::{self, ClientMessage, RequestId, ServerMessage};
+use warden_client::{Bytes, ClientError, Command, Connection};
+use warden_protocol::{
+    ClientMessage, ClientResource, CommandId, ErrorCode, Get, History, List, PlayerId, RequestId,
+    ResourceId, Role, ServerMessage,
+};
+
+mod replies;
 
 /// Most requests one bot has in flight in open-loop mode; past it the bot waits (its latency
 /// clock keeps running from the scheduled time, so the wait is measured, not hidden).
@@ -74,7 +81,7 @@ struct Pending {
 enum Wake {
     Stop,
     Send,
-    Msg(Result<ServerMessage, ConnError>),
+    Msg(Result<ServerMessage, ClientError>),
     Timeout,
 }
 
@@ -86,7 +93,7 @@ pub struct Bot {
     role: Role,
     /// Whether this bot's allocates and adds go half to the shared guild resources.
     guild_member: bool,
-    ws: Option<Ws>,
+    conn: Option<Connection>,
     next_req: RequestId,
     pending: HashMap<RequestId, Pending>,
     own: Option<Own>,
@@ -132,7 +139,7 @@ impl Bot {
             guild_member,
             shared,
             index,
-            ws: None,
+            conn: None,
             next_req: 1,
             pending: HashMap::new(),
             own: None,
@@ -162,9 +169,9 @@ impl Bot {
             self.work().await;
         }
         self.cleanup().await;
-        if let Some(ws) = self.ws.take() {
+        if let Some(conn) = self.conn.take() {
             self.shared.rec.counters.connection_closed();
-            conn::close(ws).await;
+            conn.close().await;
         }
         self.finish()
     }
@@ -180,9 +187,10 @@ impl Bot {
     async fn connect(&mut self) -> bool {
         let token = crate::tokens::mint(&self.shared.keys, self.player.as_str(), self.role);
         let rec = self.shared.rec.clone();
-        let connected = conn::connect_patiently(
+        let connected = Connection::connect_patiently(
             &self.shared.config.url,
             &token,
+            &self.shared.config.client_config(),
             self.shared.config.reconnect_for,
             |e| {
                 rec.error(connect_code(e));
@@ -192,15 +200,15 @@ impl Bot {
             },
         )
         .await;
-        let Ok((ws, welcome)) = connected else {
+        let Ok(conn) = connected else {
             return false;
         };
-        let per_s = welcome.limits.commands_per_second;
+        let per_s = conn.welcome().limits.commands_per_second;
         if per_s > 0 {
             self.pace = Duration::from_secs_f64(1.0 / f64::from(per_s));
         }
         self.pace = self.pace.max(self.shared.config.think);
-        self.ws = Some(ws);
+        self.conn = Some(conn);
         self.shared.rec.counters.connection_opened();
         true
     }
@@ -208,7 +216,7 @@ impl Bot {
     /// After a dropped connection: reconnect and resend everything pending. False when the
     /// server cannot be reached again; pending commands then have an unknown outcome.
     async fn reconnect(&mut self) -> bool {
-        if self.ws.take().is_some() {
+        if self.conn.take().is_some() {
             self.shared.rec.counters.connection_closed();
         }
         self.shared.rec.error("disconnected");
@@ -224,8 +232,8 @@ impl Bot {
                 .collect();
             frames.sort();
             for frame in frames {
-                if let Some(ws) = self.ws.as_mut()
-                    && conn::send_bytes(ws, frame).await.is_err()
+                if let Some(conn) = self.conn.as_mut()
+                    && conn.send_frame(frame).await.is_err()
                 {
                     return Box::pin(self.reconnect()).await;
                 }
@@ -242,9 +250,8 @@ impl Bot {
     async fn send(&mut self, kind: ClientMessageKind, origin: Instant) -> Result<RequestId, ()> {
         let req = self.next_req;
         self.next_req += 1;
-        let command_id = CommandId::new();
-        let (msg, k) = self.build(kind, req, command_id);
-        let frame = Bytes::from(protocol::encode(&msg));
+        let (msg, k) = self.build(kind, req);
+        let frame = Bytes::from(warden_protocol::encode(&msg));
         self.pending.insert(
             req,
             Pending {
@@ -255,8 +262,8 @@ impl Bot {
                 attempts: 1,
             },
         );
-        let sent = match self.ws.as_mut() {
-            Some(ws) => conn::send_bytes(ws, frame).await.is_ok(),
+        let sent = match self.conn.as_mut() {
+            Some(conn) => conn.send_frame(frame).await.is_ok(),
             None => false,
         };
         if !sent && !self.reconnect().await {
@@ -265,86 +272,54 @@ impl Bot {
         Ok(req)
     }
 
-    fn build(
-        &self,
-        kind: ClientMessageKind,
-        req: RequestId,
-        command_id: CommandId,
-    ) -> (ClientMessage, Kind) {
-        let cmd = |resource, op| Kind::Command {
-            resource,
-            command_id,
-            op,
+    /// The message of `kind` with request id `req` (a command gets a fresh command id), and what
+    /// to record of its reply.
+    fn build(&self, kind: ClientMessageKind, req: RequestId) -> (ClientMessage, Kind) {
+        let command = |command: Command, op| {
+            let kind = Kind::Command {
+                resource: command.resource_id(),
+                command_id: command.id(),
+                op,
+            };
+            (command.to_message(req), kind)
         };
         match kind {
-            ClientMessageKind::Create => (
-                ClientMessage::Create(warden::protocol::Create {
-                    req,
-                    command_id,
-                    resource_type: self.shared.config.own_type.clone(),
-                    owner: None,
-                    params: None,
-                }),
-                // The initial amount is read from the reply.
-                cmd(
-                    None,
-                    Op::Create {
-                        initial: 0,
-                        regen_milli: 0,
-                    },
+            // The initial amount is read from the reply.
+            ClientMessageKind::Create => command(
+                Command::create(self.shared.config.own_type.clone()),
+                Op::Create {
+                    initial: 0,
+                    regen_milli: 0,
+                },
+            ),
+            ClientMessageKind::Allocate(id, amount) => command(
+                Command::allocate(id, amount, "bot purchase"),
+                Op::Allocate(amount),
+            ),
+            ClientMessageKind::Add(id, amount) => {
+                command(Command::add(id, amount, "bot reward"), Op::Add(amount))
+            }
+            ClientMessageKind::Lock(id) => command(
+                Command::lock(
+                    id,
+                    "bot trade",
+                    Duration::from_millis(self.shared.config.lock_ms),
                 ),
+                Op::Lock,
             ),
-            ClientMessageKind::Allocate(id, amount) => (
-                ClientMessage::Allocate(warden::protocol::Allocate {
-                    req,
-                    command_id,
-                    resource_id: id,
-                    amount,
-                    reason: "bot purchase".into(),
-                }),
-                cmd(Some(id), Op::Allocate(amount)),
-            ),
-            ClientMessageKind::Add(id, amount) => (
-                ClientMessage::Add(warden::protocol::Add {
-                    req,
-                    command_id,
-                    resource_id: id,
-                    amount,
-                    reason: "bot reward".into(),
-                }),
-                cmd(Some(id), Op::Add(amount)),
-            ),
-            ClientMessageKind::Lock(id) => (
-                ClientMessage::Lock(warden::protocol::Lock {
-                    req,
-                    command_id,
-                    resource_id: id,
-                    reason: "bot trade".into(),
-                    duration_ms: self.shared.config.lock_ms,
-                }),
-                cmd(Some(id), Op::Lock),
-            ),
-            ClientMessageKind::Unlock(id) => (
-                ClientMessage::Unlock(warden::protocol::Unlock {
-                    req,
-                    command_id,
-                    resource_id: id,
-                }),
-                cmd(Some(id), Op::Unlock),
-            ),
+            ClientMessageKind::Unlock(id) => command(Command::unlock(id), Op::Unlock),
             ClientMessageKind::Get(id) => (
-                ClientMessage::Get(warden::protocol::Get {
+                ClientMessage::Get(Get {
                     req,
                     resource_id: id,
                 }),
                 Kind::Query,
             ),
-            ClientMessageKind::List => (
-                ClientMessage::List(warden::protocol::List { req, owner: None }),
-                Kind::Query,
-            ),
+            ClientMessageKind::List => {
+                (ClientMessage::List(List { req, owner: None }), Kind::Query)
+            }
             ClientMessageKind::History(id) => (
-                ClientMessage::History(warden::protocol::History {
+                ClientMessage::History(History {
                     req,
                     resource_id: id,
                     after_version: 0,
@@ -416,11 +391,13 @@ impl Bot {
                     None => self.pending.is_empty(),
                 };
             let next_deadline = self.pending.values().map(|p| p.deadline).min();
-            let Some(ws) = self.ws.as_mut() else { return };
+            let Some(conn) = self.conn.as_mut() else {
+                return;
+            };
             let wake = tokio::select! {
                 biased;
                 _ = stop.cancelled(), if !stopping => Wake::Stop,
-                msg = conn::recv(ws) => Wake::Msg(msg),
+                msg = conn.recv() => Wake::Msg(msg),
                 _ = sleep_until(next_deadline.unwrap_or(next_send)), if next_deadline.is_some() => Wake::Timeout,
                 _ = sleep_until(next_send), if can_send => Wake::Send,
             };
@@ -465,11 +442,11 @@ impl Bot {
             .map_err(|_| TimedOut)?;
         while self.pending.contains_key(&req) {
             let deadline = self.pending[&req].deadline;
-            let Some(ws) = self.ws.as_mut() else {
+            let Some(conn) = self.conn.as_mut() else {
                 return Err(TimedOut);
             };
             let got = tokio::select! {
-                msg = conn::recv(ws) => Some(msg),
+                msg = conn.recv() => Some(msg),
                 _ = sleep_until(deadline) => None,
             };
             match got {
@@ -485,174 +462,6 @@ impl Bot {
         Ok(())
     }
 
-    /// Resends what timed out; gives up on what was sent too often.
-    async fn on_timeouts(&mut self) -> Result<(), ()> {
-        let now = Instant::now();
-        let expired: Vec<RequestId> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(r, _)| *r)
-            .collect();
-        for req in expired {
-            let Some(p) = self.pending.get_mut(&req) else {
-                continue;
-            };
-            self.shared.rec.error("timeout");
-            if p.attempts >= MAX_ATTEMPTS {
-                let p = self.pending.remove(&req).expect("present");
-                self.give_up(p);
-                continue;
-            }
-            p.attempts += 1;
-            p.deadline = now + self.shared.config.request_timeout;
-            let frame = p.frame.clone();
-            let sent = match self.ws.as_mut() {
-                Some(ws) => conn::send_bytes(ws, frame).await.is_ok(),
-                None => false,
-            };
-            if !sent && !self.reconnect().await {
-                return Err(());
-            }
-        }
-        Ok(())
-    }
-
-    /// A request that will never be answered: a command's outcome is unknown (the final check
-    /// reads the history to see whether it applied).
-    fn give_up(&mut self, p: Pending) {
-        if let Kind::Command {
-            resource: Some(resource_id),
-            command_id,
-            op,
-        } = p.kind
-        {
-            if op == Op::Lock
-                && let Some(own) = self.own.as_mut()
-            {
-                own.locked = true;
-            }
-            self.entries.push(Entry {
-                resource_id,
-                command_id,
-                op,
-                outcome: Outcome::Unknown,
-            });
-        }
-    }
-
-    fn on_message(&mut self, msg: ServerMessage) {
-        let now = Instant::now();
-        let Some(req) = msg.req() else {
-            if let ServerMessage::Error { code, .. } = &msg {
-                // The server is about to close this session; the read error that follows
-                // triggers the reconnect.
-                self.shared.rec.error(code.as_str());
-            }
-            return;
-        };
-        let Some(p) = self.pending.remove(&req) else {
-            return;
-        };
-        let latency = now.saturating_duration_since(p.origin);
-        match p.kind {
-            Kind::Query => {
-                self.shared.rec.query(latency);
-                if let ServerMessage::Error { code, .. } = &msg {
-                    self.shared.rec.error(code.as_str());
-                }
-            }
-            Kind::Command {
-                resource,
-                command_id,
-                op,
-            } => {
-                let guild = resource.is_some_and(|id| self.shared.guild.contains(&id));
-                self.shared.rec.command(now.into_std(), latency, guild);
-                self.on_command_reply(msg, resource, command_id, op);
-            }
-        }
-    }
-
-    fn on_command_reply(
-        &mut self,
-        msg: ServerMessage,
-        resource: Option<ResourceId>,
-        command_id: CommandId,
-        op: Op,
-    ) {
-        match msg {
-            ServerMessage::Applied {
-                resource_id,
-                version,
-                resource: view,
-                ..
-            } => {
-                let op = match op {
-                    Op::Create { .. } => {
-                        self.own = Some(Own {
-                            id: resource_id,
-                            amount: view.amount,
-                            max: view.max_amount,
-                            locked: view.locked,
-                        });
-                        Op::Create {
-                            initial: view.amount,
-                            regen_milli: view.regen_milli.unwrap_or(0),
-                        }
-                    }
-                    other => other,
-                };
-                self.observe(&view);
-                self.entries.push(Entry {
-                    resource_id,
-                    command_id,
-                    op,
-                    outcome: Outcome::Applied { version },
-                });
-            }
-            ServerMessage::Error { code, .. } => {
-                if !(self.cleaning_up && code == "not_locked") {
-                    self.shared.rec.error(code.as_str());
-                }
-                if code == "not_locked"
-                    && let Some(own) = self.own.as_mut()
-                {
-                    own.locked = false;
-                }
-                if let Some(resource_id) = resource {
-                    let outcome = if ambiguous(code.as_str()) {
-                        Outcome::Unknown
-                    } else {
-                        Outcome::Rejected {
-                            code: code.to_string(),
-                        }
-                    };
-                    self.entries.push(Entry {
-                        resource_id,
-                        command_id,
-                        op,
-                        outcome,
-                    });
-                }
-            }
-            other => {
-                self.shared.rec.error("unexpected_reply");
-                tracing_unexpected(self.index, &other);
-            }
-        }
-    }
-
-    /// Keeps what the bot knows of its own resource current.
-    fn observe(&mut self, view: &ClientResource) {
-        if let Some(own) = self.own.as_mut()
-            && own.id == view.id
-        {
-            own.amount = view.amount;
-            own.locked = view.locked;
-        }
-    }
-
     /// Unlocks the bot's resource if it may still be locked, so no lock expires after the final
     /// read (an expiry appends an event nobody acknowledged). In open-loop mode replies may
     /// arrive in another order than the server applied them, so a bot that ever locked unlocks
@@ -662,7 +471,7 @@ impl Bot {
         let open_loop = self.shared.config.rate.is_some();
         if let Some(own) = self.own
             && (own.locked || (open_loop && self.ever_locked))
-            && self.ws.is_some()
+            && self.conn.is_some()
         {
             self.cleaning_up = true;
             let _ = self.roundtrip(ClientMessageKind::Unlock(own.id)).await;
@@ -670,15 +479,19 @@ impl Bot {
     }
 }
 
-/// Error codes that do not say whether the command was written.
-pub fn ambiguous(code: &str) -> bool {
-    matches!(code, "unavailable" | "internal" | "shutting_down")
+/// Error codes the ledger records as an unknown outcome (the final check then reads the history
+/// to see whether the command applied), rather than as a refusal that wrote nothing.
+pub fn ambiguous(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::Unavailable | ErrorCode::Internal | ErrorCode::ShuttingDown
+    )
 }
 
-fn connect_code(e: &ConnError) -> &'static str {
+fn connect_code(e: &ClientError) -> &'static str {
     match e {
-        ConnError::Refused { .. } => "connect_refused",
-        ConnError::Timeout => "connect_timeout",
+        ClientError::Upgrade { .. } => "connect_refused",
+        ClientError::Timeout(_) => "connect_timeout",
         _ => "connect_failed",
     }
 }

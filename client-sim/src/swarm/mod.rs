@@ -18,18 +18,19 @@ pub mod spectator;
 
 use crate::check::{self, Entry, Ledger, Op, Outcome, SubscriberLog};
 pub use crate::config::SwarmConfig;
-use crate::conn::{Client, ConnError};
 use crate::metrics::Recorder;
 use crate::report::SwarmReport;
+use crate::tokens::TokenKeys;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::Notify;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
-use warden::auth::TokenKeys;
-use warden::domain::{CommandId, PlayerId, ResourceParams, Role};
-use warden::protocol::{ClientMessage, ServerMessage};
+use warden_client::{Client, ClientError, Command};
+use warden_protocol::{PlayerId, ResourceId, ResourceParams, Role};
 
 /// Owner of the shared guild resources.
 pub const GUILD_OWNER: &str = "guild-bank";
@@ -41,7 +42,7 @@ const CATCH_UP: Duration = Duration::from_secs(15);
 #[derive(Debug, Error)]
 pub enum SwarmError {
     #[error("the guild service could not connect: {0}")]
-    Service(#[source] ConnError),
+    Service(#[source] ClientError),
     #[error("creating a guild resource failed: {0}")]
     Guild(String),
     #[error("the final audit failed: {0}")]
@@ -62,7 +63,7 @@ pub struct SwarmEnv {
     /// Bots stop sending new work when this fires.
     pub stop: CancellationToken,
     /// The guild resources.
-    pub guild: Vec<warden::domain::ResourceId>,
+    pub guild: Vec<ResourceId>,
     /// Bots that are done setting up (or gave up).
     ready: AtomicUsize,
     all_ready: Notify,
@@ -87,23 +88,7 @@ pub async fn run(
     let start = Instant::now();
     let rec = Arc::new(Recorder::new(start));
     let mut ledger = Ledger::default();
-
-    let service_token = crate::tokens::mint(&keys, GUILD_SERVICE, Role::Service);
-    let service = Client::connect(&config.url, &service_token)
-        .await
-        .map_err(SwarmError::Service)?;
-    let guild_count = if config.guild_fraction > 0.0 {
-        config.guild_resources
-    } else {
-        0
-    };
-    let mut guild = Vec::with_capacity(guild_count);
-    for _ in 0..guild_count {
-        let (id, entry) = create_guild_resource(&service).await?;
-        guild.push(id);
-        ledger.push(entry);
-    }
-    drop(service);
+    let guild = create_guild(&config, &keys, &mut ledger).await?;
 
     let stop = cancel.child_token();
     let shared = Arc::new(SwarmEnv {
@@ -115,43 +100,110 @@ pub async fn run(
         ready: AtomicUsize::new(0),
         all_ready: Notify::new(),
     });
-
-    let ticker = {
-        let rec = rec.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_millis(250));
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = every.tick() => progress(&rec, rec.start.elapsed()),
-                }
-            }
-        })
-    };
-
+    let ticker = spawn_ticker(rec.clone(), stop.clone(), progress);
     let t0 = tokio::time::Instant::now();
-    let mut bots = tokio::task::JoinSet::new();
+    let mut bots = JoinSet::new();
     for i in 0..config.bots {
         let offset = config.ramp_up.mul_f64(i as f64 / config.bots.max(1) as f64);
-        let bot = bot::Bot::new(shared.clone(), i);
-        bots.spawn(bot.run(t0 + offset));
+        bots.spawn(bot::Bot::new(shared.clone(), i).run(t0 + offset));
     }
-
-    // Spectators subscribe once bots have their resources (or the ramp-up is long over), so the
-    // `subscribed` reply holds every resource they will see change.
     let spectators_stop = CancellationToken::new();
+    let (spectators, mut spectator_tasks) = start_spectators(&shared, &spectators_stop).await;
+
+    tokio::select! {
+        _ = tokio::time::sleep_until(t0 + config.duration) => {}
+        _ = stop.cancelled() => {}
+    }
+    stop.cancel();
+    let sending_time = start.elapsed();
+    while let Some(res) = bots.join_next().await {
+        if let Ok(r) = res {
+            ledger.extend(r.entries);
+        }
+    }
+    let _ = ticker.await;
+
+    let server = audit::read_final(&config.url, &keys, &ledger.resources()).await?;
+    let subscribers = {
+        catch_up(&spectators, &server).await;
+        spectators_stop.cancel();
+        while spectator_tasks.join_next().await.is_some() {}
+        seen_by(&spectators)
+    };
+
+    let verdict = check::check(&ledger, &server, &subscribers);
+    Ok(SwarmReport::build(
+        &config,
+        &rec,
+        sending_time,
+        &verdict,
+        subscribers.values().map(|m| m.len()).sum(),
+    ))
+}
+
+/// The shared guild resources, created by a service connection (none if no bot joins the
+/// guild); their creates go into the ledger.
+async fn create_guild(
+    config: &SwarmConfig,
+    keys: &TokenKeys,
+    ledger: &mut Ledger,
+) -> Result<Vec<ResourceId>, SwarmError> {
+    // Connected even when no guild is wanted: a server that cannot be reached fails the run here.
+    let token = crate::tokens::mint(keys, GUILD_SERVICE, Role::Service);
+    let service = Client::connect(&config.url, &token)
+        .await
+        .map_err(SwarmError::Service)?;
+    let count = if config.guild_fraction > 0.0 {
+        config.guild_resources
+    } else {
+        0
+    };
+    let mut guild = Vec::with_capacity(count);
+    for _ in 0..count {
+        let entry = create_guild_resource(&service).await?;
+        guild.push(entry.resource_id);
+        ledger.push(entry);
+    }
+    service.close().await;
+    Ok(guild)
+}
+
+/// Calls `progress` about four times a second until `stop`.
+fn spawn_ticker(
+    rec: Arc<Recorder>,
+    stop: CancellationToken,
+    progress: impl Fn(&Recorder, Duration) + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = every.tick() => progress(&rec, rec.start.elapsed()),
+            }
+        }
+    })
+}
+
+/// Starts the spectators once bots have their resources (or the ramp-up is long over), so the
+/// `subscribed` reply holds every resource they will see change. Each watches `watch` bots, the
+/// guild's owner first.
+async fn start_spectators(
+    shared: &Arc<SwarmEnv>,
+    stop: &CancellationToken,
+) -> (Vec<Arc<spectator::Spectator>>, JoinSet<()>) {
+    let config = &shared.config;
     let spectators: Vec<Arc<spectator::Spectator>> = (0..config.spectators)
         .map(|i| Arc::new(spectator::Spectator::new(i)))
         .collect();
-    let mut spectator_tasks = tokio::task::JoinSet::new();
+    let mut tasks = JoinSet::new();
     {
         let waiting = shared.all_ready.notified();
         if shared.ready.load(Ordering::Acquire) < config.bots {
             tokio::select! {
                 _ = waiting => {}
                 _ = tokio::time::sleep(config.ramp_up + Duration::from_secs(20)) => {}
-                _ = stop.cancelled() => {}
+                _ = shared.stop.cancelled() => {}
             }
         }
     }
@@ -169,29 +221,16 @@ pub async fn run(
         if !shared.guild.is_empty() {
             watch.insert(0, PlayerId::new(GUILD_OWNER));
         }
-        spectator_tasks.spawn(
-            s.clone()
-                .run(shared.clone(), watch, spectators_stop.clone()),
-        );
+        tasks.spawn(s.clone().run(shared.clone(), watch, stop.clone()));
     }
+    (spectators, tasks)
+}
 
-    tokio::select! {
-        _ = tokio::time::sleep_until(t0 + config.duration) => {}
-        _ = stop.cancelled() => {}
-    }
-    stop.cancel();
-    let sending_time = start.elapsed();
-    while let Some(res) = bots.join_next().await {
-        if let Ok(r) = res {
-            ledger.extend(r.entries);
-        }
-    }
-    let _ = ticker.await;
-
-    let ids = ledger.resources();
-    let server = audit::read_final(&config.url, &keys, &ids).await?;
-
-    // Give spectators time to receive the final versions of what they watch.
+/// Gives spectators time (up to [`CATCH_UP`]) to receive the final versions of what they watch.
+async fn catch_up(
+    spectators: &[Arc<spectator::Spectator>],
+    server: &BTreeMap<ResourceId, check::FinalResource>,
+) {
     let deadline = Instant::now() + CATCH_UP;
     loop {
         let behind = spectators.iter().any(|s| {
@@ -200,73 +239,44 @@ pub async fn run(
                 .any(|(id, fin)| s.last_seen(id).is_some_and(|v| v < fin.version))
         });
         if !behind || Instant::now() >= deadline {
-            break;
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    spectators_stop.cancel();
-    while spectator_tasks.join_next().await.is_some() {}
-    let subscribers: SubscriberLog = spectators
+}
+
+/// What each spectator saw.
+fn seen_by(spectators: &[Arc<spectator::Spectator>]) -> SubscriberLog {
+    spectators
         .iter()
         .map(|s| {
             let seen = s.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
             (s.name.clone(), seen)
         })
-        .collect();
-
-    let verdict = check::check(&ledger, &server, &subscribers);
-    Ok(SwarmReport::build(
-        &config,
-        &rec,
-        sending_time,
-        &verdict,
-        subscribers.values().map(|m| m.len()).sum(),
-    ))
+        .collect()
 }
 
 /// Creates one shared resource owned by [`GUILD_OWNER`], with no regeneration.
-async fn create_guild_resource(
-    service: &Client,
-) -> Result<(warden::domain::ResourceId, Entry), SwarmError> {
-    let command_id = CommandId::new();
+async fn create_guild_resource(service: &Client) -> Result<Entry, SwarmError> {
     let params = ResourceParams {
         initial_amount: 1_000_000,
         max_amount: 1_000_000_000_000,
         regen_milli: 0,
     };
-    let reply = service
-        .request(|req| {
-            ClientMessage::Create(warden::protocol::Create {
-                req,
-                command_id,
-                resource_type: "guild-gold".into(),
-                owner: Some(PlayerId::new(GUILD_OWNER)),
-                params: Some(params.clone()),
-            })
-        })
+    let create = Command::create_for(PlayerId::new(GUILD_OWNER), "guild-gold", Some(params));
+    let applied = service
+        .execute(&create)
         .await
         .map_err(|e| SwarmError::Guild(e.to_string()))?;
-    match reply {
-        ServerMessage::Applied {
-            resource_id,
-            version,
-            resource,
-            ..
-        } => Ok((
-            resource_id,
-            Entry {
-                resource_id,
-                command_id,
-                op: Op::Create {
-                    initial: resource.amount,
-                    regen_milli: resource.regen_milli.unwrap_or(0),
-                },
-                outcome: Outcome::Applied { version },
-            },
-        )),
-        ServerMessage::Error { code, message, .. } => {
-            Err(SwarmError::Guild(format!("{code}: {message}")))
-        }
-        other => Err(SwarmError::Guild(format!("unexpected reply {other:?}"))),
-    }
+    Ok(Entry {
+        resource_id: applied.resource_id,
+        command_id: create.id(),
+        op: Op::Create {
+            initial: applied.resource.amount,
+            regen_milli: applied.resource.regen_milli.unwrap_or(0),
+        },
+        outcome: Outcome::Applied {
+            version: applied.version,
+        },
+    })
 }

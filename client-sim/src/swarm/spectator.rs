@@ -1,17 +1,25 @@
 //! One spectator: subscribes to many owners' resources and checks, update by update, that each
 //! resource's versions follow on with no gap and no repeat; measures delivery lag (commit time
 //! in the view's `updated_at` → local receive time).
+//!
+//! It uses `warden-client`'s [`Client`] and subscriptions, but resumes by itself: after a drop it
+//! opens a new client and subscribes to each resource it saw with `from_version` = the last
+//! version *it recorded* (not `Client::reconnect`, which would resume owner subscriptions with
+//! the current views), so every resume exercises the server's replay from the log, and the
+//! gap/repeat check covers it.
 
 use crate::check::Seen;
-use crate::conn;
 use crate::metrics::unix_us_now;
 use crate::swarm::SwarmEnv;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use warden::domain::{PlayerId, ResourceId, Role};
-use warden::protocol::{ClientMessage, ServerMessage};
+use warden_client::{Client, ClientError, Connection, Subscription, Update};
+use warden_protocol::{PlayerId, ResourceId, Role};
 
 /// What a spectator saw, shared with the orchestrator, which waits for it to catch up with the
 /// final versions. Locked only for a map update, never across `.await`.
@@ -44,77 +52,15 @@ impl Spectator {
         let token = crate::tokens::mint(&shared.keys, &self.name, Role::Spectator);
         let mut resumes = 0;
         loop {
-            let connected = conn::connect_patiently(
-                &shared.config.url,
-                &token,
-                shared.config.reconnect_for,
-                |_| {
-                    shared.rec.error("connect_failed");
-                    shared
-                        .rec
-                        .counters
-                        .connect_failures
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                },
-            );
-            let (mut ws, welcome) = tokio::select! {
-                _ = stop.cancelled() => return,
-                connected = connected => match connected {
-                    Ok(ok) => ok,
-                    Err(_) => return,
-                },
+            let Some(client) = connect(&shared, &token, &stop).await else {
+                return;
             };
             shared.rec.counters.connection_opened();
-            let cap = welcome.limits.max_subscriptions.max(1) as usize;
-            let subscriptions: Vec<ClientMessage> = if resumes == 0 {
-                owners
-                    .iter()
-                    .take(cap)
-                    .enumerate()
-                    .map(|(i, owner)| {
-                        ClientMessage::Subscribe(warden::protocol::Subscribe {
-                            req: i as u64 + 1,
-                            resource_id: None,
-                            owner: Some(owner.clone()),
-                            from_version: None,
-                        })
-                    })
-                    .collect()
-            } else {
-                let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-                seen.iter()
-                    .take(cap)
-                    .enumerate()
-                    .map(|(i, (id, s))| {
-                        ClientMessage::Subscribe(warden::protocol::Subscribe {
-                            req: i as u64 + 1,
-                            resource_id: Some(*id),
-                            owner: None,
-                            from_version: Some(s.last),
-                        })
-                    })
-                    .collect()
-            };
-            let mut dropped = false;
-            for msg in &subscriptions {
-                if conn::send(&mut ws, msg).await.is_err() {
-                    dropped = true;
-                    break;
-                }
-            }
-            while !dropped {
-                let msg = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    msg = conn::recv(&mut ws) => msg,
-                };
-                match msg {
-                    Ok(msg) => self.on_message(&shared, msg),
-                    Err(_) => dropped = true,
-                }
-            }
+            let subscriptions = self.subscribe(&shared, &client, &owners, resumes).await;
+            let dropped = self.follow(&shared, &client, subscriptions, &stop).await;
             shared.rec.counters.connection_closed();
             if !dropped {
-                conn::close(ws).await;
+                client.close().await;
                 return;
             }
             shared.rec.error("spectator_dropped");
@@ -125,37 +71,88 @@ impl Spectator {
         }
     }
 
-    fn on_message(&self, shared: &SwarmEnv, msg: ServerMessage) {
-        match msg {
-            ServerMessage::Subscribed { resources, .. } => {
-                let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-                for r in resources {
-                    seen.entry(r.id).or_insert_with(|| Seen::at(r.version));
+    /// Subscribes, up to the server's subscription limit: the first time to `owners`; after a
+    /// drop to each resource seen, from the last version seen. The snapshots of the replies
+    /// start what [`Seen`] tracks.
+    async fn subscribe(
+        &self,
+        shared: &SwarmEnv,
+        client: &Client,
+        owners: &[PlayerId],
+        resumes: u32,
+    ) -> Vec<Subscription> {
+        let cap = client.welcome().limits.max_subscriptions.max(1) as usize;
+        type Ask<'a> = BoxFuture<'a, Result<Subscription, ClientError>>;
+        let asks: Vec<Ask<'_>> = if resumes == 0 {
+            owners
+                .iter()
+                .take(cap)
+                .map(|owner| client.subscribe_owner(owner.clone()).boxed())
+                .collect()
+        } else {
+            let from: Vec<(ResourceId, u64)> = self
+                .seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .take(cap)
+                .map(|(id, s)| (*id, s.last))
+                .collect();
+            from.into_iter()
+                .map(|(id, last)| client.subscribe_resource(id, Some(last)).boxed())
+                .collect()
+        };
+        let mut subscriptions = Vec::new();
+        for answer in futures::future::join_all(asks).await {
+            match answer {
+                Ok(sub) => {
+                    let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+                    for r in sub.snapshot() {
+                        seen.entry(r.id).or_insert_with(|| Seen::at(r.version));
+                    }
+                    subscriptions.push(sub);
+                }
+                Err(e) => shared
+                    .rec
+                    .error(e.code().map_or("subscribe_failed", |c| c.as_str())),
+            }
+        }
+        subscriptions
+    }
+
+    /// Records updates until `stop` (false) or until the connection ends (true).
+    async fn follow(
+        &self,
+        shared: &SwarmEnv,
+        client: &Client,
+        subscriptions: Vec<Subscription>,
+        stop: &CancellationToken,
+    ) -> bool {
+        let mut updates = futures::stream::select_all(subscriptions);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return false,
+                _ = client.closed() => return true,
+                Some(update) = updates.next(), if !updates.is_empty() => {
+                    self.on_update(shared, update);
                 }
             }
-            ServerMessage::Update {
-                resource_id,
-                base_version,
-                version,
-                resource,
-                ..
-            } => {
-                let lag_us = unix_us_now() - resource.updated_at.millis() * 1000;
-                shared
-                    .rec
-                    .update(Duration::from_micros(lag_us.max(0) as u64));
-                // A resource not in any `subscribed` reply was created after subscribing: its
-                // first update must start at version 0.
-                self.seen
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(resource_id)
-                    .or_default()
-                    .update(base_version, version);
-            }
-            ServerMessage::Error { code, .. } => shared.rec.error(code.as_str()),
-            _ => {}
         }
+    }
+
+    fn on_update(&self, shared: &SwarmEnv, update: Update) {
+        let lag_us = unix_us_now() - update.resource.updated_at.millis() * 1000;
+        shared
+            .rec
+            .update(Duration::from_micros(lag_us.max(0) as u64));
+        // A resource not in any `subscribed` reply was created after subscribing: its first
+        // update must start at version 0.
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(update.resource_id)
+            .or_default()
+            .update(update.base_version, update.version);
     }
 
     /// The last version seen of `id`, if watched.
@@ -165,5 +162,27 @@ impl Spectator {
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .map(|s| s.last)
+    }
+}
+
+/// A client for a spectator, connecting patiently (up to `reconnect_for`); `None` if it could
+/// not, or `stop` fired first.
+async fn connect(shared: &SwarmEnv, token: &str, stop: &CancellationToken) -> Option<Client> {
+    let url = &shared.config.url;
+    let config = shared.config.client_config();
+    let connected =
+        Connection::connect_patiently(url, token, &config, shared.config.reconnect_for, |_| {
+            shared.rec.error("connect_failed");
+            shared
+                .rec
+                .counters
+                .connect_failures
+                .fetch_add(1, Ordering::Relaxed);
+        });
+    tokio::select! {
+        _ = stop.cancelled() => None,
+        connected = connected => connected
+            .ok()
+            .map(|conn| Client::from_connection(conn, url, token, config)),
     }
 }

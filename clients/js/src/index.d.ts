@@ -3,6 +3,11 @@
 
 export const PROTOCOL_VERSION: 1;
 
+/** Every error code of the protocol (docs/protocol.md §5), generated from the Rust enum. */
+export const ErrorCode: Readonly<Record<string, string>>;
+/** Every close code a session ends with (docs/protocol.md §7), generated from the Rust enum. */
+export const CloseCode: Readonly<Record<string, number>>;
+
 /** The client schema of a resource (owner view; the spectator view lacks the optional fields). */
 export interface Resource {
   id: string;

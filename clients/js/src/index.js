@@ -4,12 +4,20 @@
 // Written from docs/protocol.md (protocol version 1). Types are in index.d.ts.
 
 import { encode, decode } from "@msgpack/msgpack";
+import { CloseCode, ErrorCode } from "./codes.js";
+
+export { CloseCode, ErrorCode };
 
 /** The protocol version this client speaks. */
 export const PROTOCOL_VERSION = 1;
 
 /** Error codes after which a command is sent again, with the same command id. */
-const RETRYABLE = new Set(["conflict", "unavailable", "shutting_down", "rate_limited"]);
+const RETRYABLE = new Set([
+  ErrorCode.Conflict,
+  ErrorCode.Unavailable,
+  ErrorCode.ShuttingDown,
+  ErrorCode.RateLimited,
+]);
 
 /** A request the server refused, or one that could not be completed; `code` is the protocol's. */
 export class WardenError extends Error {
@@ -148,7 +156,7 @@ export class WardenClient {
     if (this.connections === 0 && !wasWelcomed) {
       // The first attempt failed: tell whoever waits in `ready()` (a browser shows 1006 for a
       // refused token; see docs/protocol.md §1), and keep trying in the background.
-      const refused = { 401: "unauthorized", 404: "not_found", 400: "unsupported_protocol" }[this._refusedWith];
+      const refused = { 401: ErrorCode.Unauthorized, 404: ErrorCode.NotFound, 400: ErrorCode.UnsupportedProtocol }[this._refusedWith];
       const err = refused
         ? new WardenError(refused, `the server refused the connection (HTTP ${this._refusedWith})`)
         : new WardenError("closed", `connection closed before welcome (${code} ${reason ?? ""})`.trim());
@@ -176,7 +184,7 @@ export class WardenClient {
       return;
     }
     if (msg.req === undefined || msg.req === null) {
-      if (msg.type === "error" && msg.code === "subscription_failed") {
+      if (msg.type === "error" && msg.code === ErrorCode.SubscriptionFailed) {
         for (const sub of this._subs) sub._resume();
       }
       return;
@@ -399,7 +407,7 @@ export class Subscription {
     this.resourceId = target.resourceId;
     this.owner = target.owner;
     if ((this.resourceId === undefined) === (this.owner === undefined)) {
-      throw new WardenError("bad_message", "subscribe needs exactly one of resourceId and owner");
+      throw new WardenError(ErrorCode.BadMessage, "subscribe needs exactly one of resourceId and owner");
     }
     this.onUpdate = onUpdate;
     /** @type {Map<string, number>} */

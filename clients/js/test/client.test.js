@@ -4,7 +4,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, WardenError, newCommandId } from "../src/index.js";
+import { connect, ErrorCode, WardenError, newCommandId } from "../src/index.js";
 import { startServer, startProxy, token, waitFor } from "./support.js";
 
 const FIXED = { initial_amount: 1000, max_amount: 5000, regen_milli: 0 };
@@ -33,7 +33,7 @@ test("the seed scenario runs through the client as the seed says", async (t) => 
 
   await assert.rejects(player.allocate(id, 100), (e) => {
     assert.ok(e instanceof WardenError);
-    assert.equal(e.code, "locked");
+    assert.equal(e.code, ErrorCode.Locked);
     return true;
   });
   assert.equal((await player.unlock(id)).resource.locked, false);
@@ -67,9 +67,9 @@ test("the seed scenario runs through the client as the seed says", async (t) => 
   // Errors carry the protocol's codes.
   const spectator = await connect(server.url, token("viewer", "spectator"));
   t.after(() => spectator.close());
-  await assert.rejects(spectator.allocate(id, 1), { code: "forbidden" });
+  await assert.rejects(spectator.allocate(id, 1), { code: ErrorCode.Forbidden });
   await assert.rejects(player.allocate(id, 0), { code: "invalid_amount" });
-  await assert.rejects(player.get(newCommandId()), { code: "not_found" });
+  await assert.rejects(player.get(newCommandId()), { code: ErrorCode.NotFound });
 });
 
 test("a command whose reply was lost is resent with its command id and applies once", async (t) => {
@@ -152,8 +152,8 @@ test("a refused token fails connect() with a WardenError", async (t) => {
   const server = await startServer();
   t.after(() => server.stop());
   // Under Node the HTTP status is known (a browser only sees a close with 1006: code `closed`).
-  await assert.rejects(connect(server.url, "not-a-token"), (e) => e instanceof WardenError && e.code === "unauthorized");
+  await assert.rejects(connect(server.url, "not-a-token"), (e) => e instanceof WardenError && e.code === ErrorCode.Unauthorized);
   const forged = token("alice").slice(0, -4) + "AAAA";
-  await assert.rejects(connect(server.url, forged), { code: "unauthorized" });
-  await assert.rejects(connect(server.url.replace("/v1", "/v9"), token("alice")), { code: "not_found" });
+  await assert.rejects(connect(server.url, forged), { code: ErrorCode.Unauthorized });
+  await assert.rejects(connect(server.url.replace("/v1", "/v9"), token("alice")), { code: ErrorCode.NotFound });
 });

@@ -6,7 +6,9 @@
 //! gets `Lagged` and must recover from the event log (the log, not the hub, is what guarantees no
 //! gap). Per-resource and per-owner channels exist only while someone listens.
 
-use crate::domain::{ClientResource, EventEnvelope, PlayerId, ResourceId, ServerResource};
+use crate::domain::{
+    Audience, ClientResource, ClientSchema, EventEnvelope, PlayerId, ResourceId, ServerResource,
+};
 use bytes::Bytes;
 use dashmap::DashMap;
 use std::sync::{Arc, OnceLock};
@@ -40,6 +42,11 @@ pub struct Change {
 }
 
 impl Change {
+    /// The change's view as `audience` may see it.
+    pub fn view_for(&self, audience: Audience) -> ClientResource {
+        self.view.redact(audience)
+    }
+
     pub fn new(events: Vec<EventEnvelope>, state: ServerResource) -> Self {
         Self {
             resource_id: state.id,

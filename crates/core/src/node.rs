@@ -8,7 +8,6 @@ use crate::domain::Catalogue;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::projection::QueryHandler;
-#[cfg(feature = "mongodb")]
 use crate::relay::{Relay, RelayConfig};
 use crate::store::Backend;
 use std::sync::Arc;
@@ -24,8 +23,7 @@ pub struct NodeConfig {
     /// The hub to publish on; `None` gives the node its own. (Tests share one between several
     /// nodes on one store, to stand for the relay.)
     pub hub: Option<Arc<Hub>>,
-    /// Tunables of the relay a node on MongoDB runs (tests poll faster or slower).
-    #[cfg(feature = "mongodb")]
+    /// Tunables of the relay a node on a shared store (MongoDB) runs (tests poll faster or slower).
     pub relay: RelayConfig,
 }
 
@@ -47,7 +45,6 @@ impl Default for NodeConfig {
             actors: ActorConfig::default(),
             metrics: Metrics::new(),
             hub: None,
-            #[cfg(feature = "mongodb")]
             relay: RelayConfig::default(),
         }
     }
@@ -67,10 +64,8 @@ pub struct Node {
     /// The node's metrics, shared by its actors, sessions and subscriptions.
     metrics: Metrics,
     /// Publishes other nodes' commits on `hub` when the store is shared (MongoDB).
-    #[cfg(feature = "mongodb")]
     relay: Option<Relay>,
     /// Repairs, once at start, read-model views a crash left behind on MongoDB.
-    #[cfg(feature = "mongodb")]
     repair: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -87,18 +82,14 @@ impl Node {
             config.actors,
             config.metrics.clone(),
         );
-        #[allow(unused_mut)] // set below on MongoDB only
         let mut node = Self {
             registry,
             queries: QueryHandler::new(backend.events.clone(), backend.read.clone()),
             hub,
             metrics: config.metrics,
-            #[cfg(feature = "mongodb")]
             relay: None,
-            #[cfg(feature = "mongodb")]
             repair: None,
         };
-        #[cfg(feature = "mongodb")]
         if let Some(feed) = backend.feed() {
             node.relay = Some(Relay::start(feed, node.hub.clone(), config.relay));
             // MongoDB writes views right after the commit documents, not atomically with them:
@@ -142,27 +133,19 @@ impl Node {
     /// True while this node's relay follows a change stream (false when it polls or there is
     /// no relay).
     pub fn relay_streaming(&self) -> bool {
-        #[cfg(feature = "mongodb")]
-        return self.relay.as_ref().is_some_and(Relay::is_streaming);
-        #[cfg(not(feature = "mongodb"))]
-        false
+        self.relay.as_ref().is_some_and(Relay::is_streaming)
     }
 
     /// True when this node runs a relay (a shared MongoDB store).
     pub fn has_relay(&self) -> bool {
-        #[cfg(feature = "mongodb")]
-        return self.relay.is_some();
-        #[cfg(not(feature = "mongodb"))]
-        false
+        self.relay.is_some()
     }
 
     /// Stops the relay, then finishes in-flight commands and stops the actors.
     pub async fn shutdown(self) {
-        #[cfg(feature = "mongodb")]
         if let Some(repair) = self.repair {
             repair.abort();
         }
-        #[cfg(feature = "mongodb")]
         if let Some(relay) = self.relay {
             relay.stop().await;
         }

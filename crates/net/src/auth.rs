@@ -5,28 +5,16 @@
 //! data directory (`<data-dir>/dev-secret`, mode 0600) and reused, so `warden token` and a running
 //! server on the same data directory agree without any set-up.
 
-use crate::domain::{PlayerId, Principal, Role};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
 use std::path::Path;
 use thiserror::Error;
+use warden_core::domain::{PlayerId, Principal, Role};
+use warden_protocol::token::Claims;
 
 /// File name of the development secret inside the data directory.
 pub const DEV_SECRET_FILE: &str = "dev-secret";
 /// Environment variable holding the production secret.
 pub const SECRET_ENV: &str = "WARDEN_SECRET";
-
-/// The claims of a Warden token.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    /// The player (or service) id.
-    pub sub: String,
-    pub role: Role,
-    /// Expiry, seconds since the Unix epoch.
-    pub exp: u64,
-    /// Issued at, seconds since the Unix epoch.
-    pub iat: u64,
-}
 
 #[derive(Debug, Error)]
 pub enum AuthError {
@@ -76,13 +64,7 @@ impl TokenKeys {
 
     /// A token for `player` with `role`, valid for `ttl_secs` from now.
     pub fn mint(&self, player: &str, role: Role, ttl_secs: u64) -> String {
-        let iat = unix_now();
-        let claims = Claims {
-            sub: player.to_owned(),
-            role,
-            exp: iat + ttl_secs,
-            iat,
-        };
+        let claims = Claims::expiring_in(player, role, ttl_secs);
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing cannot fail")
     }
@@ -109,13 +91,6 @@ impl TokenKeys {
             role: data.claims.role,
         })
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Reads `<dir>/dev-secret`, creating it with 32 random bytes (hex) on first use.

@@ -1,9 +1,9 @@
 //! What a session checks on the way in: the shape of a frame and its envelope, read before the
 //! message's full decode (so errors carry the `req`), and the known message kinds.
 
-use crate::protocol::{self, ClientMessage, ClientMessageType, ErrorCode, RequestId};
 use rmp_serde::decode::Error as DecodeError;
 use strum::VariantArray;
+use warden_protocol::{self, ClientMessage, ClientMessageType, ErrorCode, RequestId};
 
 /// Why a frame is not a request: the error a client gets, with its `req` when it could be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,10 +46,10 @@ pub fn read_request(bytes: &[u8]) -> Result<ClientMessage, Refusal> {
 }
 
 /// Decodes a frame whose `type` is `kind` straight into that type's struct (the `type` entry
-/// skipped), as [`protocol::decode_untagged`] explains; the same message as
-/// `protocol::decode::<ClientMessage>` gives, without serde copying the map first to find the tag.
+/// skipped), as [`warden_protocol::decode_untagged`] explains; the same message as
+/// `warden_protocol::decode::<ClientMessage>` gives, without serde copying the map first to find the tag.
 fn decode_as(kind: ClientMessageType, bytes: &[u8]) -> Result<ClientMessage, DecodeError> {
-    use protocol::decode_untagged as body;
+    use warden_protocol::decode_untagged as body;
     Ok(match kind {
         ClientMessageType::Create => ClientMessage::Create(body(bytes)?),
         ClientMessageType::Allocate => ClientMessage::Allocate(body(bytes)?),

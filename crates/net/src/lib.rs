@@ -6,6 +6,8 @@
 //! - `session`: one task per connection; decodes requests, enforces the limits below, runs
 //!   commands and queries (pipelined up to [`NetConfig::max_in_flight`]), writes replies.
 //! - `requests`: what each command and read does, as plain async functions over the node's API.
+//! - [`request`]: the one conversion of a client message into a domain command.
+//! - [`auth`]: tokens and the secret that signs them.
 //! - `reply`: the one place where every error becomes an `error` reply with its code.
 //! - `subscriptions`: one task per live subscription; delivers every committed change in
 //!   version order with no gap and no repeat, repairing gaps from the event log.
@@ -15,36 +17,24 @@
 //! `docs/protocol.md` is the reference for client authors; the constants here and that page
 //! change together.
 
+pub mod auth;
 pub mod inbound;
 mod listener;
 mod outbox;
 mod rate;
 mod reply;
+pub mod request;
 mod requests;
 mod session;
 mod subscriptions;
 
 pub use listener::{Server, serve};
+pub use reply::Coded;
 
-use crate::protocol::Limits;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use thiserror::Error;
-
-/// Close code: the server is shutting down (standard "going away").
-pub const CLOSE_GOING_AWAY: u16 = 1001;
-/// Close code: a text frame arrived; the protocol is binary MessagePack only.
-pub const CLOSE_UNSUPPORTED_DATA: u16 = 1003;
-/// Close code: too many undecodable messages (protocol abuse).
-pub const CLOSE_POLICY: u16 = 1008;
-/// Close code: a message larger than [`NetConfig::max_frame_bytes`].
-pub const CLOSE_TOO_BIG: u16 = 1009;
-/// Close code: an unexpected server fault.
-pub const CLOSE_INTERNAL: u16 = 1011;
-/// Close code: nothing received for [`NetConfig::idle_timeout`] (not even a pong).
-pub const CLOSE_IDLE: u16 = 4001;
-/// Close code: the session's outbound queue overflowed; resubscribe with `from_version`.
-pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+use warden_protocol::Limits;
 
 /// Limits and timings of the WebSocket front end, with documented defaults. The client-visible
 /// ones are announced in `welcome` (see [`NetConfig::limits`]).
@@ -63,9 +53,9 @@ pub struct NetConfig {
     /// connection until one finishes (TCP back-pressure, nothing is refused).
     pub max_in_flight: usize,
     /// Messages queued for one session's socket. Every producer uses `try_send`; when it is full
-    /// the session is closed with [`CLOSE_SLOW_CONSUMER`] so nobody else ever waits for it.
+    /// the session is closed with [`CloseCode::SlowConsumer`](warden_protocol::CloseCode::SlowConsumer) so nobody else ever waits for it.
     pub outbound_queue: usize,
-    /// A session that sends nothing (not even a pong) for this long is closed with [`CLOSE_IDLE`].
+    /// A session that sends nothing (not even a pong) for this long is closed with [`CloseCode::Idle`](warden_protocol::CloseCode::Idle).
     pub idle_timeout: Duration,
     /// The server pings every session this often, so a live client always has something to answer.
     pub ping_interval: Duration,
@@ -76,7 +66,7 @@ pub struct NetConfig {
     /// Open connections; further connections wait in the kernel's accept backlog.
     pub max_connections: usize,
     /// Undecodable messages tolerated in a burst (refilled at one per second); past it the
-    /// session is closed with [`CLOSE_POLICY`].
+    /// session is closed with [`CloseCode::Policy`](warden_protocol::CloseCode::Policy).
     pub bad_message_burst: u32,
     /// WebSocket read buffer per connection. Small on purpose: tungstenite's 128 KiB default
     /// costs ~138 KB per idle session. With 2 KiB an idle session costs ~8.3 KB (4 KiB: ~10.3 KB);

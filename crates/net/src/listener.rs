@@ -1,11 +1,9 @@
 //! The accept loop: a connection cap, the authenticated WebSocket upgrade, and graceful shutdown.
 
 use crate::auth::{AuthError, TokenKeys};
-use crate::domain::Principal;
-use crate::net::session::{self, Ctx};
-use crate::net::{NetConfig, NetError, NetStats};
-use crate::node::Node;
-use crate::protocol::{Coded, ErrorCode, SUBPROTOCOL};
+use crate::reply::Coded;
+use crate::session::{self, Ctx};
+use crate::{NetConfig, NetError, NetStats};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +14,9 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use warden_core::domain::Principal;
+use warden_core::node::Node;
+use warden_protocol::{ErrorCode, SUBPROTOCOL};
 
 /// A WebSocket server over a bound listener. [`Server::stats`] exposes its counters.
 pub struct Server {

@@ -2,12 +2,17 @@
 //! code here ([`Coded`]) and turns into a [`RequestError`], which becomes the wire reply. Storage
 //! faults are logged in full and told to the client only as `unavailable`.
 
-use crate::actor::CommandError;
 use crate::auth::AuthError;
-use crate::projection::ReadError;
-use crate::projection::time_travel::StateAtError;
-use crate::protocol::{Coded, ErrorCode, RequestId, ServerMessage};
-use crate::store::StoreError;
+use warden_core::actor::CommandError;
+use warden_core::domain::Rejection;
+use warden_core::projection::ReadError;
+use warden_core::projection::time_travel::StateAtError;
+use warden_protocol::{ErrorCode, RequestId, ServerMessage};
+
+/// An error that a client is told about by a code.
+pub trait Coded {
+    fn code(&self) -> ErrorCode;
+}
 
 /// Why a request failed, as the client will be told: a code and a readable message.
 #[derive(Debug)]
@@ -44,17 +49,15 @@ pub(crate) fn reply(req: RequestId, answer: Answer) -> ServerMessage {
 }
 
 /// An infrastructure fault: the detail goes to the log, the client gets a code.
-impl From<StoreError> for RequestError {
-    fn from(e: StoreError) -> Self {
-        tracing::warn!(error = %e, "request failed on the store");
-        RequestError::new(ErrorCode::Unavailable, "storage unavailable; retry")
-    }
+pub(crate) fn unavailable(e: &dyn std::fmt::Display) -> RequestError {
+    tracing::warn!(error = %e, "request failed on the store");
+    RequestError::new(ErrorCode::Unavailable, "storage unavailable; retry")
 }
 
 impl From<CommandError> for RequestError {
     fn from(e: CommandError) -> Self {
         match e {
-            CommandError::Store(e) => e.into(),
+            CommandError::Store(e) => unavailable(&e),
             e => RequestError::new(e.code(), e.to_string()),
         }
     }
@@ -63,7 +66,7 @@ impl From<CommandError> for RequestError {
 impl From<ReadError> for RequestError {
     fn from(e: ReadError) -> Self {
         match e {
-            ReadError::Store(e) => e.into(),
+            ReadError::Store(e) => unavailable(&e),
             e => RequestError::new(e.code(), e.to_string()),
         }
     }
@@ -72,8 +75,30 @@ impl From<ReadError> for RequestError {
 impl From<StateAtError> for RequestError {
     fn from(e: StateAtError) -> Self {
         match e {
-            StateAtError::Store(e) => e.into(),
+            StateAtError::Store(e) => unavailable(&e),
             e => RequestError::new(e.code(), e.to_string()),
+        }
+    }
+}
+
+impl Coded for Rejection {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Rejection::InvalidAmount => ErrorCode::InvalidAmount,
+            Rejection::Overflow => ErrorCode::Overflow,
+            Rejection::Locked { .. } => ErrorCode::Locked,
+            Rejection::Insufficient { .. } => ErrorCode::Insufficient,
+            Rejection::WouldExceedMax { .. } => ErrorCode::ExceedsMax,
+            Rejection::AlreadyLocked => ErrorCode::AlreadyLocked,
+            Rejection::NotLocked => ErrorCode::NotLocked,
+            Rejection::NotLockHolder => ErrorCode::NotLockHolder,
+            Rejection::NotFound(_) => ErrorCode::NotFound,
+            Rejection::NotOwner | Rejection::Forbidden(_) => ErrorCode::Forbidden,
+            Rejection::UnknownResourceType(_) => ErrorCode::UnknownResourceType,
+            Rejection::InvalidParams(_) => ErrorCode::InvalidParams,
+            Rejection::InvalidDuration { .. } => ErrorCode::InvalidDuration,
+            Rejection::ReasonTooLong { .. } => ErrorCode::ReasonTooLong,
+            Rejection::AlreadyExists => ErrorCode::AlreadyExists,
         }
     }
 }

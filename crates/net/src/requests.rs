@@ -8,17 +8,16 @@
 //! only. `state_at` gives the owner view to the owner and services, and the spectator view of
 //! that past state to anyone else.
 
-use crate::actor::CommandRequest;
-use crate::domain::{ClientResource, Principal};
-use crate::metrics::Outcome;
-use crate::net::reply::{Answer, RequestError};
-use crate::node::Node;
-use crate::projection::time_travel::StatePoint;
-use crate::protocol::{
-    CommandMessage, ErrorCode, Get, History, HistoryEvent, List, ServerMessage, StateAt,
-};
+use crate::reply::{Answer, Coded, RequestError};
+use crate::request::CommandMessage;
 use std::sync::Arc;
 use std::time::Instant;
+use warden_core::actor::CommandRequest;
+use warden_core::domain::{CommandKind, EventEnvelope, Principal, ResourceEvent};
+use warden_core::metrics::Outcome;
+use warden_core::node::Node;
+use warden_core::projection::time_travel::StatePoint;
+use warden_protocol::{ErrorCode, Get, History, HistoryEvent, List, ServerMessage, StateAt};
 
 /// Default and largest page of `history`.
 pub(super) const HISTORY_PAGE: u32 = 1_000;
@@ -35,7 +34,7 @@ pub(crate) async fn command(
         command_id,
         command,
     } = msg;
-    let kind = crate::metrics::command_kind(&command);
+    let kind = CommandKind::from(&command);
     let outcome = node
         .registry()
         .execute(CommandRequest {
@@ -47,12 +46,12 @@ pub(crate) async fn command(
     let counted = match &outcome {
         Ok(reply) if reply.duplicate => Outcome::Duplicate,
         Ok(_) => Outcome::Applied,
-        Err(e) => Outcome::Refused(crate::protocol::Coded::code(e)),
+        Err(e) => Outcome::Refused(e.code()),
     };
     node.metrics().command(kind, counted, received);
     tracing::debug!(
         %command_id,
-        kind = kind.map_or("expire_lock", |k| crate::metrics::COMMAND_KINDS[k]),
+        kind = <&str>::from(kind),
         outcome = ?counted,
         "command answered"
     );
@@ -93,8 +92,40 @@ pub(crate) async fn history(node: Arc<Node>, principal: Principal, msg: History)
     Ok(ServerMessage::History {
         req: msg.req,
         resource_id: msg.resource_id,
-        events: events.iter().map(HistoryEvent::from).collect(),
+        events: events.iter().map(history_event).collect(),
     })
+}
+
+/// One event of the audit trail as a client sees it: the one conversion of an event to the wire.
+fn history_event(e: &EventEnvelope) -> HistoryEvent {
+    let (amount, balance, reason) = match &e.event {
+        ResourceEvent::ResourceCreated { balance, .. } => (None, Some(balance.amount), None),
+        ResourceEvent::ResourceAllocated {
+            amount,
+            reason,
+            balance,
+            ..
+        }
+        | ResourceEvent::ResourceAdded {
+            amount,
+            reason,
+            balance,
+            ..
+        } => (Some(*amount), Some(balance.amount), Some(reason.clone())),
+        ResourceEvent::ResourceLocked { reason, .. } => (None, None, Some(reason.clone())),
+        ResourceEvent::ResourceUnlocked { .. } | ResourceEvent::ResourceLockExpired { .. } => {
+            (None, None, None)
+        }
+    };
+    HistoryEvent {
+        version: e.version,
+        event_type: e.event.type_name().to_owned(),
+        at: e.at,
+        command_id: e.command_id,
+        amount,
+        balance,
+        reason,
+    }
 }
 
 /// A resource's state at a past version or instant, rebuilt from its log.
@@ -109,12 +140,14 @@ pub(crate) async fn state_at(node: Arc<Node>, principal: Principal, msg: StateAt
             ));
         }
     };
-    let state = node.queries().state_at(msg.resource_id, point).await?;
-    let audience = principal.audience_for(&state.owner);
+    let resource = node
+        .queries()
+        .state_at(&principal, msg.resource_id, point)
+        .await?;
     Ok(ServerMessage::State {
         req: msg.req,
         resource_id: msg.resource_id,
-        version: state.version,
-        resource: ClientResource::from_server(&state).redact(audience),
+        version: resource.version,
+        resource,
     })
 }

@@ -8,21 +8,13 @@
 //! with 4008.
 
 use crate::auth::TokenKeys;
-use crate::domain::{Principal, Role};
-use crate::net::inbound;
-use crate::net::outbox::{Outbound, Outbox};
-use crate::net::rate::TokenBucket;
-use crate::net::reply::{self, RequestError};
-use crate::net::subscriptions::{self, Target};
-use crate::net::{
-    CLOSE_GOING_AWAY, CLOSE_IDLE, CLOSE_POLICY, CLOSE_SLOW_CONSUMER, CLOSE_TOO_BIG,
-    CLOSE_UNSUPPORTED_DATA, NetConfig, NetStats, requests,
-};
-use crate::node::Node;
-use crate::protocol::{
-    self, ClientMessage, CommandMessage, ErrorCode, PROTOCOL_VERSION, Request, RequestId,
-    ServerMessage, Subscribe, Unsubscribe,
-};
+use crate::inbound;
+use crate::outbox::{Outbound, Outbox};
+use crate::rate::TokenBucket;
+use crate::reply::{self, RequestError};
+use crate::request::{CommandMessage, Request};
+use crate::subscriptions::{self, Target};
+use crate::{NetConfig, NetStats, requests};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -35,8 +27,14 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_util::sync::CancellationToken;
+use warden_core::domain::{CommandKind, Principal, Role};
+use warden_core::node::Node;
+use warden_protocol::{
+    self, ClientMessage, CloseCode, ErrorCode, PROTOCOL_VERSION, RequestId, ServerMessage,
+    Subscribe, Unsubscribe,
+};
 
 /// What every session of one server shares.
 pub(crate) struct Ctx {
@@ -64,13 +62,13 @@ enum End {
     /// The client closed or the connection broke: nothing more to send.
     Gone,
     /// The server closes with this code and reason.
-    Close(u16, &'static str),
+    Close(CloseCode, &'static str),
 }
 
 /// How a session ended, for the log line and the metrics.
 pub(crate) struct Closed {
     /// The close code the server sent; `None` when the client closed or the connection broke.
-    pub code: Option<u16>,
+    pub code: Option<CloseCode>,
     pub reason: &'static str,
     /// Messages received from the client (well-formed or not).
     pub messages_in: u64,
@@ -217,18 +215,21 @@ where
         };
         closed.code = Some(code);
         closed.reason = reason;
-        if code == CLOSE_SLOW_CONSUMER {
+        if code == CloseCode::SlowConsumer {
             NetStats::bump(&ctx.stats.slow_consumers);
         }
-        if matches!(code, CLOSE_UNSUPPORTED_DATA | CLOSE_POLICY | CLOSE_TOO_BIG) {
+        if matches!(
+            code,
+            CloseCode::UnsupportedData | CloseCode::Policy | CloseCode::TooBig
+        ) {
             NetStats::bump(&ctx.stats.abuse_closes);
         }
         let frame = CloseFrame {
-            code: CloseCode::from(code),
+            code: WsCloseCode::from(code.code()),
             reason: reason.into(),
         };
         let _ = tokio::time::timeout(ctx.config.close_timeout, async {
-            if code != CLOSE_SLOW_CONSUMER {
+            if code != CloseCode::SlowConsumer {
                 // Queued replies first (a shutdown's last answers); a slow consumer's queue is
                 // exactly what it could not take, so it is dropped.
                 while let Ok(msg) = self.rx.try_recv() {
@@ -290,14 +291,14 @@ impl Session {
         let mut draining = false;
         loop {
             if draining && self.in_flight.is_empty() && wire.rx.is_empty() {
-                return End::Close(CLOSE_GOING_AWAY, "server shutting down");
+                return End::Close(CloseCode::GoingAway, "server shutting down");
             }
             let can_read = !draining && self.in_flight.len() < config.max_in_flight;
             tokio::select! {
                 biased;
                 _ = wire.overflow.cancelled() => {
                     return End::Close(
-                        CLOSE_SLOW_CONSUMER,
+                        CloseCode::SlowConsumer,
                         "slow consumer: resubscribe with from_version",
                     );
                 }
@@ -329,7 +330,7 @@ impl Session {
                     }
                 }
                 _ = tokio::time::sleep_until(idle_deadline), if !draining => {
-                    return End::Close(CLOSE_IDLE, "idle timeout: no message or pong received");
+                    return End::Close(CloseCode::Idle, "idle timeout: no message or pong received");
                 }
                 _ = ping.tick() => {
                     self.outbox.ping();
@@ -377,7 +378,7 @@ impl Session {
     /// Queues a message for the client (closing the session if the queue is full).
     fn send(&self, msg: &ServerMessage) {
         self.ctx.node.metrics().sent(msg);
-        self.outbox.send(Bytes::from(protocol::encode(msg)));
+        self.outbox.send(Bytes::from(warden_protocol::encode(msg)));
     }
 
     /// Queues the `error` reply to `req`.
@@ -393,7 +394,7 @@ impl Session {
                 self.on_message(&bytes).await
             }
             Some(Ok(Message::Text(_))) => Next::End(End::Close(
-                CLOSE_UNSUPPORTED_DATA,
+                CloseCode::UnsupportedData,
                 "text frames are not part of the protocol: send binary MessagePack",
             )),
             // Tungstenite answers pings itself; a pong only proves liveness.
@@ -401,7 +402,7 @@ impl Session {
             // Tungstenite has already queued the closing handshake's answer.
             Some(Ok(Message::Close(_))) => Next::End(End::Gone),
             Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => Next::End(
-                End::Close(CLOSE_TOO_BIG, "message larger than max_frame_bytes"),
+                End::Close(CloseCode::TooBig, "message larger than max_frame_bytes"),
             ),
             // The client went away without a closing handshake: nobody to send a close frame to.
             Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
@@ -409,7 +410,10 @@ impl Session {
             }
             Some(Err(WsError::Protocol(e))) => {
                 tracing::debug!(error = %e, "WebSocket protocol error");
-                Next::End(End::Close(1002, "WebSocket protocol error"))
+                Next::End(End::Close(
+                    CloseCode::ProtocolError,
+                    "WebSocket protocol error",
+                ))
             }
             Some(Err(_)) => Next::End(End::Gone),
         }
@@ -426,7 +430,7 @@ impl Session {
                 return if self.bad.take() {
                     Next::Continue
                 } else {
-                    Next::End(End::Close(CLOSE_POLICY, "too many malformed messages"))
+                    Next::End(End::Close(CloseCode::Policy, "too many malformed messages"))
                 };
             }
         };
@@ -468,7 +472,7 @@ impl Session {
     /// A command: refused here if a spectator sent it or the session is over its rate, else run
     /// through the resource's actor.
     fn command(&mut self, msg: CommandMessage) {
-        let kind = crate::metrics::command_kind(&msg.command);
+        let kind = CommandKind::from(&msg.command);
         let refusal = if self.principal.role == Role::Spectator {
             Some(RequestError::new(
                 ErrorCode::Forbidden,

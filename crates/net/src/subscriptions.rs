@@ -17,15 +17,8 @@
 //! themselves are queued without waiting: a client that cannot take them fills its queue and is
 //! closed with 4008.
 
-use crate::domain::{
-    self, Audience, ClientResource, EventEnvelope, PlayerId, Principal, ResourceId, ServerResource,
-};
-use crate::hub::Change;
-use crate::net::outbox::Outbox;
-use crate::net::reply::RequestError;
-use crate::node::Node;
-use crate::protocol::{self, ErrorCode, ServerMessage};
-use crate::store::StoreError;
+use crate::outbox::Outbox;
+use crate::reply::RequestError;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::future::Future;
@@ -33,10 +26,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
-
-/// Events read from the log per page while repairing a gap (the most a catching-up subscription
-/// holds at once).
-const FILL_PAGE: usize = 1_000;
+use warden_core::domain::{
+    Audience, ClientResource, PlayerId, Principal, ResourceId, ServerResource,
+};
+use warden_core::hub::Change;
+use warden_core::node::Node;
+use warden_core::projection::{ReadError, Replayed};
+use warden_protocol::{self, ErrorCode, ServerMessage};
 
 /// What a subscription watches.
 pub(crate) enum Target {
@@ -131,13 +127,7 @@ async fn for_resource(
 ) -> Result<(Watch, Vec<ClientResource>), RequestError> {
     // Receiver first, then the state: nothing committed in between is lost.
     let rx = node.hub().subscribe_resource(id);
-    let Some(state) = node.queries().state(id).await? else {
-        return Err(RequestError::new(
-            ErrorCode::NotFound,
-            format!("resource {id} not found"),
-        ));
-    };
-    let audience = principal.audience_for(&state.owner);
+    let (audience, state) = node.queries().subscription_start(principal, id).await?;
     let mut views = Vec::new();
     let mut tracked = HashMap::new();
     match from_version {
@@ -155,7 +145,7 @@ async fn for_resource(
             tracked.insert(id, Tracked { last: n, known });
         }
         None => {
-            views.push(ClientResource::from_server(&state).redact(audience));
+            views.push(audience.view_of(&state));
             tracked.insert(id, Tracked::at(state));
         }
     }
@@ -176,16 +166,15 @@ async fn for_owner(
     owner: PlayerId,
 ) -> Result<(Watch, Vec<ClientResource>), RequestError> {
     let rx = node.hub().subscribe_owner(&owner);
-    let audience = principal.audience_for(&owner);
-    let mut views = Vec::new();
-    let mut tracked = HashMap::new();
-    // Ids from the read model, states from the log. A resource too new for the read model is
-    // delivered from version 0 at its next change, by the gap repair.
-    for id in node.queries().owned(&owner).await? {
-        if let Some(state) = node.queries().state(id).await? {
-            views.push(ClientResource::from_server(&state).redact(audience));
-            tracked.insert(id, Tracked::at(state));
-        }
+    let (audience, states) = node
+        .queries()
+        .owner_subscription_start(principal, &owner)
+        .await?;
+    let mut views = Vec::with_capacity(states.len());
+    let mut tracked = HashMap::with_capacity(states.len());
+    for state in states {
+        views.push(audience.view_of(&state));
+        tracked.insert(state.id, Tracked::at(state));
     }
     let watch = Watch {
         audience,
@@ -235,7 +224,7 @@ impl Live {
             )
             .into_reply(None);
             self.node.metrics().error_sent();
-            self.outbox.send(Bytes::from(protocol::encode(&msg)));
+            self.outbox.send(Bytes::from(warden_protocol::encode(&msg)));
         }
     }
 
@@ -308,65 +297,36 @@ impl Live {
     /// command, at the client's reading speed (see the module doc).
     async fn fill(&mut self, id: ResourceId) -> Result<(), Stop> {
         self.node.metrics().gap_fill();
-        let node = self.node.clone();
-        let log = node.queries();
         let tracked = self.tracked.entry(id).or_insert(Tracked {
             last: 0,
             known: None,
         });
-        let mut last = tracked.last;
-        let mut state = match &tracked.known {
-            Some(known) => Some(known.state().clone()),
-            None => {
-                // Replay up to `last` page by page (a resume may start far back).
-                let mut state = None;
-                let mut at = 0;
-                while at < last {
-                    let want = FILL_PAGE.min(usize::try_from(last - at).unwrap_or(FILL_PAGE));
-                    let page = log.events(id, at, want).await.map_err(store_failed)?;
-                    let Some(end) = page.last() else { break };
-                    at = end.version;
-                    state = domain::replay(state, &page);
-                }
-                state
-            }
-        };
-        loop {
-            let page = log
-                .events(id, last, FILL_PAGE)
-                .await
-                .map_err(store_failed)?;
-            let full = page.len() == FILL_PAGE;
-            let mut runs: Vec<&[EventEnvelope]> =
-                page.chunk_by(|a, b| a.command_id == b.command_id).collect();
-            if full && runs.len() > 1 {
-                // The page may end inside a command: its run is read again with the next page.
-                runs.pop();
-            }
-            for run in runs {
-                state = domain::replay(state, run);
-                let Some(now) = &state else { continue };
+        let known = tracked.known.as_ref().map(|k| k.state().clone());
+        let mut replay = self
+            .node
+            .queries()
+            .replay_after(id, self.audience, tracked.last, known)
+            .await
+            .map_err(store_failed)?;
+        while let Some(page) = replay.next_page().await.map_err(store_failed)? {
+            for step in page {
                 if !self.outbox.room().await {
                     return Err(Stop::Session);
                 }
-                let update = update_for(run, now, self.audience, self.sub);
-                self.send(update)?;
-                last = now.version;
+                let version = step.version;
+                self.send(update_frame(id, step, self.sub))?;
                 // Recorded as it goes, so a stop half-way leaves an exact resume point.
                 if let Some(t) = self.tracked.get_mut(&id) {
-                    t.last = last;
+                    t.last = version;
                 }
-            }
-            if !full {
-                break;
             }
         }
         let tracked = self.tracked.entry(id).or_insert(Tracked {
             last: 0,
             known: None,
         });
-        tracked.last = last;
-        tracked.known = state.map(|s| Known::State(Box::new(s)));
+        tracked.last = replay.last();
+        tracked.known = replay.into_state().map(|s| Known::State(Box::new(s)));
         Ok(())
     }
 
@@ -380,7 +340,7 @@ impl Live {
     }
 }
 
-fn store_failed(e: StoreError) -> Stop {
+fn store_failed(e: ReadError) -> Stop {
     tracing::warn!(error = %e, "subscription stopped: cannot read the log");
     Stop::Store
 }
@@ -394,12 +354,12 @@ fn shared_frame(change: &Change, view: Audience, sub: u64) -> Bytes {
         Audience::Spectator => &change.spectator_frame,
     };
     let base = cell.get_or_init(|| {
-        Bytes::from(protocol::encode(&ServerMessage::Update {
+        Bytes::from(warden_protocol::encode(&ServerMessage::Update {
             sub: 0,
             resource_id: change.resource_id,
             base_version: change.base_version(),
             version: change.version(),
-            resource: change.view.redact(view),
+            resource: change.view_for(view),
         }))
     });
     with_sub(base, sub)
@@ -418,28 +378,28 @@ fn with_sub(frame: &Bytes, sub: u64) -> Bytes {
     }
     let mut out = Vec::with_capacity(frame.len() + 8);
     out.extend_from_slice(&frame[..at]);
-    out.extend_from_slice(&protocol::encode(&sub));
+    out.extend_from_slice(&warden_protocol::encode(&sub));
     out.extend_from_slice(&frame[at + 1..]);
     Bytes::from(out)
 }
 
-/// The update frame of one command's events read from the log (`run`, non-empty), with the
-/// state they led to.
-fn update_for(run: &[EventEnvelope], state: &ServerResource, view: Audience, sub: u64) -> Bytes {
-    let first = run.first().map_or(state.version, |e| e.version);
-    Bytes::from(protocol::encode(&ServerMessage::Update {
+/// The update frame of one command read back from the log.
+fn update_frame(id: ResourceId, step: Replayed, sub: u64) -> Bytes {
+    Bytes::from(warden_protocol::encode(&ServerMessage::Update {
         sub,
-        resource_id: state.id,
-        base_version: first.saturating_sub(1),
-        version: state.version,
-        resource: ClientResource::from_server(state).redact(view),
+        resource_id: id,
+        base_version: step.base_version,
+        version: step.version,
+        resource: step.resource,
     }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Balance, CommandId, EVENT_SCHEMA_VERSION, ResourceEvent, Timestamp};
+    use warden_core::domain::{
+        self, Balance, CommandId, EVENT_SCHEMA_VERSION, EventEnvelope, ResourceEvent, Timestamp,
+    };
 
     fn change() -> Change {
         let id = ResourceId::new();
@@ -496,8 +456,8 @@ mod tests {
         );
         let s1 = shared_frame(&change, Audience::Spectator, 3);
         let big = shared_frame(&change, Audience::Spectator, u64::MAX);
-        let owner: ServerMessage = protocol::decode(&a).unwrap();
-        let spectator: ServerMessage = protocol::decode(&s1).unwrap();
+        let owner: ServerMessage = warden_protocol::decode(&a).unwrap();
+        let spectator: ServerMessage = warden_protocol::decode(&s1).unwrap();
         match (owner, spectator) {
             (
                 ServerMessage::Update {
@@ -519,7 +479,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            protocol::decode::<ServerMessage>(&big).unwrap(),
+            warden_protocol::decode::<ServerMessage>(&big).unwrap(),
             ServerMessage::Update {
                 sub: u64::MAX,
                 version: 2,

@@ -1,57 +1,49 @@
-//! Identifiers, roles and time: the small value types every layer shares.
+//! Identifiers, roles and time: the small value types the wire carries and every layer shares.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// A resource's identity: a UUID v7, so ids sort by creation time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ResourceId(pub Uuid);
+/// A UUID newtype: serialized as the UUID's string, fresh ids time-ordered (UUID v7).
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
 
-impl ResourceId {
-    /// A fresh time-ordered id.
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
+        impl $name {
+            /// A fresh time-ordered id.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
 }
 
-impl Default for ResourceId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+uuid_id!(
+    /// A resource's identity: a UUID v7, so ids sort by creation time.
+    ResourceId
+);
 
-impl fmt::Display for ResourceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// A client-chosen id for one command. A retry of the same command reuses it, so the server can
-/// answer the retry with the first outcome instead of applying the command twice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CommandId(pub Uuid);
-
-impl CommandId {
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-}
-
-impl Default for CommandId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for CommandId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+uuid_id!(
+    /// A client-chosen id for one command. A retry of the same command reuses it, so the server
+    /// can answer the retry with the first outcome instead of applying the command twice.
+    CommandId
+);
 
 /// A player (or service) identity as carried in its token.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -105,50 +97,6 @@ impl std::str::FromStr for Role {
             other => Err(format!(
                 "unknown role {other:?} (expected player, spectator or service)"
             )),
-        }
-    }
-}
-
-/// Who is asking: the identity and role proven by a token.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Principal {
-    pub player: PlayerId,
-    pub role: Role,
-}
-
-impl Principal {
-    pub fn player(id: impl Into<String>) -> Self {
-        Self {
-            player: PlayerId::new(id),
-            role: Role::Player,
-        }
-    }
-    pub fn spectator(id: impl Into<String>) -> Self {
-        Self {
-            player: PlayerId::new(id),
-            role: Role::Spectator,
-        }
-    }
-    pub fn service(id: impl Into<String>) -> Self {
-        Self {
-            player: PlayerId::new(id),
-            role: Role::Service,
-        }
-    }
-    /// The identity the server itself uses for housekeeping (lock expiry).
-    pub fn system() -> Self {
-        Self::service("system")
-    }
-    pub fn is_trusted(&self) -> bool {
-        self.role == Role::Service
-    }
-    /// Which view of `owner`'s resources this principal gets: the owner's for the owner and
-    /// services, the spectator's for anyone else.
-    pub fn audience_for(&self, owner: &PlayerId) -> super::Audience {
-        if self.is_trusted() || &self.player == owner {
-            super::Audience::Owner
-        } else {
-            super::Audience::Spectator
         }
     }
 }

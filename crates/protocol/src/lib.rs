@@ -1,13 +1,36 @@
-//! The wire protocol, versioned. [`v1`] is the only version today; its types are re-exported
-//! here, so `protocol::ClientMessage` is the current version's. A future `v2` would live beside
-//! it, and the upgrade's subprotocol (`v1::SUBPROTOCOL`) would pick one per session.
+//! The Warden wire protocol: every message a client and the server exchange, the vocabulary
+//! they carry (ids, time, roles, the client schema), the error and close codes, the
+//! subprotocol, the claims of a token, and the seed scenario as data. It depends on no server
+//! code: a client (`warden-client`, client-sim, a game) builds on this crate alone.
+//!
+//! Layout:
+//! - [`v1`]: protocol version 1, the only one today; its types are re-exported here, so
+//!   `ClientMessage` is the current version's. A future `v2` would live beside it, and the
+//!   upgrade's subprotocol would pick one per session.
+//! - `ids` and `resource`: [`ResourceId`], [`CommandId`], [`PlayerId`], [`Role`],
+//!   [`Timestamp`], [`ClientResource`] and [`ResourceParams`]: the server's rules use these very
+//!   types, so a change to the wire is a change to this crate, never a side effect of one to the
+//!   rules.
+//! - [`CloseCode`]: the WebSocket close codes a session ends with.
+//! - [`token`]: the claims a token carries.
+//! - [`seed`]: the seed scenario's steps.
+//! - [`js`]: the error and close codes as a JavaScript module (`clients/js/src/codes.js`).
 //!
 //! Every WebSocket binary frame carries one MessagePack map with named fields ([`encode`],
 //! [`decode`]). `docs/protocol.md` is the reference for client authors; these modules and that
 //! page change together.
 
+mod close;
+mod ids;
+pub mod js;
+mod resource;
+pub mod seed;
+pub mod token;
 pub mod v1;
 
+pub use close::CloseCode;
+pub use ids::{CommandId, PlayerId, ResourceId, Role, Timestamp};
+pub use resource::{ClientResource, ResourceParams};
 pub use v1::*;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};

@@ -8,8 +8,7 @@ use super::{
     COMMIT_DOC, DUPLICATE_KEY, KNOWN_CAP, MongoConfig, SNAPSHOT_DOC, SnapshotDoc, VIEW_DOC,
     ViewDoc, from_doc, id_str, int64, parse_id, to_doc, version_of, versions_filter,
 };
-use crate::domain::{ClientResource, CommandId, ResourceId, ServerResource};
-use crate::store::{CommitRecord, StoreError};
+use crate::driver;
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::ErrorKind;
@@ -18,6 +17,8 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::sync::{Arc, Mutex};
+use warden_core::domain::{ClientResource, CommandId, ResourceId, ServerResource};
+use warden_core::store::{CommitRecord, StoreError};
 
 /// What this store has learnt and may rely on without asking MongoDB again.
 #[derive(Debug, Default)]
@@ -82,7 +83,7 @@ impl Conn {
         op: Op,
         fut: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<T, StoreError> {
-        Ok(self.bounded_raw(op, fut).await??)
+        self.bounded_raw(op, fut).await?.map_err(driver)
     }
 
     /// Like [`bounded`](Self::bounded) but hands the driver's error back for inspection.
@@ -292,7 +293,7 @@ impl Conn {
                     {
                         Ok(())
                     }
-                    _ => Err(e.into()),
+                    _ => Err(driver(e)),
                 },
             };
         }
@@ -336,11 +337,17 @@ impl Conn {
                     == Some(DUPLICATE_KEY)
             });
             if !only_newer_there {
-                return Err(StoreError::MongoWrite(format!("update failed: {errors:?}")));
+                return Err(StoreError::WriteFailed {
+                    store: "MongoDB",
+                    detail: format!("update failed: {errors:?}"),
+                });
             }
         }
         if let Ok(e) = reply.get_document("writeConcernError") {
-            return Err(StoreError::MongoWrite(format!("write concern failed: {e}")));
+            return Err(StoreError::WriteFailed {
+                store: "MongoDB",
+                detail: format!("write concern failed: {e}"),
+            });
         }
         Ok(())
     }

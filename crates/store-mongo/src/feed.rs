@@ -17,13 +17,14 @@ use super::{
     CommitDoc, MongoStore, SNAPSHOT_DOC, SnapshotDoc, VIEW_DOC, from_doc, id_str, parse_id,
     versions_filter,
 };
-use crate::domain::{PlayerId, ResourceId, ServerResource};
-use crate::store::feed::{Commit, CommitFeed, Notice, Notices, ResumeToken};
-use crate::store::{StoreError, corrupt};
+use crate::driver;
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{Bson, Document, doc};
 use std::collections::HashMap;
+use warden_core::domain::{PlayerId, ResourceId, ServerResource};
+use warden_core::store::feed::{Commit, CommitFeed, Notice, Notices, ResumeToken};
+use warden_core::store::{StoreError, corrupt};
 
 impl CommitDoc {
     /// The commit as the feed shows it to a node whose id is `node`.
@@ -131,13 +132,14 @@ impl CommitFeed for MongoStore {
             .watch()
             .pipeline(pipeline)
             .resume_after(resume.and_then(|t| t.get::<MongoToken>().cloned()))
-            .await?;
+            .await
+            .map_err(driver)?;
         // Ends after the first error: the reader opens a new stream from the last token.
         let notices = futures::stream::unfold(Some(stream), |stream| async move {
             let mut stream = stream?;
             loop {
                 match stream.next().await? {
-                    Err(e) => return Some((Err(e.into()), None)),
+                    Err(e) => return Some((Err(driver(e)), None)),
                     Ok(event) => {
                         let resume = stream.resume_token().map(ResumeToken::new);
                         let id = event

@@ -37,7 +37,7 @@
 //! and is answered as a duplicate.
 //!
 //! **Commit feed.** Nodes sharing the database learn of each other's commits through the store
-//! as a [`CommitFeed`](crate::store::CommitFeed) ([`feed`]): batched reads of `commits` after
+//! as a [`CommitFeed`](warden_core::store::CommitFeed) ([`feed`]): batched reads of `commits` after
 //! known versions, and a change stream of the inserts other nodes make, where the server has one.
 //! The node's relay reads only that trait, never these documents.
 //!
@@ -49,17 +49,15 @@ mod feed;
 mod round_trips;
 mod writer;
 
+/// For `map_err`: the driver failed the operation (unreachable, refused, or the reply lost).
+pub(crate) fn driver(e: mongodb::error::Error) -> StoreError {
+    StoreError::engine("MongoDB", e)
+}
+
 use conn::{Conn, Known, create_indexes};
 pub use round_trips::RoundTrips;
 use round_trips::{Counters, Op};
 
-use crate::domain::{
-    ClientResource, CommandId, EventEnvelope, PlayerId, ResourceId, ServerResource,
-};
-use crate::store::{
-    AppendError, AppendRequest, CommitRecord, EventStore, Loaded, OpenError, ReadModelStore,
-    StoreError, corrupt, encode,
-};
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
@@ -69,7 +67,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+use warden_core::domain::{
+    ClientResource, CommandId, EventEnvelope, PlayerId, ResourceId, ServerResource,
+};
+use warden_core::store::job;
+use warden_core::store::{
+    AppendError, AppendRequest, Backend, BackendKind, CommitRecord, EventStore, Loaded, OpenError,
+    ReadModelStore, StoreError, corrupt, encode,
+};
 
 /// MongoDB's error code for a unique-index violation.
 const DUPLICATE_KEY: i32 = 11000;
@@ -274,6 +280,17 @@ fn parse_id(what: &'static str, d: &Document, field: &str) -> Result<ResourceId,
 }
 
 impl MongoStore {
+    /// What a node runs on when this database is its backend: the log, the read model, and the
+    /// feed of the commits other nodes make to it.
+    pub fn backend(self: &Arc<Self>) -> Backend {
+        Backend {
+            events: self.clone(),
+            read: self.clone(),
+            feed: Some(self.clone()),
+            kind: BackendKind::Mongodb,
+        }
+    }
+
     /// Connects to `uri` (database: the one the URI names, else [`DEFAULT_DATABASE`]), checks the
     /// server answers, and creates the indexes. Fails within about `server_selection_timeout` if
     /// MongoDB is unreachable. Starts the group-commit writer, so it needs a tokio runtime.
@@ -289,7 +306,7 @@ impl MongoStore {
     ) -> Result<Self, OpenError> {
         let mut options = ClientOptions::parse(uri)
             .await
-            .map_err(OpenError::MongoUri)?;
+            .map_err(|e| OpenError::MongoUri(e.into()))?;
         options.app_name = Some("warden".into());
         options.server_selection_timeout = Some(config.server_selection_timeout);
         options.connect_timeout = Some(config.connect_timeout);
@@ -302,7 +319,7 @@ impl MongoStore {
             .map(str::to_owned)
             .or_else(|| options.default_database.clone())
             .unwrap_or_else(|| DEFAULT_DATABASE.into());
-        let client = Client::with_options(options).map_err(StoreError::from)?;
+        let client = Client::with_options(options).map_err(driver)?;
         let db = client.database(&name);
         let mut conn = Conn {
             commits: db.collection("commits"),
@@ -375,16 +392,13 @@ impl MongoStore {
     }
 }
 
+/// Why an append handed to the writer has no outcome.
+const WRITER_GONE: &str = "the MongoDB writer stopped before answering";
+
 #[async_trait]
 impl EventStore for MongoStore {
     async fn append(&self, req: AppendRequest) -> Result<CommitRecord, AppendError> {
-        self.append_many(vec![req])
-            .await
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| {
-                Err(StoreError::NoOutcome("the MongoDB writer gave no answer").into())
-            })
+        job::submit_one(&self.writer, req, WRITER_GONE).await
     }
 
     /// One job for the group-commit writer: its appends are committed in order, each with its
@@ -393,26 +407,7 @@ impl EventStore for MongoStore {
         &self,
         reqs: Vec<AppendRequest>,
     ) -> Vec<Result<CommitRecord, AppendError>> {
-        let n = reqs.len();
-        let failed = |e: StoreError| (0..n).map(|_| Err(e.clone().into())).collect();
-        if n == 0 {
-            return Vec::new();
-        }
-        let (reply, answer) = oneshot::channel();
-        if self
-            .writer
-            .send(writer::Job {
-                appends: reqs,
-                reply,
-            })
-            .await
-            .is_err()
-        {
-            return failed(StoreError::Closed);
-        }
-        answer
-            .await
-            .unwrap_or_else(|_| failed(StoreError::NoOutcome("the MongoDB writer stopped")))
+        job::submit(&self.writer, reqs, WRITER_GONE).await
     }
 
     async fn load(&self, id: ResourceId) -> Result<Loaded, StoreError> {

@@ -37,18 +37,15 @@
 //! answered as a duplicate), and the writer writes those states with its next batch.
 
 use super::{COMMIT_DOC, CommitDoc, Conn, DUPLICATE_KEY, Op, to_doc};
-use crate::domain::{ClientResource, ResourceId, ServerResource};
-use crate::store::{AppendError, AppendRequest, CommitRecord, StoreError};
+use crate::driver;
 use mongodb::bson::Document;
 use mongodb::error::ErrorKind;
 use std::collections::{HashMap, HashSet};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+use warden_core::domain::{ClientResource, ClientSchema, ResourceId, ServerResource};
+use warden_core::store::{AppendError, AppendRequest, CommitRecord, StoreError};
 
-/// One caller's appends (a chain, committed in order) and where their outcomes go.
-pub(super) struct Job {
-    pub appends: Vec<AppendRequest>,
-    pub reply: oneshot::Sender<Vec<Result<CommitRecord, AppendError>>>,
-}
+pub(super) use warden_core::store::job::AppendJob as Job;
 
 /// Takes jobs until the store is dropped (the queue closes).
 pub(super) async fn run(conn: Conn, mut jobs: mpsc::Receiver<Job>) {
@@ -359,7 +356,7 @@ async fn insert(
     if links.is_empty() {
         return;
     }
-    let now = crate::clock::Clock::now(&crate::clock::SystemClock).millis();
+    let now = warden_core::clock::Clock::now(&warden_core::clock::SystemClock).millis();
     let mut docs: Vec<Document> = Vec::with_capacity(links.len());
     let mut records = Vec::with_capacity(links.len());
     for (c, i) in links {
@@ -437,11 +434,11 @@ async fn insert_many(conn: &Conn, docs: Vec<Document>, ordered: bool) -> Vec<Ins
     let ErrorKind::InsertMany(m) = e.kind.as_ref() else {
         // Includes a lost reply: the documents may or may not be in, so each is an error, and a
         // retry with the same command id will find what was.
-        return all_failed(e.into());
+        return all_failed(driver(e));
     };
     if m.write_concern_error.is_some() {
         // Written, but not as durably as promised: not acknowledged.
-        return all_failed(e.into());
+        return all_failed(driver(e));
     }
     let mut out: Vec<Inserted> = (0..n).map(|_| Inserted::Yes).collect();
     let errors = m.write_errors.as_deref().unwrap_or_default();
@@ -450,7 +447,10 @@ async fn insert_many(conn: &Conn, docs: Vec<Document>, ordered: bool) -> Vec<Ins
             *slot = if w.code == DUPLICATE_KEY {
                 Inserted::DuplicateKey
             } else {
-                Inserted::Failed(StoreError::MongoWrite(w.message.clone()))
+                Inserted::Failed(StoreError::WriteFailed {
+                    store: "MongoDB",
+                    detail: w.message.clone(),
+                })
             };
         }
     }

@@ -1,15 +1,15 @@
 //! The conformance suite every storage backend passes. Each check opens with the failure it
 //! guards against. Backends call [`run_all`] from their own test with a fresh, empty store.
 
-use crate::domain::{
+use warden_core::domain::{
     Balance, ClientResource, CommandId, EventEnvelope, PlayerId, ResourceEvent, ResourceId,
     ServerResource, Timestamp, replay, stamp,
 };
-use crate::store::{
+use warden_core::store::{
     AppendError, AppendRequest, EventStore, MalformedAppend, ReadModelStore, StoreError,
 };
 
-pub(crate) fn created(owner: &str, amount: u64) -> ResourceEvent {
+pub fn created(owner: &str, amount: u64) -> ResourceEvent {
     ResourceEvent::ResourceCreated {
         owner: PlayerId::new(owner),
         resource_type: "gold".into(),
@@ -24,7 +24,7 @@ pub(crate) fn created(owner: &str, amount: u64) -> ResourceEvent {
     }
 }
 
-pub(crate) fn added(amount: u64, total: u64) -> ResourceEvent {
+pub fn added(amount: u64, total: u64) -> ResourceEvent {
     ResourceEvent::ResourceAdded {
         amount,
         reason: "conformance".into(),
@@ -40,7 +40,7 @@ pub(crate) fn added(amount: u64, total: u64) -> ResourceEvent {
 /// An append of `events` on top of version `after`. Every resource of this suite is created by
 /// [`created`] for alice, and every later event states the balance it leads to, so the state
 /// after the events follows from a stand-in for the state at `after`.
-pub(crate) fn request(id: ResourceId, after: u64, events: Vec<ResourceEvent>) -> AppendRequest {
+pub fn request(id: ResourceId, after: u64, events: Vec<ResourceEvent>) -> AppendRequest {
     let command_id = CommandId::new();
     let events = stamp(id, after, command_id, Timestamp(1_000), events);
     AppendRequest {

@@ -12,8 +12,8 @@ pub use registry::Registry;
 use crate::clock::Clock;
 use crate::domain::Catalogue;
 use crate::domain::{
-    ClientResource, Command, CommandId, EventEnvelope, Principal, Rejection, ResourceId,
-    ServerResource,
+    ClientResource, ClientSchema, Command, CommandId, EventEnvelope, Principal, Rejection,
+    ResourceId, ServerResource,
 };
 use crate::hub::Hub;
 use crate::metrics::Metrics;

@@ -5,32 +5,20 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use thiserror::Error;
 
-use crate::domain::MAX_REGEN_MILLI;
+use crate::domain::{MAX_REGEN_MILLI, ResourceParams};
 
-/// The parameters of a new resource.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResourceParams {
-    pub initial_amount: u64,
-    pub max_amount: u64,
-    /// Thousandths of a unit regenerated per second (`500` = 0.5/s).
-    #[serde(default)]
-    pub regen_milli: u64,
-}
-
-impl ResourceParams {
-    /// Checks the parameters make sense together.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.max_amount == 0 {
-            return Err("max_amount must be positive".into());
-        }
-        if self.initial_amount > self.max_amount {
-            return Err("initial_amount exceeds max_amount".into());
-        }
-        if self.regen_milli > MAX_REGEN_MILLI {
-            return Err(format!("regen_milli exceeds {MAX_REGEN_MILLI}"));
-        }
-        Ok(())
+/// Checks a new resource's parameters make sense together (the wire type carries no rules).
+pub fn validate_params(p: &ResourceParams) -> Result<(), String> {
+    if p.max_amount == 0 {
+        return Err("max_amount must be positive".into());
     }
+    if p.initial_amount > p.max_amount {
+        return Err("initial_amount exceeds max_amount".into());
+    }
+    if p.regen_milli > MAX_REGEN_MILLI {
+        return Err(format!("regen_milli exceeds {MAX_REGEN_MILLI}"));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Error)]
@@ -107,12 +95,10 @@ impl Catalogue {
             source,
         })?;
         for (name, params) in &cat.types {
-            params
-                .validate()
-                .map_err(|problem| CatalogueError::Invalid {
-                    name: name.clone(),
-                    problem,
-                })?;
+            validate_params(params).map_err(|problem| CatalogueError::Invalid {
+                name: name.clone(),
+                problem,
+            })?;
         }
         Ok(cat)
     }

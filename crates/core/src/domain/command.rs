@@ -47,8 +47,14 @@ pub struct UnlockResource {
     pub resource_id: ResourceId,
 }
 
-/// A command on an existing resource, or the creation of a new one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A command on an existing resource, or the creation of a new one. Its kind
+/// ([`CommandKind`], derived) names it in metrics and logs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, strum::EnumDiscriminants)]
+#[strum_discriminants(
+    name(CommandKind),
+    derive(strum::VariantArray, strum::IntoStaticStr),
+    strum(serialize_all = "snake_case")
+)]
 pub enum Command {
     Create(CreateResource),
     Allocate(AllocateResource),

@@ -3,7 +3,7 @@
 use crate::domain::{
     AddResource, AllocateResource, Balance, Catalogue, Command, CreateResource, EventEnvelope,
     Lock, LockResource, MAX_LOCK_MS, MAX_REASON_BYTES, PlayerId, Principal, Rejection,
-    ResourceEvent, ResourceId, Role, ServerResource, Timestamp, accrue,
+    ResourceEvent, ResourceId, Role, ServerResource, Timestamp, accrue, validate_params,
 };
 
 /// Longest resource type name accepted from a service creating a custom type.
@@ -43,7 +43,7 @@ pub fn decide_create(
                     "only a service may set custom resource parameters",
                 ));
             }
-            custom.validate().map_err(Rejection::InvalidParams)?;
+            validate_params(custom).map_err(Rejection::InvalidParams)?;
             custom.clone()
         }
         None => catalogue

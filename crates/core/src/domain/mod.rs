@@ -7,21 +7,26 @@ mod catalogue;
 mod command;
 mod decide;
 mod event;
-mod ids;
+mod principal;
 mod regen;
 mod rejection;
 mod resend;
 mod resource;
 
-pub use catalogue::{Catalogue, CatalogueError, ResourceParams};
+pub use catalogue::{Catalogue, CatalogueError, validate_params};
 pub use command::{
-    AddResource, AllocateResource, Command, CreateResource, LockResource, MAX_LOCK_MS,
+    AddResource, AllocateResource, Command, CommandKind, CreateResource, LockResource, MAX_LOCK_MS,
     MAX_REASON_BYTES, UnlockResource,
 };
 pub use decide::{apply, decide, decide_create, replay, stamp};
 pub use event::{Balance, EVENT_SCHEMA_VERSION, EventEnvelope, ResourceEvent};
-pub use ids::{CommandId, PlayerId, Principal, ResourceId, Role, Timestamp};
+pub use principal::Principal;
 pub use regen::{MAX_REGEN_MILLI, MICRO_PER_UNIT, accrue};
 pub use rejection::Rejection;
 pub use resend::is_recorded_as;
-pub use resource::{Audience, ClientResource, Lock, ServerResource};
+pub use resource::{Audience, ClientSchema, Lock, ServerResource};
+// The vocabulary the wire carries (ids, time, roles, the client schema, a new resource's
+// parameters) is defined once, in the protocol crate; the rules use it as it is.
+pub use warden_protocol::{
+    ClientResource, CommandId, PlayerId, ResourceId, ResourceParams, Role, Timestamp,
+};

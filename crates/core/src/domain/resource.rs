@@ -1,7 +1,7 @@
 //! The two schemas: [`ServerResource`] (write model, full detail) and [`ClientResource`] (what a
 //! client may see, stored as the read model and pushed to subscribers).
 
-use crate::domain::{Balance, CommandId, PlayerId, ResourceId, Timestamp};
+use crate::domain::{Balance, ClientResource, CommandId, PlayerId, ResourceId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// A lock on a resource: while it holds, nothing can be allocated (spent) from it.
@@ -53,38 +53,24 @@ pub enum Audience {
     Spectator,
 }
 
-/// The client schema.
-///
-/// Shown to the owner: identity, type, amount and when it was counted, max, regeneration rate, and
-/// whether it is locked with the lock's reason and expiry. Never shown: the regeneration carry
-/// (server bookkeeping), the lock holder, who created or last changed it, and the command ids
-/// (audit fields that would reveal other players' and back-ends' identities).
-///
-/// The spectator view further drops the lock reason and expiry and the regeneration rate: a
-/// watcher sees what a player has, not the reasons behind a lock or the game's economy settings.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClientResource {
-    pub id: ResourceId,
-    pub owner: PlayerId,
-    pub resource_type: String,
-    pub amount: u64,
-    /// The instant `amount` was counted at; with `regen_milli` a client can extrapolate.
-    pub amount_at: Timestamp,
-    pub max_amount: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub regen_milli: Option<u64>,
-    pub locked: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lock_reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lock_expires_at: Option<Timestamp>,
-    pub version: u64,
-    pub updated_at: Timestamp,
+impl Audience {
+    /// What this audience sees of `state`: the one place the domain shapes a client view.
+    pub fn view_of(self, state: &ServerResource) -> ClientResource {
+        ClientResource::from_server(state).redact(self)
+    }
 }
 
-impl ClientResource {
+/// How the domain builds the client schema ([`ClientResource`], a wire type) from the server
+/// schema, and narrows it for an audience: the one place that decides what a client may see.
+pub trait ClientSchema: Sized {
     /// The owner's view of a server resource.
-    pub fn from_server(r: &ServerResource) -> Self {
+    fn from_server(r: &ServerResource) -> Self;
+    /// This view narrowed to what `view` may see.
+    fn redact(&self, view: Audience) -> Self;
+}
+
+impl ClientSchema for ClientResource {
+    fn from_server(r: &ServerResource) -> Self {
         Self {
             id: r.id,
             owner: r.owner.clone(),
@@ -101,8 +87,7 @@ impl ClientResource {
         }
     }
 
-    /// This view narrowed to what `view` may see.
-    pub fn redact(&self, view: Audience) -> Self {
+    fn redact(&self, view: Audience) -> Self {
         match view {
             Audience::Owner => self.clone(),
             Audience::Spectator => Self {

@@ -2,9 +2,11 @@
 //! node's own Prometheus registry (so two nodes in one process count apart).
 
 use super::store::STORE;
-use super::{CLOSE_CODES, CLOSE_OTHER, COMMAND_KINDS, LATENCY_BUCKETS, command_outcomes};
-use crate::protocol::{ClientMessage, ServerMessage};
+use super::{LATENCY_BUCKETS, close_labels, command_outcomes};
+use crate::domain::CommandKind;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use strum::VariantArray;
+use warden_protocol::{ClientMessage, ServerMessage};
 
 /// Every instrument, registered once.
 pub(super) struct Instruments {
@@ -12,7 +14,7 @@ pub(super) struct Instruments {
     pub(super) connections_open: IntGauge,
     pub(super) connections_opened: IntCounter,
     pub(super) connections_refused: IntCounter,
-    /// By close code, in the order of [`CLOSE_CODES`], then `other`.
+    /// By close code: `client`, then in the order of [`warden_protocol::CloseCode`].
     pub(super) connections_closed: Vec<IntCounter>,
     /// By client message type, in the order of [`ClientMessage::TYPES`].
     pub(super) received: Vec<IntCounter>,
@@ -20,7 +22,7 @@ pub(super) struct Instruments {
     pub(super) sent: Vec<IntCounter>,
     pub(super) malformed: IntCounter,
     pub(super) rate_limited: IntCounter,
-    /// `[kind][outcome]`, in the order of [`COMMAND_KINDS`] × [`command_outcomes`].
+    /// `[kind][outcome]`, in the order of [`CommandKind`](crate::domain::CommandKind) × [`command_outcomes`].
     pub(super) commands: Vec<Vec<IntCounter>>,
     /// Receive → reply, by kind.
     pub(super) command_seconds: Vec<Histogram>,
@@ -89,8 +91,8 @@ impl Instruments {
     pub(super) fn new() -> Self {
         let r = Registry::new();
         register_process_wide(&r);
-        let mut close_codes = CLOSE_CODES.to_vec();
-        close_codes.push(CLOSE_OTHER);
+        let close_labels = close_labels();
+        let close_codes: Vec<&str> = close_labels.iter().map(String::as_str).collect();
         let (commands, command_seconds) = command_instruments(&r);
         Self {
             connections_open: gauge(
@@ -250,7 +252,8 @@ fn command_instruments(r: &Registry) -> (Vec<Vec<IntCounter>>, Vec<Histogram>) {
     r.register(Box::new(commands_vec.clone()))
         .expect("registered once");
     let outcomes = command_outcomes();
-    let commands = COMMAND_KINDS
+    let kinds: Vec<&'static str> = CommandKind::VARIANTS.iter().map(|k| k.into()).collect();
+    let commands = kinds
         .iter()
         .map(|k| {
             outcomes
@@ -270,7 +273,7 @@ fn command_instruments(r: &Registry) -> (Vec<Vec<IntCounter>>, Vec<Histogram>) {
     .expect("valid metric");
     r.register(Box::new(seconds_vec.clone()))
         .expect("registered once");
-    let command_seconds = COMMAND_KINDS
+    let command_seconds = kinds
         .iter()
         .map(|k| seconds_vec.with_label_values(&[*k]))
         .collect();

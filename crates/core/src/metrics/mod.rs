@@ -18,56 +18,29 @@ mod store;
 
 pub use store::{record_engine_memory, record_group_commit, timed_group_commit};
 
-use crate::domain::Command;
-use crate::protocol::{ClientMessage, ErrorCode, ServerMessage, ServerMessageType};
+use crate::domain::CommandKind;
 use instruments::{Instruments, process_cpu_seconds};
 use prometheus::TextEncoder;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use strum::VariantArray;
+use warden_protocol::{ClientMessage, CloseCode, ErrorCode, ServerMessage, ServerMessageType};
 
-/// Command kinds a client can send, in the order of the `commands` table: the first five
-/// client message types.
-pub const COMMAND_KINDS: &[&str] = ClientMessage::TYPES.split_at(5).0;
-
-/// The refusal codes a command can get (docs/protocol.md), in the order of the `commands`
-/// table after `applied` and `duplicate`; any other code counts as `other`.
-const COMMAND_REFUSALS: [ErrorCode; 20] = [
-    ErrorCode::InvalidAmount,
-    ErrorCode::Overflow,
-    ErrorCode::Locked,
-    ErrorCode::Insufficient,
-    ErrorCode::ExceedsMax,
-    ErrorCode::AlreadyLocked,
-    ErrorCode::NotLocked,
-    ErrorCode::NotLockHolder,
-    ErrorCode::NotFound,
-    ErrorCode::Forbidden,
-    ErrorCode::UnknownResourceType,
-    ErrorCode::InvalidParams,
-    ErrorCode::InvalidDuration,
-    ErrorCode::ReasonTooLong,
-    ErrorCode::AlreadyExists,
-    ErrorCode::CommandIdReused,
-    ErrorCode::Conflict,
-    ErrorCode::Unavailable,
-    ErrorCode::ShuttingDown,
-    ErrorCode::RateLimited,
-];
-
-/// The `outcome` labels of the `commands` table: applied, duplicate, every refusal code, other.
+/// The `outcome` labels of the `commands` table: applied, duplicate, then every error code of
+/// the protocol, in [`ErrorCode`]'s order.
 fn command_outcomes() -> Vec<&'static str> {
     let mut outcomes = vec!["applied", "duplicate"];
-    outcomes.extend(COMMAND_REFUSALS.iter().map(|c| c.as_str()));
-    outcomes.push("other");
+    outcomes.extend(ErrorCode::VARIANTS.iter().map(|c| c.as_str()));
     outcomes
 }
 
-/// Close codes a session can end with (docs/protocol.md); `client` when the client closed or the
-/// connection broke, `other` for anything else.
-const CLOSE_CODES: [&str; 9] = [
-    "client", "1001", "1002", "1003", "1008", "1009", "1011", "4001", "4008",
-];
-const CLOSE_OTHER: &str = "other";
+/// The `code` labels of closed sessions: `client` when the client closed or the connection
+/// broke, then each of the protocol's close codes by number, in [`CloseCode`]'s order.
+fn close_labels() -> Vec<String> {
+    std::iter::once("client".to_owned())
+        .chain(CloseCode::VARIANTS.iter().map(|c| c.code().to_string()))
+        .collect()
+}
 
 /// Latency buckets in seconds: 100 µs to 10 s.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -104,24 +77,12 @@ pub struct ScrapeGauges {
     pub store_round_trips: Vec<(&'static str, u64)>,
 }
 
-/// Index of a command kind in [`COMMAND_KINDS`]; `None` for the internal lock expiry.
-pub fn command_kind(command: &Command) -> Option<usize> {
-    match command {
-        Command::Create(_) => Some(0),
-        Command::Allocate(_) => Some(1),
-        Command::Add(_) => Some(2),
-        Command::Lock(_) => Some(3),
-        Command::Unlock(_) => Some(4),
-        Command::ExpireLock(_) => None,
-    }
-}
-
 /// Index of a refusal code in the `outcome` labels ([`command_outcomes`]).
 fn outcome_index(code: ErrorCode) -> usize {
-    COMMAND_REFUSALS
+    2 + ErrorCode::VARIANTS
         .iter()
         .position(|c| *c == code)
-        .map_or(COMMAND_REFUSALS.len() + 2, |i| i + 2)
+        .expect("every error code is a variant")
 }
 
 /// How a command ended, as the metrics count it.
@@ -197,19 +158,15 @@ impl Metrics {
     }
 
     /// A session ended with `code` (`None`: the client left or the connection broke).
-    pub fn connection_closed(&self, code: Option<u16>) {
+    pub fn connection_closed(&self, code: Option<CloseCode>) {
         if let Some(m) = &self.0 {
             m.connections_open.dec();
-            let i = match code {
-                None => 0,
-                Some(code) => {
-                    let text = code.to_string();
-                    CLOSE_CODES
-                        .iter()
-                        .position(|c| *c == text)
-                        .unwrap_or(CLOSE_CODES.len())
-                }
-            };
+            let i = code.map_or(0, |code| {
+                1 + CloseCode::VARIANTS
+                    .iter()
+                    .position(|c| *c == code)
+                    .expect("every close code is a variant")
+            });
             m.connections_closed[i].inc();
         }
     }
@@ -246,24 +203,22 @@ impl Metrics {
         }
     }
 
-    /// A command of kind `kind` ([`command_kind`]) was refused before reaching an actor
-    /// (rate limit, spectator).
-    pub fn command_refused_early(&self, kind: Option<usize>, code: ErrorCode) {
+    /// A command of kind `kind` was refused before reaching an actor (rate limit, spectator).
+    pub fn command_refused_early(&self, kind: CommandKind, code: ErrorCode) {
         if let Some(m) = &self.0 {
             if code == ErrorCode::RateLimited {
                 m.rate_limited.inc();
             }
-            if let Some(kind) = kind {
-                m.commands[kind][outcome_index(code)].inc();
-            }
+            m.commands[kind as usize][outcome_index(code)].inc();
         }
     }
 
     /// A command that reached the actors was answered `outcome`, `received` after its receipt.
-    pub fn command(&self, kind: Option<usize>, outcome: Outcome, received: Instant) {
-        let (Some(m), Some(kind)) = (&self.0, kind) else {
+    pub fn command(&self, kind: CommandKind, outcome: Outcome, received: Instant) {
+        let Some(m) = &self.0 else {
             return;
         };
+        let kind = kind as usize;
         let i = match outcome {
             Outcome::Applied => 0,
             Outcome::Duplicate => 1,
@@ -345,12 +300,13 @@ mod tests {
     #[test]
     fn every_instrument_registers_once_and_renders_with_help() {
         let metrics = Metrics::new();
-        metrics.connection_closed(Some(4008));
-        metrics.connection_closed(Some(1234));
+        metrics.connection_closed(Some(CloseCode::SlowConsumer));
+        metrics.connection_closed(None);
         let text = metrics.render(ScrapeGauges::default());
         assert!(text.contains("# HELP warden_commands_total "));
         assert!(text.contains("warden_connections_closed_total{code=\"4008\"} 1"));
-        assert!(text.contains("warden_connections_closed_total{code=\"other\"} 1"));
+        assert!(text.contains("warden_connections_closed_total{code=\"client\"} 1"));
+        assert!(text.contains("warden_connections_closed_total{code=\"1001\"} 0"));
         // Two nodes in one process each have their own registry.
         let other = Metrics::new();
         assert!(
@@ -364,7 +320,7 @@ mod tests {
     fn off_records_nothing_and_renders_nothing() {
         let metrics = Metrics::off();
         metrics.connection_opened();
-        metrics.command(Some(0), Outcome::Applied, Instant::now());
+        metrics.command(CommandKind::Create, Outcome::Applied, Instant::now());
         assert_eq!(metrics.render(ScrapeGauges::default()), "");
     }
 }

@@ -9,10 +9,14 @@
 //! event log at any time with [`rebuild`]. [`catch_up`] repairs views a crash left behind where the
 //! view is written after the commit (MongoDB).
 
+mod replay;
 pub mod time_travel;
 
+pub use replay::{LogReplay, REPLAY_PAGE, Replayed};
+
 use crate::domain::{
-    Audience, ClientResource, EventEnvelope, PlayerId, Principal, ResourceId, ServerResource,
+    Audience, ClientResource, ClientSchema, EventEnvelope, PlayerId, Principal, ResourceId,
+    ServerResource,
 };
 use crate::store::{EventStore, ReadModelStore, StoreError};
 use std::sync::Arc;
@@ -105,8 +109,10 @@ impl QueryHandler {
             return Ok(Some(view));
         }
         Ok(self
-            .state(id)
+            .store
+            .load(id)
             .await?
+            .state()
             .map(|s| ClientResource::from_server(&s)))
     }
 
@@ -125,14 +131,14 @@ impl QueryHandler {
         &self,
         principal: &Principal,
         owner: &PlayerId,
-    ) -> Result<Vec<ClientResource>, StoreError> {
+    ) -> Result<Vec<ClientResource>, ReadError> {
         let audience = principal.audience_for(owner);
         let views = self.read.list_by_owner(owner).await?;
         Ok(views.into_iter().map(|v| v.redact(audience)).collect())
     }
 
     /// The ids of `owner`'s resources, from the read model.
-    pub async fn owned(&self, owner: &PlayerId) -> Result<Vec<ResourceId>, StoreError> {
+    pub async fn owned(&self, owner: &PlayerId) -> Result<Vec<ResourceId>, ReadError> {
         let views = self.read.list_by_owner(owner).await?;
         Ok(views.into_iter().map(|v| v.id).collect())
     }
@@ -153,17 +159,49 @@ impl QueryHandler {
         Ok(self.store.events(id, after_version, limit).await?)
     }
 
-    /// `id`'s state at a past version or instant, rebuilt from its log.
+    /// `id` at a past version or instant, rebuilt from its log, as `principal` may see it: the
+    /// owner view for the owner and services, the spectator view of that past state for anyone
+    /// else.
     pub async fn state_at(
         &self,
+        principal: &Principal,
         id: ResourceId,
         point: time_travel::StatePoint,
-    ) -> Result<ServerResource, time_travel::StateAtError> {
-        time_travel::state_at(self.store.as_ref(), id, point).await
+    ) -> Result<ClientResource, time_travel::StateAtError> {
+        let state = time_travel::state_at(self.store.as_ref(), id, point).await?;
+        Ok(ClientResource::from_server(&state).redact(principal.audience_for(&state.owner)))
+    }
+
+    /// What a subscription to `id` starts from: the state now (from the log) and the audience
+    /// `principal` is shown it as.
+    pub async fn subscription_start(
+        &self,
+        principal: &Principal,
+        id: ResourceId,
+    ) -> Result<(Audience, ServerResource), ReadError> {
+        let state = self.state(id).await?.ok_or(ReadError::NotFound(id))?;
+        Ok((principal.audience_for(&state.owner), state))
+    }
+
+    /// What a subscription to `owner` starts from: the audience `principal` is shown the
+    /// owner's resources as, and each one's state now (ids from the read model, states from the
+    /// log; a resource too new for the read model is picked up at its next change).
+    pub async fn owner_subscription_start(
+        &self,
+        principal: &Principal,
+        owner: &PlayerId,
+    ) -> Result<(Audience, Vec<ServerResource>), ReadError> {
+        let mut states = Vec::new();
+        for id in self.owned(owner).await? {
+            if let Some(state) = self.state(id).await? {
+                states.push(state);
+            }
+        }
+        Ok((principal.audience_for(owner), states))
     }
 
     /// The current server-schema state, from the log (a subscription starts from it).
-    pub async fn state(&self, id: ResourceId) -> Result<Option<ServerResource>, StoreError> {
+    pub async fn state(&self, id: ResourceId) -> Result<Option<ServerResource>, ReadError> {
         Ok(self.store.load(id).await?.state())
     }
 
@@ -174,7 +212,7 @@ impl QueryHandler {
         id: ResourceId,
         after_version: u64,
         limit: usize,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
-        self.store.events(id, after_version, limit).await
+    ) -> Result<Vec<EventEnvelope>, ReadError> {
+        Ok(self.store.events(id, after_version, limit).await?)
     }
 }

@@ -21,6 +21,14 @@ use super::CommitRecord;
 /// not an `Arc` around it, and a caller can downcast it.
 pub struct Shared<E: ?Sized>(Arc<E>);
 
+impl<E: std::error::Error + Send + Sync + 'static> From<E>
+    for Shared<dyn std::error::Error + Send + Sync>
+{
+    fn from(e: E) -> Self {
+        Shared(Arc::new(e))
+    }
+}
+
 /// A source of any type (a decoder's error, a malformed key …).
 pub type Cause = Shared<dyn std::error::Error + Send + Sync>;
 
@@ -72,19 +80,20 @@ impl From<MalformedAppend> for AppendError {
 /// server log; clients get a code (`unavailable`, whatever the variant).
 #[derive(Clone, Debug, Error)]
 pub enum StoreError {
-    /// The embedded engine (fjall) failed to read, write or commit.
-    #[error("embedded store engine: {0}")]
-    Engine(#[source] Shared<fjall::Error>),
-    /// The MongoDB driver failed the operation: the server is unreachable, refused it, or the
-    /// reply was lost (so a write may or may not have happened).
-    #[cfg(feature = "mongodb")]
-    #[error("MongoDB: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    /// MongoDB answered, but reported write errors other than a duplicate key (which the store
-    /// handles itself), or a write concern it could not meet; the text is the server's.
-    #[cfg(feature = "mongodb")]
-    #[error("MongoDB write failed: {0}")]
-    MongoWrite(String),
+    /// The backend's engine or driver failed to read, write or commit: the embedded engine
+    /// (fjall), or the MongoDB driver (the server is unreachable, refused the operation, or the
+    /// reply was lost, so a write may or may not have happened). `source` is the engine's error.
+    #[error("{store}: {source}")]
+    Engine {
+        /// Which backend, for the log (`embedded store engine`, `MongoDB`).
+        store: &'static str,
+        #[source]
+        source: Cause,
+    },
+    /// The backend answered, but reported write errors other than a duplicate key (which the
+    /// store handles itself), or a write concern it could not meet; the text is the server's.
+    #[error("{store} write failed: {detail}")]
+    WriteFailed { store: &'static str, detail: String },
     /// The backend did not answer within its time bound (a write may or may not have happened).
     #[error("{store} did not answer within {after:?}")]
     Timeout {
@@ -150,9 +159,16 @@ impl StoreError {
     }
 }
 
-impl From<fjall::Error> for StoreError {
-    fn from(e: fjall::Error) -> Self {
-        StoreError::Engine(Shared(Arc::new(e)))
+impl StoreError {
+    /// The engine or driver of backend `store` failed, because of `source`.
+    pub fn engine(
+        store: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Engine {
+            store,
+            source: Shared(Arc::new(source)),
+        }
     }
 }
 
@@ -190,7 +206,7 @@ pub enum OpenError {
     #[error(
         "{} holds a data directory in Warden's old redb layout ({file}), which this version no \
          longer reads. Move its data with `warden export --data-dir {} > log.jsonl` run by a \
-         build of commit d202002 (the last one on redb), then `warden import --data-dir NEW_DIR \
+         build that still reads it (the last one on redb), then `warden import --data-dir NEW_DIR \
          < log.jsonl` with this one (docs/storage.md, \"Old layout\"); or point --data-dir at an \
          empty directory.",
         dir.display(),
@@ -198,11 +214,11 @@ pub enum OpenError {
     )]
     OldLayout { dir: PathBuf, file: &'static str },
     /// The directory's keys are laid out differently from what this version reads: layout 1
-    /// (before 30 Nov 2026) or one a newer version wrote.
+    /// (an older version's) or one a newer version wrote.
     #[error(
         "{} holds a data directory in Warden's key layout {found}, and this version reads layout \
          {reads} only. Move its data with `warden export --data-dir {} > log.jsonl` run by the \
-         build that wrote it (for layout 1: commit f11a640 or earlier), then `warden import \
+         build that wrote it (or any build that reads that layout), then `warden import \
          --data-dir NEW_DIR < log.jsonl` with this one (docs/storage.md, \"Key layouts\"); or \
          point --data-dir at an empty directory.",
         dir.display(),
@@ -220,18 +236,16 @@ pub enum OpenError {
     Engine {
         dir: PathBuf,
         #[source]
-        source: fjall::Error,
+        source: Cause,
     },
     #[error("cannot start the group-commit writer thread: {0}")]
     WriterThread(#[source] std::io::Error),
-    #[cfg(not(feature = "mongodb"))]
+    /// A MongoDB URI was given to a build without the MongoDB backend.
     #[error("this build has no MongoDB support (built without the `mongodb` feature)")]
     NoMongoSupport,
-    #[cfg(feature = "mongodb")]
     #[error("bad MongoDB URI: {0}")]
-    MongoUri(#[source] mongodb::error::Error),
+    MongoUri(#[source] Cause),
     /// MongoDB did not answer the first command (or answered it with an error).
-    #[cfg(feature = "mongodb")]
     #[error("MongoDB at {uri} is unreachable: {source}")]
     MongoUnreachable {
         uri: String,
@@ -244,14 +258,14 @@ pub enum OpenError {
 }
 
 /// For `map_err`: a record of kind `what` that fails to decode is corrupt.
-pub(crate) fn corrupt<E: std::error::Error + Send + Sync + 'static>(
+pub fn corrupt<E: std::error::Error + Send + Sync + 'static>(
     what: &'static str,
 ) -> impl FnOnce(E) -> StoreError {
     move |e| StoreError::corrupt(what, e)
 }
 
 /// For `map_err`: a record of kind `what` that fails to encode cannot be stored.
-pub(crate) fn encode<E: std::error::Error + Send + Sync + 'static>(
+pub fn encode<E: std::error::Error + Send + Sync + 'static>(
     what: &'static str,
 ) -> impl FnOnce(E) -> StoreError {
     move |e| StoreError::encode(what, e)

@@ -10,27 +10,24 @@
 //! - Errors ([`StoreError`], [`AppendError`], [`OpenError`]): one enum per family of operations,
 //!   one variant per cause, with its source.
 //!
-//! Backends: [`embedded::EmbeddedStore`] (a fjall database under a data directory) and
-//! `mongo::MongoStore` (one MongoDB database, shared by several nodes; built with the `mongodb`
-//! feature, on by default). [`open_from_config`] picks one from the server's configuration.
+//! Backends live in crates of their own: `warden-store-embedded` (a fjall database under a data
+//! directory) and `warden-store-mongo` (one MongoDB database, shared by several nodes); the
+//! server picks one from its configuration. `warden-testkit` holds the conformance suite.
 
-pub mod conformance;
-pub mod embedded;
 mod error;
 pub mod feed;
-#[cfg(feature = "mongodb")]
-pub mod mongo;
+pub mod job;
 pub mod transfer;
 
-pub use error::{AppendError, Cause, MalformedAppend, OpenError, Shared, StoreError};
-pub(crate) use error::{corrupt, encode};
+pub use error::{
+    AppendError, Cause, MalformedAppend, OpenError, Shared, StoreError, corrupt, encode,
+};
 pub use feed::CommitFeed;
 
 use crate::domain::{
     ClientResource, CommandId, EventEnvelope, PlayerId, ResourceId, ServerResource,
 };
 use async_trait::async_trait;
-use std::path::Path;
 use std::sync::Arc;
 
 /// What to append: the events a command produced, on top of the version they were decided on.
@@ -124,32 +121,12 @@ pub trait EventStore: Send + Sync + 'static {
     /// then expects the version the previous one leads to and was decided on its state. So the
     /// requests form a chain: after the first that fails, none of the rest is attempted; each is
     /// answered `Conflict` (even if another writer happened to bring the head to the version it
-    /// expects, its events were decided on a state that never existed). A backend may commit all of them in one
-    /// transaction (the embedded store does, in one group commit); the default appends them one
-    /// at a time.
-    async fn append_many(
-        &self,
-        reqs: Vec<AppendRequest>,
-    ) -> Vec<Result<CommitRecord, AppendError>> {
-        let mut outcomes = Vec::with_capacity(reqs.len());
-        let mut broken = false;
-        for req in reqs {
-            let outcome = if broken {
-                match self.head(req.resource_id).await {
-                    Ok(actual) => Err(AppendError::Conflict {
-                        expected: req.expected_version,
-                        actual,
-                    }),
-                    Err(e) => Err(e.into()),
-                }
-            } else {
-                self.append(req).await
-            };
-            broken = outcome.is_err();
-            outcomes.push(outcome);
-        }
-        outcomes
-    }
+    /// expects, its events were decided on a state that never existed). Every backend implements
+    /// it (no default): the embedded store commits the chain in one group commit, MongoDB in one
+    /// ordered insert, and test stores delegate to one of them, so actors are tested on the
+    /// commit semantics they run on.
+    async fn append_many(&self, reqs: Vec<AppendRequest>)
+    -> Vec<Result<CommitRecord, AppendError>>;
 
     /// The latest snapshot and the events after it.
     async fn load(&self, id: ResourceId) -> Result<Loaded, StoreError>;
@@ -196,87 +173,58 @@ pub trait ReadModelStore: Send + Sync + 'static {
     async fn clear(&self) -> Result<(), StoreError>;
 }
 
+/// Which kind of backend a node runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum BackendKind {
+    /// A data directory of this process (`warden-store-embedded`).
+    Embedded,
+    /// One MongoDB database shared by several nodes (`warden-store-mongo`).
+    Mongodb,
+}
+
+impl BackendKind {
+    /// The name logs and `/readyz` use: `embedded` or `mongodb`.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// The stores a node runs on, as chosen by configuration.
 #[derive(Clone)]
 pub struct Backend {
     pub events: Arc<dyn EventStore>,
     pub read: Arc<dyn ReadModelStore>,
-    /// Set on MongoDB: other nodes may commit to the same log (see [`feed`](Self::feed)); also
-    /// what MongoDB-only tools read (round trips).
-    #[cfg(feature = "mongodb")]
-    pub mongo: Option<Arc<mongo::MongoStore>>,
+    /// Set when other nodes may commit to the same log (MongoDB): a node follows it with a
+    /// relay (`crate::relay`) to notice their changes.
+    pub feed: Option<Arc<dyn CommitFeed>>,
+    pub kind: BackendKind,
 }
 
 impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Backend")
-            .field("kind", &self.kind())
+            .field("kind", &self.kind)
             .finish_non_exhaustive()
     }
 }
 
 impl Backend {
-    /// Stores of this process only (no other node shares them, so no relay): tests and tools
-    /// that wrap or combine stores start nodes on this.
+    /// Stores of this process only (no other node shares them, so no relay): the embedded
+    /// store, and tests and tools that wrap or combine stores.
     pub fn local(events: Arc<dyn EventStore>, read: Arc<dyn ReadModelStore>) -> Self {
         Self {
             events,
             read,
-            #[cfg(feature = "mongodb")]
-            mongo: None,
+            feed: None,
+            kind: BackendKind::Embedded,
         }
     }
 
-    /// The feed of commits other nodes make to the same log, when the log is shared (MongoDB):
-    /// a node follows it with a relay (`crate::relay`) to notice their changes. `None` on the
-    /// embedded store, which one node owns.
+    /// The feed of commits other nodes make to the same log, when the log is shared (MongoDB).
+    /// `None` on the embedded store, which one node owns.
     pub fn feed(&self) -> Option<Arc<dyn CommitFeed>> {
-        #[cfg(feature = "mongodb")]
-        if let Some(mongo) = &self.mongo {
-            return Some(mongo.clone());
-        }
-        None
-    }
-
-    /// A short name for logs: `embedded` or `mongodb`.
-    pub fn kind(&self) -> &'static str {
-        #[cfg(feature = "mongodb")]
-        if self.mongo.is_some() {
-            return "mongodb";
-        }
-        "embedded"
-    }
-}
-
-/// Opens MongoDB when `mongodb_uri` is given (failing within seconds if it is unreachable), else
-/// the embedded store under `data_dir` with `embedded` options.
-pub async fn open_from_config(
-    data_dir: &Path,
-    mongodb_uri: Option<&str>,
-    embedded: embedded::EmbeddedOptions,
-) -> Result<Backend, OpenError> {
-    match mongodb_uri {
-        #[cfg(not(feature = "mongodb"))]
-        Some(_) => Err(OpenError::NoMongoSupport),
-        #[cfg(feature = "mongodb")]
-        Some(uri) => {
-            let store =
-                Arc::new(mongo::MongoStore::connect(uri, mongo::MongoConfig::default()).await?);
-            Ok(Backend {
-                events: store.clone(),
-                read: store.clone(),
-                mongo: Some(store),
-            })
-        }
-        None => {
-            let store = Arc::new(embedded::EmbeddedStore::open_with(data_dir, embedded)?);
-            Ok(Backend {
-                events: store.clone(),
-                read: store,
-                #[cfg(feature = "mongodb")]
-                mongo: None,
-            })
-        }
+        self.feed.clone()
     }
 }
 

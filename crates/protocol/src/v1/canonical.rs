@@ -4,7 +4,7 @@
 //! logs, history and command records). Also `params`, which must be a map (or array), not a
 //! MessagePack binary.
 
-use crate::domain::{CommandId, ResourceId, ResourceParams};
+use crate::{CommandId, ResourceId, ResourceParams};
 use serde::Deserialize;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{Deserializer, Error, MapAccess, SeqAccess, Visitor};

@@ -2,10 +2,9 @@
 //! variant's name in snake case (`NotLockHolder` is `not_lock_holder`), derived, never typed; a
 //! client matches on it, the message beside it is for people (docs/protocol.md §5).
 //!
-//! The server turns every error into a reply in one place (`net::reply`); the domain's
-//! rejections map to codes here, since the domain itself knows nothing of the wire.
+//! The server turns every error into a reply in one place (`net::reply`), where its errors map to
+//! these codes; this crate knows nothing of the server.
 
-use crate::domain::Rejection;
 use serde::{Deserialize, Serialize};
 
 /// A stable, machine-readable error code, as sent in `error.code` (and, for the upgrade's
@@ -94,45 +93,6 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
-impl PartialEq<str> for ErrorCode {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for ErrorCode {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-/// An error that a client is told about by a code.
-pub trait Coded {
-    fn code(&self) -> ErrorCode;
-}
-
-impl Coded for Rejection {
-    fn code(&self) -> ErrorCode {
-        match self {
-            Rejection::InvalidAmount => ErrorCode::InvalidAmount,
-            Rejection::Overflow => ErrorCode::Overflow,
-            Rejection::Locked { .. } => ErrorCode::Locked,
-            Rejection::Insufficient { .. } => ErrorCode::Insufficient,
-            Rejection::WouldExceedMax { .. } => ErrorCode::ExceedsMax,
-            Rejection::AlreadyLocked => ErrorCode::AlreadyLocked,
-            Rejection::NotLocked => ErrorCode::NotLocked,
-            Rejection::NotLockHolder => ErrorCode::NotLockHolder,
-            Rejection::NotFound(_) => ErrorCode::NotFound,
-            Rejection::NotOwner | Rejection::Forbidden(_) => ErrorCode::Forbidden,
-            Rejection::UnknownResourceType(_) => ErrorCode::UnknownResourceType,
-            Rejection::InvalidParams(_) => ErrorCode::InvalidParams,
-            Rejection::InvalidDuration { .. } => ErrorCode::InvalidDuration,
-            Rejection::ReasonTooLong { .. } => ErrorCode::ReasonTooLong,
-            Rejection::AlreadyExists => ErrorCode::AlreadyExists,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,10 +104,10 @@ mod tests {
             let json = serde_json::to_value(code).unwrap();
             assert_eq!(json, code.as_str(), "serde and the name agree");
             assert_eq!(serde_json::from_value::<ErrorCode>(json).unwrap(), code);
-            let bytes = crate::protocol::encode(&code);
-            assert_eq!(crate::protocol::decode::<ErrorCode>(&bytes).unwrap(), code);
+            let bytes = crate::encode(&code);
+            assert_eq!(crate::decode::<ErrorCode>(&bytes).unwrap(), code);
         }
         assert_eq!(ErrorCode::NotLockHolder.as_str(), "not_lock_holder");
-        assert_eq!(ErrorCode::ExceedsMax, "exceeds_max");
+        assert_eq!(ErrorCode::ExceedsMax.as_str(), "exceeds_max");
     }
 }

@@ -9,15 +9,12 @@ mod canonical;
 mod error;
 mod requests;
 
-pub use error::{Coded, ErrorCode};
+pub use error::ErrorCode;
 pub use requests::{
-    Add, Allocate, CommandMessage, Create, Get, History, List, Lock, Ping, Request, StateAt,
-    Subscribe, Unlock, Unsubscribe,
+    Add, Allocate, Create, Get, History, List, Lock, Ping, StateAt, Subscribe, Unlock, Unsubscribe,
 };
 
-use crate::domain::{
-    ClientResource, CommandId, EventEnvelope, PlayerId, ResourceEvent, ResourceId, Role, Timestamp,
-};
+use crate::{ClientResource, CommandId, PlayerId, ResourceId, Role, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this server speaks.
@@ -124,39 +121,6 @@ pub struct HistoryEvent {
     pub balance: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-}
-
-impl From<&EventEnvelope> for HistoryEvent {
-    fn from(e: &EventEnvelope) -> Self {
-        let (amount, balance, reason) = match &e.event {
-            ResourceEvent::ResourceCreated { balance, .. } => (None, Some(balance.amount), None),
-            ResourceEvent::ResourceAllocated {
-                amount,
-                reason,
-                balance,
-                ..
-            }
-            | ResourceEvent::ResourceAdded {
-                amount,
-                reason,
-                balance,
-                ..
-            } => (Some(*amount), Some(balance.amount), Some(reason.clone())),
-            ResourceEvent::ResourceLocked { reason, .. } => (None, None, Some(reason.clone())),
-            ResourceEvent::ResourceUnlocked { .. } | ResourceEvent::ResourceLockExpired { .. } => {
-                (None, None, None)
-            }
-        };
-        HistoryEvent {
-            version: e.version,
-            event_type: e.event.type_name().to_owned(),
-            at: e.at,
-            command_id: e.command_id,
-            amount,
-            balance,
-            reason,
-        }
-    }
 }
 
 /// Messages the server sends.
@@ -270,7 +234,7 @@ impl ServerMessage {
 mod tests {
     use super::*;
 
-    use crate::protocol::{decode, encode};
+    use crate::{decode, encode};
 
     #[test]
     fn the_list_of_types_names_exactly_the_variants_in_index_order() {

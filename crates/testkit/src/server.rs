@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use warden::auth::TokenKeys;
-use warden::clock::{ManualClock, SystemClock};
-use warden::domain::Role;
-use warden::net::{NetConfig, NetStats, Server};
-use warden::node::Node;
-use warden::store::embedded::EmbeddedStore;
+use warden_core::clock::{ManualClock, SystemClock};
+use warden_core::domain::Role;
+use warden_core::node::Node;
+use warden_net::auth::TokenKeys;
+use warden_net::{NetConfig, NetStats, Server};
+use warden_store_embedded::EmbeddedStore;
 
 /// The secret every local server signs its tokens with (client-sim's binary is given it too).
 pub const SECRET: &str = "test-secret";

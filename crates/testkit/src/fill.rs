@@ -1,20 +1,15 @@
 //! Fills an embedded store fast, straight through its group commit (no actors), and measures its
 //! size: used by the core benchmark's `--preload-events` and by the crash-recovery example.
-#![allow(dead_code)]
-// each user takes what it needs
-// Test and benchmark helpers live in binaries: `pub` only says "used by the files that include
-// this", and a Debug impl would print nothing a failure needs.
-#![allow(unreachable_pub, missing_debug_implementations)]
 
 use futures::StreamExt;
 use std::sync::Arc;
-use warden::domain::{
+use warden_core::domain::{
     AddResource, AllocateResource, Catalogue, Command, CommandId, CreateResource, PlayerId,
     Principal, ResourceId, ResourceParams, ServerResource, Timestamp, decide, decide_create,
     replay, stamp,
 };
-use warden::store::embedded::EmbeddedStore;
-use warden::store::{AppendRequest, EventStore};
+use warden_core::store::{AppendRequest, EventStore};
+use warden_store_embedded::EmbeddedStore;
 
 /// Plenty to never run dry or overflow: commands move amounts by one.
 pub const PARAMS: ResourceParams = ResourceParams {

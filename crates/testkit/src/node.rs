@@ -5,13 +5,13 @@ use super::T0;
 use super::hooked::{HookedStore, Hooks};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use warden::actor::{ActorConfig, Registry};
-use warden::clock::ManualClock;
-use warden::domain::Catalogue;
-use warden::hub::Hub;
-use warden::node::{Node, NodeConfig};
-use warden::store::embedded::EmbeddedStore;
-use warden::store::{Backend, EventStore};
+use warden_core::actor::{ActorConfig, Registry};
+use warden_core::clock::ManualClock;
+use warden_core::domain::Catalogue;
+use warden_core::hub::Hub;
+use warden_core::node::{Node, NodeConfig};
+use warden_core::store::{Backend, EventStore};
+use warden_store_embedded::EmbeddedStore;
 
 /// Where a test's embedded store lives: a temporary directory (deleted when the last clone of the
 /// guard goes), or a directory the caller owns.

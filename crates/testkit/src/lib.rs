@@ -1,7 +1,12 @@
-//! Test support, defined once for every integration test (and for client-sim's, which include this
-//! module by path): starting a node or a server, principals and commands, waiting for a condition.
+//! Warden's test kit: test support defined once for every crate's tests (the server's end-to-end
+//! tests, the stores', client-sim's, the benchmarks and examples): the store conformance suite,
+//! starting a node or a server, principals and commands, waiting for a condition. It is a
+//! dev-dependency only, so none of it is compiled into the `warden` binary.
 //!
 //! # Layout
+//! - [`conformance`]: the suite every storage backend passes (each check a named test in
+//!   `tests/store_conformance.rs`).
+//! - [`fill`]: filling a store with many resources and events fast (benchmarks, recovery tests).
 //! - [`node`]: [`TestNode`], an embedded store in a temporary directory with a node on it, in one
 //!   call (a config hook sets the clock, actors or metrics); [`DataDir`] to restart on the same data;
 //!   [`bare_registry`] for tests that need no node.
@@ -12,20 +17,16 @@
 //! - [`admin`]: [`LocalAdmin`], the admin HTTP listener on `127.0.0.1:0`.
 //! - this file: principals, commands, [`execute`], and [`wait_for`], which fails the test with what
 //!   it waited for instead of returning a stale value.
-//! - `mongo` (with the `mongodb` feature): the MongoDB test server, fresh databases, nodes on them,
-//!   an nx-27017 a test owns, and a latency proxy.
-//!
-//! Every helper here is used by some suites and not others (each suite compiles its own copy), so
-//! unused ones, and unused re-exports, are allowed.
-#![allow(dead_code, unused_imports)]
-// Test and benchmark helpers live in binaries: `pub` only says "used by the files that include
-// this", and a Debug impl would print nothing a failure needs.
-#![allow(unreachable_pub, missing_debug_implementations)]
+//! - [`mongo`]: the MongoDB test server, fresh databases, nodes on them, an nx-27017 a test owns,
+//!   and a latency proxy.
+// Test fixtures: a Debug impl would print nothing a failure needs.
+#![allow(missing_debug_implementations)]
 
 pub mod admin;
 pub mod client;
+pub mod conformance;
+pub mod fill;
 pub mod hooked;
-#[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod node;
 pub mod server;
@@ -38,8 +39,8 @@ pub use server::LocalServer;
 
 use std::future::Future;
 use std::time::Duration;
-use warden::actor::{CommandError, CommandReply, CommandRequest, Registry};
-use warden::domain::{
+use warden_core::actor::{CommandError, CommandReply, CommandRequest, Registry};
+use warden_core::domain::{
     AddResource, AllocateResource, Command, CommandId, CreateResource, LockResource, PlayerId,
     Principal, ResourceId, ResourceParams, UnlockResource,
 };

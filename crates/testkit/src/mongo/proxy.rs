@@ -1,11 +1,7 @@
 //! A loopback TCP proxy in front of the test MongoDB: it delays each direction by half a chosen
 //! round-trip time (so distance to a replica set can be measured on one machine), and on request
 //! loses the reply to the next `insert` (a reply lost on the network after MongoDB committed).
-//! Shared by the tests and `examples/store_bench.rs` (which includes this file by path).
-#![allow(dead_code)]
-// Test and benchmark helpers live in binaries: `pub` only says "used by the files that include
-// this", and a Debug impl would print nothing a failure needs.
-#![allow(unreachable_pub, missing_debug_implementations)]
+//! Shared by the tests and `examples/store_bench.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

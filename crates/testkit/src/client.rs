@@ -11,8 +11,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use warden::domain::{ClientResource, CommandId, PlayerId, ResourceId};
-use warden::protocol::{self, ClientMessage, ServerMessage};
+use warden_core::domain::{ClientResource, CommandId, PlayerId, ResourceId};
+use warden_protocol::ErrorCode;
+use warden_protocol::{self, ClientMessage, ServerMessage};
 
 /// The sockets of the clients connected to each server address, so that the server's teardown
 /// can disconnect the ones still open ([`disconnect_all`]). Weak: a dropped client's socket
@@ -68,7 +69,7 @@ impl Client {
             ws,
             welcome: ServerMessage::Pong {
                 req: 0,
-                server_time: warden::domain::Timestamp(0),
+                server_time: warden_core::domain::Timestamp(0),
             },
             next_req: 1,
             pending: VecDeque::new(),
@@ -89,7 +90,7 @@ impl Client {
     }
 
     pub async fn send(&mut self, msg: &ClientMessage) {
-        self.send_raw(protocol::encode(msg)).await;
+        self.send_raw(warden_protocol::encode(msg)).await;
     }
 
     pub async fn send_raw(&mut self, bytes: Vec<u8>) {
@@ -101,11 +102,11 @@ impl Client {
 
     /// Sends raw bytes and returns the error the server answers with: (req, code). Updates that
     /// arrive meanwhile are skipped; anything else fails the test.
-    pub async fn refusal(&mut self, bytes: Vec<u8>) -> (Option<u64>, String) {
+    pub async fn refusal(&mut self, bytes: Vec<u8>) -> (Option<u64>, ErrorCode) {
         self.send_raw(bytes).await;
         loop {
             match self.recv().await.expect("session stays open") {
-                ServerMessage::Error { req, code, .. } => return (req, code.to_string()),
+                ServerMessage::Error { req, code, .. } => return (req, code),
                 ServerMessage::Update { .. } => continue,
                 other => panic!("expected an error, got {other:?}"),
             }
@@ -120,7 +121,7 @@ impl Client {
                 .expect("server answered in time");
             match frame {
                 Some(Ok(Message::Binary(bytes))) => {
-                    return Some(protocol::decode(&bytes).expect("server messages decode"));
+                    return Some(warden_protocol::decode(&bytes).expect("server messages decode"));
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
                 Some(Ok(_)) => continue,
@@ -196,7 +197,7 @@ impl Client {
     pub async fn create(&mut self, resource_type: &str) -> ServerMessage {
         let resource_type = resource_type.to_owned();
         self.request(|req| {
-            ClientMessage::Create(warden::protocol::Create {
+            ClientMessage::Create(warden_protocol::Create {
                 req,
                 command_id: CommandId::new(),
                 resource_type,
@@ -217,7 +218,7 @@ impl Client {
 
     pub async fn allocate(&mut self, id: ResourceId, amount: u64) -> ServerMessage {
         self.request(|req| {
-            ClientMessage::Allocate(warden::protocol::Allocate {
+            ClientMessage::Allocate(warden_protocol::Allocate {
                 req,
                 command_id: CommandId::new(),
                 resource_id: id,
@@ -230,7 +231,7 @@ impl Client {
 
     pub async fn add(&mut self, id: ResourceId, amount: u64) -> ServerMessage {
         self.request(|req| {
-            ClientMessage::Add(warden::protocol::Add {
+            ClientMessage::Add(warden_protocol::Add {
                 req,
                 command_id: CommandId::new(),
                 resource_id: id,
@@ -244,7 +245,7 @@ impl Client {
     pub async fn lock(&mut self, id: ResourceId, reason: &str, duration_ms: u64) -> ServerMessage {
         let reason = reason.to_owned();
         self.request(|req| {
-            ClientMessage::Lock(warden::protocol::Lock {
+            ClientMessage::Lock(warden_protocol::Lock {
                 req,
                 command_id: CommandId::new(),
                 resource_id: id,
@@ -257,7 +258,7 @@ impl Client {
 
     pub async fn unlock(&mut self, id: ResourceId) -> ServerMessage {
         self.request(|req| {
-            ClientMessage::Unlock(warden::protocol::Unlock {
+            ClientMessage::Unlock(warden_protocol::Unlock {
                 req,
                 command_id: CommandId::new(),
                 resource_id: id,
@@ -268,7 +269,7 @@ impl Client {
 
     pub async fn get(&mut self, id: ResourceId) -> ServerMessage {
         self.request(|req| {
-            ClientMessage::Get(warden::protocol::Get {
+            ClientMessage::Get(warden_protocol::Get {
                 req,
                 resource_id: id,
             })
@@ -278,13 +279,13 @@ impl Client {
 
     pub async fn list(&mut self, owner: Option<&str>) -> ServerMessage {
         let owner = owner.map(PlayerId::new);
-        self.request(|req| ClientMessage::List(warden::protocol::List { req, owner }))
+        self.request(|req| ClientMessage::List(warden_protocol::List { req, owner }))
             .await
     }
 
     pub async fn history(&mut self, id: ResourceId) -> ServerMessage {
         self.request(|req| {
-            ClientMessage::History(warden::protocol::History {
+            ClientMessage::History(warden_protocol::History {
                 req,
                 resource_id: id,
                 after_version: 0,
@@ -296,7 +297,7 @@ impl Client {
 
     pub async fn subscribe(&mut self, id: ResourceId, from_version: Option<u64>) -> ServerMessage {
         self.request(|req| {
-            ClientMessage::Subscribe(warden::protocol::Subscribe {
+            ClientMessage::Subscribe(warden_protocol::Subscribe {
                 req,
                 resource_id: Some(id),
                 owner: None,
@@ -309,7 +310,7 @@ impl Client {
     pub async fn subscribe_owner(&mut self, owner: &str) -> ServerMessage {
         let owner = Some(PlayerId::new(owner));
         self.request(|req| {
-            ClientMessage::Subscribe(warden::protocol::Subscribe {
+            ClientMessage::Subscribe(warden_protocol::Subscribe {
                 req,
                 resource_id: None,
                 owner,
@@ -321,9 +322,9 @@ impl Client {
 }
 
 /// The error code of a reply, or a panic naming what came instead.
-pub fn error_code(msg: &ServerMessage) -> &'static str {
+pub fn error_code(msg: &ServerMessage) -> ErrorCode {
     match msg {
-        ServerMessage::Error { code, .. } => code.as_str(),
+        ServerMessage::Error { code, .. } => *code,
         other => panic!("expected an error, got {other:?}"),
     }
 }

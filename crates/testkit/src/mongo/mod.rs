@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-use warden::node::{Node, NodeConfig};
-use warden::store::Backend;
-use warden::store::mongo::{MongoConfig, MongoStore};
+use warden_core::node::{Node, NodeConfig};
+use warden_core::store::Backend;
+use warden_store_mongo::{MongoConfig, MongoStore};
 
 /// How long a MongoDB test waits for something that should happen (a relay tick, a restarted
 /// nx-27017) before failing; longer than [`super::PATIENCE`], as nx-27017 can be slow to start.
@@ -71,11 +71,7 @@ pub async fn node_behind(proxy: &proxy::Proxy, db: &str) -> Arc<MongoStore> {
 /// What a node on `store` runs on: the store for the log and the read model, and the relay that
 /// brings other nodes' commits.
 pub fn backend(store: Arc<MongoStore>) -> Backend {
-    Backend {
-        events: store.clone(),
-        read: store.clone(),
-        mongo: Some(store),
-    }
+    store.backend()
 }
 
 /// A node with the default configuration (the real clock) on `store`.
