@@ -214,13 +214,15 @@ impl Instruments {
 /// Registers what every node's registry shows of the whole process: the build, the embedded
 /// store's group commit, and the process collector.
 fn register_process_wide(r: &Registry) {
-    let info = IntCounterVec::new(
+    // A gauge (always 1), as Prometheus' `*_info` convention has it: a counter would read as a
+    // rate of zero and vanish from `rate()`-based queries.
+    let info = prometheus::IntGaugeVec::new(
         Opts::new("warden_build_info", "The running version (always 1)."),
         &["version"],
     )
     .expect("valid metric");
     r.register(Box::new(info.clone())).expect("registered once");
-    info.with_label_values(&[env!("CARGO_PKG_VERSION")]).inc();
+    info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
 
     let store = &*STORE;
     for c in [

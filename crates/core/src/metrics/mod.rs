@@ -304,6 +304,7 @@ mod tests {
         metrics.connection_closed(None);
         let text = metrics.render(ScrapeGauges::default());
         assert!(text.contains("# HELP warden_commands_total "));
+        assert!(text.contains("# TYPE warden_build_info gauge"));
         assert!(text.contains("warden_connections_closed_total{code=\"4008\"} 1"));
         assert!(text.contains("warden_connections_closed_total{code=\"client\"} 1"));
         assert!(text.contains("warden_connections_closed_total{code=\"1001\"} 0"));
