@@ -31,7 +31,12 @@ impl EmbeddedStore {
             .cache_size(opener.budget / 2)
             .max_journaling_size(64 * 1024 * 1024)
             .open()
-            .map_err(|e| opener.engine(e))?;
+            .map_err(|e| match e {
+                fjall::Error::Locked => OpenError::InUse {
+                    dir: dir.to_owned(),
+                },
+                e => opener.engine(e),
+            })?;
         opener.check_layout(&db)?;
         let ks = opener.keyspaces(&db)?;
         // Views the last process committed but did not store: read from the log until the

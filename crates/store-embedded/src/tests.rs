@@ -291,3 +291,21 @@ async fn the_log_has_no_bloom_filters_and_reads_the_same_from_its_tables() {
     assert_eq!(EventStore::head(&store, id).await.unwrap(), state.version);
     assert_eq!(store.load(id).await.unwrap().state(), Some(state));
 }
+
+#[test]
+fn a_data_dir_another_store_holds_is_refused_as_in_use() {
+    // Guards against a second server on the same data directory failing with the engine's bare
+    // "Locked" instead of saying what holds it.
+    let dir = tempfile::tempdir().unwrap();
+    let first = EmbeddedStore::open(dir.path()).unwrap();
+    let second = EmbeddedStore::open(dir.path()).unwrap_err();
+    assert!(matches!(second, OpenError::InUse { .. }), "{second:?}");
+    assert!(
+        second
+            .to_string()
+            .contains("in use by another Warden process"),
+        "{second}"
+    );
+    drop(first);
+    EmbeddedStore::open(dir.path()).expect("free again once the first is closed");
+}

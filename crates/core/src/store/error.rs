@@ -225,6 +225,14 @@ pub enum OpenError {
         dir.display()
     )]
     KeyLayout { dir: PathBuf, found: u8, reads: u8 },
+    /// Another process (a running server, or `warden export`) has the directory open: one data
+    /// directory is one server's at a time.
+    #[error(
+        "{} is in use by another Warden process (a data directory belongs to one server at a \
+         time): stop that process, or point --data-dir at another directory",
+        dir.display()
+    )]
+    InUse { dir: PathBuf },
     #[error("cannot create {}: {source}", dir.display())]
     CreateDir {
         dir: PathBuf,
