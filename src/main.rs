@@ -169,12 +169,14 @@ enum Cmd {
 }
 
 /// Logs to stderr in `format`, filtered by `RUST_LOG` (default: `warden=info`; per-command lines
-/// are at debug).
+/// are at debug). Colours only on a terminal: a file or a pipe gets plain text.
 fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| "warden=info".into());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => logs.init(),

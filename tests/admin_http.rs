@@ -312,6 +312,36 @@ fn lines_of(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiver<Stri
     rx
 }
 
+// Guards against: text logs written to a file or a pipe full of terminal colour codes (ESC [ …),
+// which a log shipper or `grep` then has to strip.
+#[tokio::test]
+async fn text_logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "off"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "warden=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start warden");
+    let lines = lines_of(child.stderr.take().unwrap());
+    let mut read = Vec::new();
+    while !read.iter().any(|l: &String| l.contains("warden serving")) {
+        read.push(
+            lines
+                .recv_timeout(PATIENCE)
+                .expect("warden logs its start line in time"),
+        );
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    for line in &read {
+        assert!(!line.contains('\x1b'), "a colour code in {line:?}");
+    }
+}
+
 // Guards against: log lines a log shipper cannot parse, a missing connection line, and a token
 // written to the logs.
 #[tokio::test]
