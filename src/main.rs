@@ -14,7 +14,7 @@ use warden_core::domain::{Catalogue, Role};
 use warden_core::node::{Node, NodeConfig};
 use warden_core::store::{Backend, BackendKind, transfer};
 use warden_net::NetConfig;
-use warden_net::auth::TokenKeys;
+use warden_net::auth::{DEV_SECRET_FILE, SECRET_ENV, TokenKeys};
 use warden_store_embedded::{DEFAULT_CACHE_MB, EmbeddedOptions, EmbeddedStore};
 
 #[global_allocator]
@@ -153,6 +153,10 @@ enum Cmd {
         /// The admin listener the console URL points at (as `serve --admin-listen`).
         #[arg(long, env = "WARDEN_ADMIN_LISTEN", default_value = warden::admin::DEFAULT_ADMIN_LISTEN, value_parser = parse_admin_listen)]
         admin_listen: AdminListen,
+        /// Create a development secret in `--data-dir` if it has none (otherwise a directory
+        /// without one is refused: a new secret signs tokens no running server accepts).
+        #[arg(long)]
+        new_secret: bool,
     },
     /// Write every commit of a store to stdout, one JSON line each (resource by resource, in
     /// version order): to back up, or to move data to another store or layout with `import`.
@@ -222,8 +226,9 @@ async fn main() -> anyhow::Result<()> {
             ttl,
             console,
             admin_listen,
+            new_secret,
         }) => {
-            let keys = TokenKeys::load(&data_dir)?;
+            let keys = token_keys(&data_dir, new_secret)?;
             let token = keys.mint(&player, role, ttl.as_secs());
             match (console, admin_listen) {
                 (false, _) => println!("{token}"),
@@ -239,6 +244,27 @@ async fn main() -> anyhow::Result<()> {
         }
         None => serve(cli.serve).await,
     }
+}
+
+/// The keys `warden token` signs with: `WARDEN_SECRET`, else the development secret of
+/// `data_dir`, which is created only with `new_secret`. Says on stderr which one it used.
+fn token_keys(data_dir: &Path, new_secret: bool) -> anyhow::Result<TokenKeys> {
+    if std::env::var(SECRET_ENV).is_ok_and(|s| !s.is_empty()) {
+        eprintln!("signed with {SECRET_ENV}");
+        return Ok(TokenKeys::load(data_dir)?);
+    }
+    let file = data_dir.join(DEV_SECRET_FILE);
+    anyhow::ensure!(
+        new_secret || file.exists(),
+        "{} has no development secret, so a server on it has not run yet: start `warden serve \
+         --data-dir {}` first (it creates one), set {SECRET_ENV} to the server's secret, or pass \
+         --new-secret to create one here",
+        data_dir.display(),
+        data_dir.display()
+    );
+    let keys = TokenKeys::load(data_dir)?;
+    eprintln!("signed with the development secret in {}", file.display());
+    Ok(keys)
 }
 
 fn embedded_options(cache_mb: u64) -> EmbeddedOptions {

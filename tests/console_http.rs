@@ -108,6 +108,7 @@ fn token_console_prints_a_url_with_the_token_in_the_fragment() {
             "--role",
             "player",
             "--console",
+            "--new-secret",
         ])
         .arg("--data-dir")
         .arg(dir.path())
@@ -126,4 +127,42 @@ fn token_console_prints_a_url_with_the_token_in_the_fragment() {
     let principal = keys.verify(token).expect("a valid token");
     assert_eq!(principal.player.as_str(), "alice");
     assert_eq!(principal.role, Role::Player);
+}
+
+// Guards against `warden token` on a directory no server has run on quietly inventing a secret,
+// after which every client gets 401 from the running server.
+#[test]
+fn token_refuses_to_invent_a_secret_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["token", "--player", "alice"])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env_remove("WARDEN_SECRET")
+            .output()
+            .unwrap()
+    };
+    let refused = token(&[]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("has no development secret"), "{said}");
+    assert!(!dir.path().join("dev-secret").exists(), "nothing created");
+
+    let created = token(&["--new-secret"]);
+    assert!(created.status.success(), "{created:?}");
+    let said = String::from_utf8_lossy(&created.stderr);
+    assert!(
+        said.contains("signed with the development secret in"),
+        "{said}"
+    );
+    // From now on the directory has its secret: no flag needed, and the same keys sign.
+    let again = token(&[]);
+    assert!(again.status.success(), "{again:?}");
+    let keys = TokenKeys::load(dir.path()).unwrap();
+    for out in [created, again] {
+        let token = String::from_utf8(out.stdout).unwrap();
+        assert!(keys.verify(token.trim()).is_ok());
+    }
 }
