@@ -253,3 +253,33 @@ async fn every_update_names_its_subscription() {
     assert_eq!(subs, [by_id, by_owner]);
     server.stop().await;
 }
+
+// Guards against a client's deliberate close being seen as an abnormal one (1006): the server
+// must answer a client's close frame with its own, completing the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_from_the_client_is_answered_with_a_close_frame() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+
+    let server = LocalServer::start().await;
+    let url = server.url(&server.token("alice", Role::Player));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    // welcome first
+    assert!(matches!(ws.next().await, Some(Ok(Message::Binary(_)))));
+    ws.send(Message::Close(Some(CloseFrame {
+        code: WsCloseCode::Normal,
+        reason: "bye".into(),
+    })))
+    .await
+    .unwrap();
+    let answer = tokio::time::timeout(support::PATIENCE, ws.next())
+        .await
+        .expect("the server answers in time");
+    match answer {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, WsCloseCode::Normal),
+        other => panic!("expected the server's close frame, got {other:?}"),
+    }
+    server.stop().await;
+}

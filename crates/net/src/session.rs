@@ -59,8 +59,11 @@ struct SubHandle {
 
 /// Why a session ends.
 enum End {
-    /// The client closed or the connection broke: nothing more to send.
+    /// The connection broke: nothing more to send.
     Gone,
+    /// The client sent a close frame: the reply (queued by tungstenite when it read the frame)
+    /// is flushed, so the client sees its own close completed, not an abnormal 1006.
+    ClientClosed,
     /// The server closes with this code and reason.
     Close(CloseCode, &'static str),
 }
@@ -210,8 +213,13 @@ where
             messages_in,
             messages_out: self.messages_out,
         };
-        let End::Close(code, reason) = end else {
-            return closed;
+        let (code, reason) = match end {
+            End::Close(code, reason) => (code, reason),
+            End::ClientClosed => {
+                let _ = tokio::time::timeout(ctx.config.close_timeout, self.ws.flush()).await;
+                return closed;
+            }
+            End::Gone => return closed,
         };
         closed.code = Some(code);
         closed.reason = reason;
@@ -400,7 +408,7 @@ impl Session {
             // Tungstenite answers pings itself; a pong only proves liveness.
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Next::Continue,
             // Tungstenite has already queued the closing handshake's answer.
-            Some(Ok(Message::Close(_))) => Next::End(End::Gone),
+            Some(Ok(Message::Close(_))) => Next::End(End::ClientClosed),
             Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => Next::End(
                 End::Close(CloseCode::TooBig, "message larger than max_frame_bytes"),
             ),
