@@ -62,6 +62,8 @@ export interface ClientOptions {
   /** First reconnect delay (default 100 ms), doubled up to `reconnectMaxMs` (default 5 000). */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
+  /** How long `connect()` keeps trying an unreachable server (default 10 000 ms). */
+  connectTimeoutMs?: number;
   /** A WebSocket class (default: the global one, else the `ws` package). */
   WebSocket?: unknown;
 }

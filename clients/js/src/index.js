@@ -63,8 +63,10 @@ async function defaultWebSocket() {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Connects and waits for the server's `welcome`; rejects with code `closed` if the first attempt
- * fails (a refused token, the server down). Later drops are reconnected by the client.
+ * Connects and waits for the server's `welcome`. While the server cannot be reached (down,
+ * restarting) it keeps trying, with back-off, for `connectTimeoutMs` (default 10 s), then rejects
+ * with code `closed`; a refused upgrade (a bad token, a wrong path) rejects at once with its code.
+ * Later drops are reconnected by the client.
  * @param {string} url e.g. `ws://127.0.0.1:7350/v1`
  * @param {string} token
  * @param {import("./index.d.ts").ClientOptions} [options]
@@ -93,6 +95,8 @@ export class WardenClient {
     this.commandTimeoutMs = options.commandTimeoutMs ?? 30_000;
     this.reconnectMinMs = options.reconnectMinMs ?? 100;
     this.reconnectMaxMs = options.reconnectMaxMs ?? 5_000;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    this._startedAt = Date.now();
     this.WebSocketImpl = options.WebSocket;
     /** The last `welcome` (player, role, limits). */
     this.welcome = null;
@@ -111,7 +115,7 @@ export class WardenClient {
     this._open();
   }
 
-  /** Resolves once connected (after `welcome`); rejects if the first attempt fails. */
+  /** Resolves once connected (after `welcome`); rejects once connecting has failed for good. */
   ready() {
     if (this.welcome && this._ws && this._ws.readyState === 1) return Promise.resolve(this);
     if (this._firstError) return Promise.reject(this._firstError);
@@ -154,14 +158,18 @@ export class WardenClient {
     this._welcomed = false;
     for (const fn of this._listeners.close) fn({ code, reason });
     if (this.connections === 0 && !wasWelcomed) {
-      // The first attempt failed: tell whoever waits in `ready()` (a browser shows 1006 for a
-      // refused token; see docs/protocol.md §1), and keep trying in the background.
+      // Not connected yet. A refused upgrade is final: tell whoever waits in `ready()` at once.
+      // An unreachable server is tried again until `connectTimeoutMs` has passed (a browser
+      // shows 1006 for both; see docs/protocol.md §1).
       const refused = { 401: ErrorCode.Unauthorized, 404: ErrorCode.NotFound, 400: ErrorCode.UnsupportedProtocol }[this._refusedWith];
-      const err = refused
-        ? new WardenError(refused, `the server refused the connection (HTTP ${this._refusedWith})`)
-        : new WardenError("closed", `connection closed before welcome (${code} ${reason ?? ""})`.trim());
-      this._firstError = err;
-      for (const w of this._readyWaiters.splice(0)) w.reject(err);
+      const gaveUp = Date.now() - this._startedAt >= this.connectTimeoutMs;
+      if (refused || gaveUp) {
+        const err = refused
+          ? new WardenError(refused, `the server refused the connection (HTTP ${this._refusedWith})`)
+          : new WardenError("closed", `no connection within ${this.connectTimeoutMs} ms (${code} ${reason ?? ""})`.trim());
+        this._firstError = err;
+        for (const w of this._readyWaiters.splice(0)) w.reject(err);
+      }
     }
     if (this._closed) return;
     this._attempt = (this._attempt ?? 0) + 1;

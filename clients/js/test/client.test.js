@@ -3,6 +3,7 @@
 // no gap and no repeat.
 
 import { test } from "node:test";
+import net from "node:net";
 import assert from "node:assert/strict";
 import { connect, ErrorCode, WardenError, newCommandId } from "../src/index.js";
 import { startServer, startProxy, token, waitFor } from "./support.js";
@@ -156,4 +157,29 @@ test("a refused token fails connect() with a WardenError", async (t) => {
   const forged = token("alice").slice(0, -4) + "AAAA";
   await assert.rejects(connect(server.url, forged), { code: ErrorCode.Unauthorized });
   await assert.rejects(connect(server.url.replace("/v1", "/v9"), token("alice")), { code: ErrorCode.NotFound });
+});
+
+// Guards against connect() giving up at once while the server is still starting (a deploy, a
+// restart): it keeps trying for connectTimeoutMs, and an unreachable server is reported after it.
+test("connect() waits for a server that is not up yet, and gives up after connectTimeoutMs", async (t) => {
+  const port = await new Promise((resolve) => {
+    const probe = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+  const url = `ws://127.0.0.1:${port}/v1`;
+  const started = Date.now();
+  await assert.rejects(connect(url, token("alice"), { connectTimeoutMs: 500, reconnectMaxMs: 100 }), {
+    code: "closed",
+  });
+  assert.ok(Date.now() - started >= 500, "kept trying for the whole window");
+
+  const connecting = connect(url, token("alice"), { connectTimeoutMs: 20_000, reconnectMaxMs: 200 });
+  await new Promise((r) => setTimeout(r, 700));
+  const server = await startServer({ listen: `127.0.0.1:${port}` });
+  t.after(() => server.stop());
+  const client = await connecting;
+  t.after(() => client.close());
+  assert.equal(client.welcome.player, "alice");
 });
