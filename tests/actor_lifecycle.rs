@@ -18,6 +18,7 @@ use warden_core::domain::{
     ClientResource, Command, CreateResource, EventEnvelope, Principal, ResourceEvent, ResourceId,
     replay,
 };
+use warden_core::metrics::ScrapeGauges;
 use warden_core::store::{EventStore, ReadModelStore};
 use warden_net::Coded;
 use warden_protocol::ErrorCode;
@@ -145,6 +146,15 @@ async fn a_lock_expires_by_itself_through_the_actors_timer() {
         (view.version, view.amount),
         (3, locked.resource.balance.amount)
     );
+
+    // And the metrics count it, as a kind of its own.
+    let counted = r#"warden_commands_total{kind="expire_lock",outcome="applied"} 1"#;
+    wait_for("the expiry to be counted", PATIENCE, || {
+        node.metrics()
+            .render(ScrapeGauges::default())
+            .contains(counted)
+    })
+    .await;
     node.shutdown().await;
 }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,10 +3,11 @@
 
 use crate::actor::{ActorEnv, CommandError, CommandReply, CommandRequest};
 use crate::domain::{
-    self, Command, CommandId, EventEnvelope, Principal, Rejection, ResourceId, ServerResource,
-    Timestamp,
+    self, Command, CommandId, CommandKind, EventEnvelope, Principal, Rejection, ResourceId,
+    ServerResource, Timestamp,
 };
 use crate::hub::Change;
+use crate::metrics::Outcome;
 use crate::store::{AppendError, AppendRequest, CommitRecord, StoreError};
 use foldhash::{HashMap, HashMapExt};
 use rand::RngExt;
@@ -118,11 +119,22 @@ impl ResourceActor {
             command: Command::ExpireLock(self.id),
         };
         let (reply, answer) = oneshot::channel();
+        let started = std::time::Instant::now();
         self.execute_batch(vec![Mail { request, reply }]).await;
-        if let Ok(Err(e)) = answer.await {
-            tracing::warn!(resource = %self.id, error = %e, "could not record a lock expiry");
-            // Try again later rather than spinning.
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        match answer.await {
+            // Counted when an expiry was recorded (not when the lock had already gone).
+            Ok(Ok(reply)) if !reply.events.is_empty() => {
+                self.env
+                    .metrics
+                    .command(CommandKind::ExpireLock, Outcome::Applied, started)
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(resource = %self.id, error = %e, "could not record a lock expiry");
+                // Try again later rather than spinning.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(_) => {}
         }
     }
 
