@@ -396,6 +396,42 @@ async fn json_logs_are_one_object_per_line_with_connection_lines_and_no_token() 
     let (status, _) = (reqwest::get(&admin).await.unwrap().status().as_u16(), ());
     assert_eq!(status, 200, "the logged admin address serves /metrics");
 
+    // An upgrade with a token signed by another secret is refused: the answer and the log line
+    // say which check failed, and neither holds the token.
+    let forged = warden_net::auth::TokenKeys::from_secret(b"another secret").mint(
+        "mallory",
+        Role::Player,
+        3600,
+    );
+    let refused = reqwest::Client::new()
+        .get(format!("http://{game}/v1?token={forged}"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    let body: serde_json::Value = serde_json::from_str(&refused.text().await.unwrap()).unwrap();
+    assert_eq!(body["code"], "unauthorized");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the token is not valid: "),
+        "{body}"
+    );
+    let logged = loop {
+        let (line, v) = next(&mut seen);
+        assert!(!line.contains(&forged), "a token was logged: {line}");
+        if v["message"] == "upgrade refused" {
+            break v;
+        }
+    };
+    assert_eq!(logged["code"], "unauthorized");
+    assert_eq!(logged["reason"], body["message"]);
+
     // A session that sends a command, then leaves.
     let keys = warden_net::auth::TokenKeys::load(dir.path()).unwrap();
     let token = keys.mint("dave", Role::Player, 3600);

@@ -40,6 +40,7 @@ impl Server {
             keys,
             config,
             stats: Arc::new(NetStats::default()),
+            refusals: RefusalLog::default(),
         });
         Self { listener, ctx }
     }
@@ -133,9 +134,14 @@ async fn connection(
         .max_message_size(Some(ctx.config.max_frame_bytes))
         .max_frame_size(Some(ctx.config.max_frame_bytes));
     let mut principal: Option<Principal> = None;
+    let mut refused: Option<(ErrorCode, String)> = None;
     let keys = &ctx.keys;
     let callback = |request: &Request, response: Response| {
-        let (p, response) = authorize_upgrade(keys, request, response)?;
+        let (p, response) = authorize_upgrade(keys, request, response).map_err(|(code, why)| {
+            let answer = refusal(code, &why);
+            refused = Some((code, why));
+            answer
+        })?;
         principal = Some(p);
         Ok(response)
     };
@@ -151,7 +157,10 @@ async fn connection(
         Ok(Err(e)) => {
             NetStats::bump(&ctx.stats.refused);
             ctx.node.metrics().connection_refused();
-            tracing::debug!(%peer, error = %e, "upgrade refused");
+            match refused {
+                Some((code, why)) => ctx.refusals.log(peer, code, &why),
+                None => tracing::debug!(%peer, error = %e, "upgrade failed"),
+            }
             return;
         }
         Err(_) => {
@@ -184,22 +193,16 @@ async fn connection(
 }
 
 /// Checks the upgrade request: path `/` or `/v1`, subprotocol `warden.v1` if any is offered, and
-/// a valid token in `?token=` or `Authorization: Bearer`. Refusals are plain HTTP answers with a
-/// JSON body `{"code": …, "message": …}`. (The refusal is tungstenite's `ErrorResponse`, which the
-/// handshake callback returns as it is.)
-#[allow(clippy::result_large_err)]
+/// a valid token in `?token=` or `Authorization: Bearer`. A refusal is its code and which check
+/// failed; [`refusal`] makes it the HTTP answer, with a JSON body `{"code": …, "message": …}`.
 fn authorize_upgrade(
     keys: &TokenKeys,
     request: &Request,
     mut response: Response,
-) -> Result<(Principal, Response), ErrorResponse> {
+) -> Result<(Principal, Response), (ErrorCode, String)> {
     let path = request.uri().path();
     if path != "/" && path != "/v1" {
-        return Err(refusal(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NotFound,
-            "the WebSocket endpoint is /v1",
-        ));
+        return Err((ErrorCode::NotFound, "the WebSocket endpoint is /v1".into()));
     }
     if let Some(offered) = request.headers().get("sec-websocket-protocol") {
         let offered = offered.to_str().unwrap_or("");
@@ -209,10 +212,9 @@ fn authorize_upgrade(
                 HeaderValue::from_static(SUBPROTOCOL),
             );
         } else {
-            return Err(refusal(
-                StatusCode::BAD_REQUEST,
+            return Err((
                 ErrorCode::UnsupportedProtocol,
-                "this server speaks subprotocol warden.v1 only",
+                "this server speaks subprotocol warden.v1 only".into(),
             ));
         }
     }
@@ -220,12 +222,16 @@ fn authorize_upgrade(
     match keys.verify(token.unwrap_or("")) {
         Ok(principal) => Ok((principal, response)),
         Err(e) => {
+            // Which check failed, never the token itself.
             let message = match &e {
-                AuthError::Missing => "a token is required: ?token=… or Authorization: Bearer …",
-                AuthError::Expired => "the token has expired",
-                _ => "the token is not valid",
+                AuthError::Missing => {
+                    "a token is required: ?token=… or Authorization: Bearer …".to_string()
+                }
+                AuthError::Expired => "the token has expired".to_string(),
+                AuthError::Invalid(why) => format!("the token is not valid: {why}"),
+                AuthError::Secret { .. } => "the server cannot read its secret".to_string(),
             };
-            Err(refusal(StatusCode::UNAUTHORIZED, e.code(), message))
+            Err((e.code(), message))
         }
     }
 }
@@ -250,7 +256,15 @@ fn token_from(request: &Request) -> Option<&str> {
     })
 }
 
-fn refusal(status: StatusCode, code: ErrorCode, message: &str) -> ErrorResponse {
+/// The HTTP answer to a refused upgrade: the status its code calls for, and a JSON body with the
+/// code and what failed.
+fn refusal(code: ErrorCode, message: &str) -> ErrorResponse {
+    let status = match code {
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::UnsupportedProtocol => StatusCode::BAD_REQUEST,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::UNAUTHORIZED,
+    };
     let body = serde_json::json!({ "code": code, "message": message }).to_string();
     let mut response = ErrorResponse::new(Some(body));
     *response.status_mut() = status;
@@ -258,4 +272,36 @@ fn refusal(status: StatusCode, code: ErrorCode, message: &str) -> ErrorResponse 
         .headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
     response
+}
+
+/// Logs refused upgrades, at most one line a second: the first refusal of each second is logged
+/// with its peer, code and reason (never the token); the ones after it in that second are only
+/// counted, and the next line says how many were not logged.
+#[derive(Debug, Default)]
+pub(crate) struct RefusalLog {
+    /// The second (since the Unix epoch) of the last line logged.
+    last_second: std::sync::atomic::AtomicU64,
+    /// Refusals since that line that were not logged.
+    unlogged: std::sync::atomic::AtomicU64,
+}
+
+impl RefusalLog {
+    pub(crate) fn log(&self, peer: SocketAddr, code: ErrorCode, why: &str) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_second.load(Relaxed);
+        if now == last
+            || self
+                .last_second
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_err()
+        {
+            self.unlogged.fetch_add(1, Relaxed);
+            return;
+        }
+        let unlogged = self.unlogged.swap(0, Relaxed);
+        tracing::info!(%peer, code = code.as_str(), reason = why, unlogged, "upgrade refused");
+    }
 }

@@ -46,6 +46,9 @@ pub(crate) struct Ctx {
     pub config: NetConfig,
     /// The server's counters.
     pub stats: Arc<NetStats>,
+    /// Refused upgrades, logged at most once a second (a client retrying a bad token in a loop
+    /// must not flood the log).
+    pub refusals: crate::listener::RefusalLog,
 }
 
 /// Most queued messages written before one flush.
