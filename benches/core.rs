@@ -300,13 +300,24 @@ fn decide_loop(seconds: Duration) -> Row {
     let now = Timestamp(1_767_225_600_000);
     let id = ResourceId::new();
     let create = CreateResource {
+        name: None,
         resource_type: "bench".into(),
         owner: None,
         params: Some(PARAMS),
     };
     let created = decide_create(&Catalogue::default(), &principal, &create, now).expect("create");
-    let mut state =
-        replay(None, &stamp(id, 0, CommandId::new(), now, vec![created])).expect("created");
+    let mut state = replay(
+        None,
+        &stamp(
+            id,
+            0,
+            CommandId::new(),
+            warden_core::domain::Role::Player,
+            now,
+            vec![created],
+        ),
+    )
+    .expect("created");
     let mut latency = histogram();
     let mut commands = 0u64;
     let cpu_before = process_cpu();
@@ -318,7 +329,14 @@ fn decide_loop(seconds: Duration) -> Row {
             let command_id = CommandId::new();
             let t = Instant::now();
             let events = decide(&state, &principal, &command, now).expect("never refused");
-            let events = stamp(id, state.version, command_id, now, events);
+            let events = stamp(
+                id,
+                state.version,
+                command_id,
+                warden_core::domain::Role::Player,
+                now,
+                events,
+            );
             state = replay(Some(state), &events).expect("exists");
             latency.saturating_record(t.elapsed().as_nanos() as u64);
             commands += 1;
@@ -473,6 +491,8 @@ async fn create_resources(registry: &Registry, n: usize, clients: usize) -> Vec<
                         command_id: CommandId::new(),
                         principal: Principal::service("bench"),
                         command: Command::Create(CreateResource {
+                            // One owner, many wallets: each under a name of its own.
+                            name: Some(format!("bench:{}", CommandId::new())),
                             resource_type: "bench".into(),
                             owner: Some(PlayerId::new("bench-owner")),
                             params: Some(PARAMS),

@@ -114,6 +114,7 @@ async fn run(name: &str, opened: &Opened, args: &Args) -> anyhow::Result<()> {
                     command_id: CommandId::new(),
                     principal: service,
                     command: Command::Create(CreateResource {
+                        name: None,
                         resource_type: "gold".into(),
                         owner: Some(PlayerId::new(format!("p{i}"))),
                         params: Some(ResourceParams {

@@ -182,6 +182,7 @@ async fn drive(
     until: Instant,
 ) -> anyhow::Result<Vec<u32>> {
     let create = ClientMessage::Create(warden_protocol::Create {
+        name: None,
         req: 1,
         command_id: CommandId::new(),
         resource_type: "gold".into(),
@@ -480,6 +481,8 @@ async fn fanout(args: Args) -> anyhow::Result<()> {
     let (addr, keys) = (server.addr, server.keys.clone());
     let mut writer = connect(addr, &keys.mint("owner", Role::Player, 3600)).await?;
     let create = ClientMessage::Create(warden_protocol::Create {
+        // Created, or found again on a server that ran this before: either serves.
+        name: Some("wood:fanout".into()),
         req: 1,
         command_id: CommandId::new(),
         resource_type: "wood".into(),

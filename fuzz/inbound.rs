@@ -64,6 +64,7 @@ pub fn corpus() -> Vec<Vec<u8>> {
     let cid = CommandId::new;
     let msgs = vec![
         ClientMessage::Create(warden_protocol::Create {
+            name: None,
             req: 1,
             command_id: cid(),
             resource_type: "gold".into(),
@@ -71,6 +72,7 @@ pub fn corpus() -> Vec<Vec<u8>> {
             params: None,
         }),
         ClientMessage::Create(warden_protocol::Create {
+            name: None,
             req: u64::MAX,
             command_id: cid(),
             resource_type: "tokens".into(),
@@ -342,6 +344,7 @@ pub fn sample_state(locked: bool) -> ServerResource {
     let id = ResourceId::new();
     let at = Timestamp(1_767_225_600_000);
     let mut events = vec![ResourceEvent::ResourceCreated {
+        name: None,
         owner: PlayerId::new("alice"),
         resource_type: "gold".into(),
         max_amount: 5000,
@@ -364,6 +367,7 @@ pub fn sample_state(locked: bool) -> ServerResource {
         .into_iter()
         .zip(1..)
         .map(|(event, version)| EventEnvelope {
+            by_role: None,
             resource_id: id,
             version,
             command_id: CommandId::new(),
@@ -422,6 +426,7 @@ fn check(bytes: &[u8], states: &[ServerResource], catalogue: &Catalogue) -> Resu
             ..
         }) => {
             let create = domain::CreateResource {
+                name: None,
                 resource_type,
                 owner,
                 params,
@@ -470,7 +475,14 @@ fn check(bytes: &[u8], states: &[ServerResource], catalogue: &Catalogue) -> Resu
         for who in [Principal::player("alice"), Principal::player("bob")] {
             if let Ok(events) = domain::decide(state, &who, &command, now) {
                 // Decided events always apply.
-                let stamped = domain::stamp(state.id, state.version, CommandId::new(), now, events);
+                let stamped = domain::stamp(
+                    state.id,
+                    state.version,
+                    CommandId::new(),
+                    warden_core::domain::Role::Player,
+                    now,
+                    events,
+                );
                 if domain::replay(Some(state.clone()), &stamped).is_none() {
                     return Err(format!("{command:?} decided events that do not apply"));
                 }

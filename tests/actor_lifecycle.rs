@@ -175,6 +175,7 @@ async fn a_command_to_a_missing_resource_is_not_found_and_leaves_no_actor() {
         node.registry(),
         &alice(),
         Command::Create(CreateResource {
+            name: None,
             resource_type: "diamonds".into(),
             owner: None,
             params: None,

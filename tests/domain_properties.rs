@@ -163,6 +163,7 @@ fn create(params: Option<ResourceParams>) -> (Principal, CreateResource) {
     (
         who.principal(),
         CreateResource {
+            name: None,
             resource_type: "gold".into(),
             owner: Some(alice().player),
             params,
@@ -213,7 +214,14 @@ fn run_pure(
     let mut now = Timestamp(T0);
     let (creator, cmd) = create(params);
     let created = decide_create(&Catalogue::default(), &creator, &cmd, now).expect("valid create");
-    let mut log = stamp(id, 0, CommandId::new(), now, vec![created]);
+    let mut log = stamp(
+        id,
+        0,
+        CommandId::new(),
+        warden_core::domain::Role::Player,
+        now,
+        vec![created],
+    );
     let mut live = replay(None, &log).expect("created");
     check_invariants(&live, log.len())?;
     for step in steps {
@@ -235,7 +243,14 @@ fn run_pure(
                     prop_assert_eq!(balance.amount + n, before.amount);
                     prop_assert!(live.active_lock(now).is_none(), "spent through a lock");
                 }
-                let stamped = stamp(id, live.version, CommandId::new(), now, events);
+                let stamped = stamp(
+                    id,
+                    live.version,
+                    CommandId::new(),
+                    warden_core::domain::Role::Player,
+                    now,
+                    events,
+                );
                 live = replay(Some(live), &stamped).expect("still exists");
                 log.extend(stamped);
             }

@@ -22,6 +22,7 @@ fn at(ms_after_t0: i64) -> Timestamp {
 
 fn create_cmd(resource_type: &str) -> CreateResource {
     CreateResource {
+        name: None,
         resource_type: resource_type.into(),
         owner: None,
         params: None,
@@ -36,7 +37,14 @@ fn commit(
     now: Timestamp,
 ) -> ServerResource {
     let base = state.as_ref().map_or(0, |s| s.version);
-    let stamped = stamp(id, base, CommandId::new(), now, events);
+    let stamped = stamp(
+        id,
+        base,
+        CommandId::new(),
+        warden_core::domain::Role::Player,
+        now,
+        events,
+    );
     stamped
         .iter()
         .fold(state, apply)
@@ -68,6 +76,7 @@ fn given_alices_regenerating(
     given_created(
         &service(),
         CreateResource {
+            name: None,
             resource_type: "tokens".into(),
             owner: Some(alice().player),
             params: Some(ResourceParams {
@@ -251,6 +260,7 @@ fn invalid_custom_parameters_are_refused() {
     ];
     for (what, params) in cases {
         let cmd = CreateResource {
+            name: None,
             resource_type: "tokens".into(),
             owner: Some(alice().player),
             params: Some(params),
@@ -787,7 +797,14 @@ fn apply_records_version_time_and_command_of_each_event() {
     let gold = given_alices_gold();
     let cmd = CommandId::new();
     let events = decide(&gold, &alice(), &add(&gold, 3), at(42)).unwrap();
-    let stamped = stamp(gold.id, gold.version, cmd, at(42), events);
+    let stamped = stamp(
+        gold.id,
+        gold.version,
+        cmd,
+        warden_core::domain::Role::Player,
+        at(42),
+        events,
+    );
     let after = apply(Some(gold.clone()), &stamped[0]).unwrap();
     assert_eq!(
         (after.version, after.updated_at, after.last_command),
@@ -805,6 +822,13 @@ fn apply_of_a_non_creation_event_to_nothing_stays_nothing() {
     // a resource from it (nor panic).
     let gold = given_alices_gold();
     let events = decide(&gold, &alice(), &add(&gold, 3), at(0)).unwrap();
-    let stamped = stamp(gold.id, 1, CommandId::new(), at(0), events);
+    let stamped = stamp(
+        gold.id,
+        1,
+        CommandId::new(),
+        warden_core::domain::Role::Player,
+        at(0),
+        events,
+    );
     assert_eq!(apply(None, &stamped[0]), None);
 }

@@ -23,6 +23,7 @@ use warden_store_mongo::MongoStore;
 
 fn created() -> ResourceEvent {
     ResourceEvent::ResourceCreated {
+        name: None,
         owner: PlayerId::new("alice"),
         resource_type: "gold".into(),
         max_amount: 5000,
@@ -57,7 +58,14 @@ fn append(
     event: ResourceEvent,
 ) -> AppendRequest {
     let after = base.map_or(0, |s| s.version);
-    let events = stamp(id, after, command_id, Timestamp(1_000), vec![event]);
+    let events = stamp(
+        id,
+        after,
+        command_id,
+        warden_core::domain::Role::Player,
+        Timestamp(1_000),
+        vec![event],
+    );
     let state = replay(base.cloned(), &events).expect("the events lead to a state");
     AppendRequest {
         resource_id: id,

@@ -177,3 +177,40 @@ async fn an_owner_subscriber_hears_of_a_resource_created_on_the_other_node() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_creating_one_wallet_at_once_end_with_one_wallet() {
+    // Given two nodes on one database,
+    let (store_a, db) = mongo::fresh_store("two_nodes_wallets").await;
+    let store_b = mongo::another_node(&db).await;
+    let a = node_on(store_a.clone());
+    let b = node_on(store_b.clone());
+    // when each creates the same player's gold at the same moment, 100 times over,
+    for round in 0..100 {
+        let player = warden_core::domain::Principal::player(format!("racer-{round}"));
+        let create = || request_id(CommandId::new(), &player, support::create_catalogue("gold"));
+        let (one, two) = tokio::join!(
+            a.registry().execute(create()),
+            b.registry().execute(create())
+        );
+        // then both answers name the one wallet, at version 1, one created and one found,
+        let wallet = warden_core::domain::Wallet::new(format!("racer-{round}"), "gold").id();
+        let replies = [one.expect("node A's create"), two.expect("node B's create")];
+        for reply in &replies {
+            assert_eq!(
+                (reply.resource_id, reply.version),
+                (wallet, 1),
+                "round {round}"
+            );
+        }
+        assert_eq!(
+            replies.iter().filter(|r| r.existing).count(),
+            1,
+            "round {round}: one node created it, the other found it"
+        );
+        // and the log holds one creation.
+        assert_eq!(store_a.head(wallet).await.unwrap(), 1, "round {round}");
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -26,9 +26,14 @@ async fn run(registry: &Registry, who: &str, command: Command) -> ResourceId {
 /// A store with three players' resources and every kind of event, including a commit of two
 /// events (a lock that expired, recorded before the allocate that followed it); and its directory.
 async fn populated_store() -> (Arc<EmbeddedStore>, DataDir, Vec<ResourceId>) {
+    populated_store_of(["alice", "bob", "carol"]).await
+}
+
+/// [`populated_store`] with other players (whose wallets are other resources).
+async fn populated_store_of(players: [&str; 3]) -> (Arc<EmbeddedStore>, DataDir, Vec<ResourceId>) {
     let t = TestNode::embedded();
     let mut ids = Vec::new();
-    for who in ["alice", "bob", "carol"] {
+    for who in players {
         let gold = run(t.registry(), who, create_catalogue("gold")).await;
         let mana = run(t.registry(), who, create_catalogue("mana")).await;
         for i in 0..20u64 {
@@ -45,11 +50,11 @@ async fn populated_store() -> (Arc<EmbeddedStore>, DataDir, Vec<ResourceId>) {
     }
     // A lock that expires before the next command: that command commits two events.
     let gold = ids[0];
-    run(t.registry(), "alice", lock(gold, "cooldown", 10)).await;
+    run(t.registry(), players[0], lock(gold, "cooldown", 10)).await;
     t.clock.advance_ms(50);
     run(
         t.registry(),
-        "alice",
+        players[0],
         reasoned(allocate(gold, 1), "after the lock".into()),
     )
     .await;
@@ -133,11 +138,11 @@ async fn an_export_imported_into_an_empty_store_reproduces_the_log_and_the_read_
 #[tokio::test]
 async fn an_import_onto_a_different_history_stops_with_an_error() {
     let (a, _a_dir, _) = populated_store().await;
-    let (b, _b_dir, _) = populated_store().await;
+    let (b, _b_dir, _) = populated_store_of(["dora", "erik", "fay"]).await;
     let from_a = export_of(a.as_ref()).await;
     let before = export_of(b.as_ref()).await;
-    // B has its own resources; A's ids are new to it, so they import. Importing B's own log
-    // over a copy of A's log under B's ids is refused instead:
+    // B has its own players' wallets; A's ids are new to it, so they import. Importing B's own
+    // log over a copy of A's log under B's ids is refused instead:
     let mut lines: Vec<transfer::CommitLine> = String::from_utf8(before.clone())
         .unwrap()
         .lines()

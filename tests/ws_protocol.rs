@@ -276,6 +276,7 @@ async fn the_authorization_matrix_holds() {
     let for_bob = alice
         .request(|req| {
             ClientMessage::Create(warden_protocol::Create {
+                name: None,
                 req,
                 command_id: CommandId::new(),
                 resource_type: "gold".into(),
@@ -288,6 +289,7 @@ async fn the_authorization_matrix_holds() {
     let rich = alice
         .request(|req| {
             ClientMessage::Create(warden_protocol::Create {
+                name: None,
                 req,
                 command_id: CommandId::new(),
                 resource_type: "gold".into(),
@@ -315,6 +317,7 @@ async fn the_authorization_matrix_holds() {
     let gift = service
         .request(|req| {
             ClientMessage::Create(warden_protocol::Create {
+                name: None,
                 req,
                 command_id: CommandId::new(),
                 resource_type: "gems".into(),
@@ -657,11 +660,14 @@ fn worked_example() -> (ClientMessage, ServerMessage) {
         reason: "Purchase item".into(),
     });
     let reply = ServerMessage::Applied {
+        existing: false,
         req: 7,
         command_id,
         resource_id,
         version: 2,
         resource: warden_core::domain::ClientResource {
+            name: None,
+            regen_carry: None,
             id: resource_id,
             owner: PlayerId::new("player123"),
             resource_type: "gold".into(),

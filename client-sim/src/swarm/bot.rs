@@ -286,7 +286,10 @@ impl Bot {
         match kind {
             // The initial amount is read from the reply.
             ClientMessageKind::Create => command(
-                Command::create(self.shared.config.own_type.clone()),
+                Command::create_named(
+                    self.shared.config.own_type.clone(),
+                    format!("{}:{}", self.shared.config.own_type, self.shared.run),
+                ),
                 Op::Create {
                     initial: 0,
                     regen_milli: 0,

@@ -64,6 +64,9 @@ pub struct SwarmEnv {
     pub stop: CancellationToken,
     /// The guild resources.
     pub guild: Vec<ResourceId>,
+    /// This run's label: each bot's own wallet is `<own type>:<run>`, new in every run (bots'
+    /// player ids repeat from run to run; their wallets must not).
+    pub run: String,
     /// Bots that are done setting up (or gave up).
     ready: AtomicUsize,
     all_ready: Notify,
@@ -97,6 +100,7 @@ pub async fn run(
         rec: rec.clone(),
         stop: stop.clone(),
         guild,
+        run: run_label(),
         ready: AtomicUsize::new(0),
         all_ready: Notify::new(),
     });
@@ -159,8 +163,9 @@ async fn create_guild(
         0
     };
     let mut guild = Vec::with_capacity(count);
-    for _ in 0..count {
-        let entry = create_guild_resource(&service).await?;
+    let run = run_label();
+    for i in 0..count {
+        let entry = create_guild_resource(&service, &format!("guild-gold:{run}-{i}")).await?;
         guild.push(entry.resource_id);
         ledger.push(entry);
     }
@@ -257,13 +262,14 @@ fn seen_by(spectators: &[Arc<spectator::Spectator>]) -> SubscriberLog {
 }
 
 /// Creates one shared resource owned by [`GUILD_OWNER`], with no regeneration.
-async fn create_guild_resource(service: &Client) -> Result<Entry, SwarmError> {
+async fn create_guild_resource(service: &Client, name: &str) -> Result<Entry, SwarmError> {
     let params = ResourceParams {
         initial_amount: 1_000_000,
         max_amount: 1_000_000_000_000,
         regen_milli: 0,
     };
-    let create = Command::create_for(PlayerId::new(GUILD_OWNER), "guild-gold", Some(params));
+    let create =
+        Command::create_for(PlayerId::new(GUILD_OWNER), "guild-gold", Some(params)).named(name);
     let applied = service
         .execute(&create)
         .await
@@ -279,4 +285,9 @@ async fn create_guild_resource(service: &Client) -> Result<Entry, SwarmError> {
             version: applied.version,
         },
     })
+}
+
+/// A label no earlier run used: the wallets a run creates are named with it.
+fn run_label() -> String {
+    warden_client::CommandId::new().to_string()[..13].replace('-', "")
 }

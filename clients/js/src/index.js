@@ -273,52 +273,70 @@ export class WardenClient {
     });
   }
 
-  _command(body, commandId) {
-    return this._request(
+  /**
+   * Sends a command with one command id for all its attempts (the given one, else a fresh one).
+   * `existing` is always a boolean in what it resolves with (the server leaves it out when false).
+   */
+  async _command(body, commandId) {
+    const applied = await this._request(
       { ...body, command_id: commandId ?? newCommandId() },
       { deadlineMs: this.commandTimeoutMs, retryErrors: true },
     );
+    applied.existing = applied.existing === true;
+    return applied;
   }
 
   /**
-   * Creates a resource of a catalogue type; services may set `owner` and `params`.
+   * Creates a wallet of a catalogue type, named `name` (leave it out for a type an owner holds
+   * once, e.g. `gold`; `wood:<label>` for one held many times); services may set `owner` and
+   * `params`. Creating a wallet that exists resolves with it, `existing: true`.
    * @returns {Promise<import("./index.d.ts").Applied>}
    */
-  create(resourceType, { owner, params, commandId } = {}) {
+  create(resourceType, { owner, name, params, commandId } = {}) {
     const body = { type: "create", resource_type: resourceType };
+    if (name !== undefined) body.name = name;
     if (owner !== undefined) body.owner = owner;
     if (params !== undefined) body.params = params;
     return this._command(body, commandId);
   }
 
-  /** Spends `amount`. */
-  allocate(resourceId, amount, { reason, commandId } = {}) {
-    const body = { type: "allocate", resource_id: resourceId, amount };
+  /**
+   * A handle on `owner`'s wallet `name` (`gold`, `wood:camp-3`): every request it sends names
+   * the wallet (`wallet: {owner, name}`), not its id.
+   * @returns {Wallet}
+   */
+  wallet(owner, name) {
+    return new Wallet(this, owner, name);
+  }
+
+  /** Spends `amount` from a resource (its id, or a wallet `{owner, name}`). */
+  async allocate(resource, amount, { reason, commandId } = {}) {
+    const body = { type: "allocate", ...target(resource), amount };
     if (reason !== undefined) body.reason = reason;
     return this._command(body, commandId);
   }
 
   /** Credits `amount` (never past max_amount). */
-  add(resourceId, amount, { reason, commandId } = {}) {
-    const body = { type: "add", resource_id: resourceId, amount };
+  async add(resource, amount, { reason, commandId } = {}) {
+    const body = { type: "add", ...target(resource), amount };
     if (reason !== undefined) body.reason = reason;
     return this._command(body, commandId);
   }
 
-  lock(resourceId, reason, durationMs, { commandId } = {}) {
+  async lock(resource, reason, durationMs, { commandId } = {}) {
     return this._command(
-      { type: "lock", resource_id: resourceId, reason, duration_ms: durationMs },
+      { type: "lock", ...target(resource), reason, duration_ms: durationMs },
       commandId,
     );
   }
 
-  unlock(resourceId, { commandId } = {}) {
-    return this._command({ type: "unlock", resource_id: resourceId }, commandId);
+  async unlock(resource, { commandId } = {}) {
+    return this._command({ type: "unlock", ...target(resource) }, commandId);
   }
 
   /** @returns {Promise<import("./index.d.ts").Resource>} */
-  async get(resourceId) {
-    return (await this._request({ type: "get", resource_id: resourceId })).resource;
+  async get(resource) {
+    return (await this._request({ type: "get", ...target(resource) })).resource;
   }
 
   /** The resources of `owner` (default: the caller). */
@@ -328,34 +346,38 @@ export class WardenClient {
     return (await this._request(body)).resources;
   }
 
-  /** One page of the audit trail, events after `afterVersion`. */
-  async history(resourceId, { afterVersion, limit } = {}) {
-    const body = { type: "history", resource_id: resourceId };
+  /** One page of the audit trail, events after `afterVersion`; each names who issued it (`by`, `by_role`). */
+  async history(resource, { afterVersion, limit } = {}) {
+    const body = { type: "history", ...target(resource) };
     if (afterVersion !== undefined) body.after_version = afterVersion;
     if (limit !== undefined) body.limit = limit;
     return (await this._request(body)).events;
   }
 
   /** The whole audit trail, paging until the end. */
-  async fullHistory(resourceId) {
+  async fullHistory(resource) {
     const all = [];
     for (;;) {
-      const page = await this.history(resourceId, { afterVersion: all.at(-1)?.version ?? 0 });
+      const page = await this.history(resource, { afterVersion: all.at(-1)?.version ?? 0 });
       if (page.length === 0) return all;
       all.push(...page);
     }
   }
 
   /**
-   * The resource as it was right after `version`, or at instant `at` (ms).
-   * @returns {Promise<{version: number, resource: import("./index.d.ts").Resource}>}
+   * The resource as it was right after `version`, or at instant `at` (ms); for the owner and
+   * services, also who issued that version (`by`, `by_role`).
+   * @returns {Promise<import("./index.d.ts").State>}
    */
-  async stateAt(resourceId, { version, at }) {
-    const body = { type: "state_at", resource_id: resourceId };
+  async stateAt(resource, { version, at }) {
+    const body = { type: "state_at", ...target(resource) };
     if (version !== undefined) body.version = version;
     if (at !== undefined) body.at = at;
     const reply = await this._request(body);
-    return { version: reply.version, resource: reply.resource };
+    const state = { version: reply.version, resource: reply.resource };
+    if (reply.by !== undefined && reply.by !== null) state.by = reply.by;
+    if (reply.by_role !== undefined && reply.by_role !== null) state.by_role = reply.by_role;
+    return state;
   }
 
   /** Round trip; resolves with the server's time (ms). */
@@ -364,7 +386,8 @@ export class WardenClient {
   }
 
   /**
-   * Follows one resource (`{resourceId, fromVersion?}`) or all of an owner's (`{owner}`).
+   * Follows one resource (`{resourceId, fromVersion?}` or `{wallet: {owner, name}, fromVersion?}`)
+   * or all of an owner's (`{owner}`).
    * `onUpdate(resource, {baseVersion, version})` gets each version once, in order per resource,
    * across reconnects and 4008 closes.
    * @returns {Promise<Subscription>} once the first `subscribed` arrived
@@ -414,8 +437,11 @@ export class Subscription {
     this.client = client;
     this.resourceId = target.resourceId;
     this.owner = target.owner;
-    if ((this.resourceId === undefined) === (this.owner === undefined)) {
-      throw new WardenError(ErrorCode.BadMessage, "subscribe needs exactly one of resourceId and owner");
+    /** The wallet followed (`{owner, name}`); its `resourceId` is learned from the server. */
+    this.wallet = target.wallet === undefined ? undefined : walletOf(target.wallet);
+    const given = [this.resourceId, this.wallet, this.owner].filter((x) => x !== undefined).length;
+    if (given !== 1) {
+      throw new WardenError(ErrorCode.BadMessage, "subscribe needs exactly one of resourceId, wallet and owner");
     }
     this.onUpdate = onUpdate;
     /** @type {Map<string, number>} */
@@ -423,6 +449,8 @@ export class Subscription {
     if (this.resourceId !== undefined && target.fromVersion !== undefined) {
       this.versions.set(this.resourceId, target.fromVersion);
     }
+    // A wallet's id is not known before the server names it: its start version is kept aside.
+    this._fromVersion = this.wallet !== undefined ? target.fromVersion : undefined;
     /** Server-side subscription number on the current connection. */
     this.sub = null;
     this.closed = false;
@@ -430,8 +458,15 @@ export class Subscription {
 
   _body() {
     if (this.owner !== undefined) return { type: "subscribe", owner: this.owner };
-    const last = this.versions.get(this.resourceId);
-    const body = { type: "subscribe", resource_id: this.resourceId };
+    let body;
+    let last;
+    if (this.wallet !== undefined) {
+      body = { type: "subscribe", wallet: { ...this.wallet } };
+      last = (this.resourceId !== undefined ? this.versions.get(this.resourceId) : undefined) ?? this._fromVersion;
+    } else {
+      body = { type: "subscribe", resource_id: this.resourceId };
+      last = this.versions.get(this.resourceId);
+    }
     if (last !== undefined) body.from_version = last;
     return body;
   }
@@ -479,14 +514,21 @@ export class Subscription {
       return;
     }
     const r = msg.resource;
-    if (this.resourceId !== undefined ? msg.resource_id !== this.resourceId : r?.owner !== this.owner) {
-      return;
-    }
+    if (!this._covers(msg.resource_id, r)) return;
     this._deliver(r, msg.base_version, msg.version);
   }
 
+  /** Whether resource `id` (view `r`) is one this subscription follows. */
+  _covers(id, r) {
+    if (this.resourceId !== undefined) return id === this.resourceId;
+    if (this.wallet !== undefined) return r?.owner === this.wallet.owner && r?.name === this.wallet.name;
+    return r?.owner === this.owner;
+  }
+
   _deliver(resource, baseVersion, version) {
-    const last = this.versions.get(resource.id) ?? 0;
+    // A wallet subscription learns its resource's id from the first view it gets.
+    if (this.wallet !== undefined && this.resourceId === undefined) this.resourceId = resource.id;
+    const last = this.versions.get(resource.id) ?? this._fromVersion ?? 0;
     if (Number(version) <= last) return; // a copy already delivered
     this.versions.set(resource.id, Number(version));
     this.onUpdate(resource, { baseVersion, version });
@@ -503,5 +545,100 @@ export class Subscription {
         // The server forgets it with the session anyway.
       }
     }
+  }
+}
+
+/** `{owner, name}` checked and copied (sent as `wallet`). */
+function walletOf(w) {
+  if (!w || typeof w !== "object" || typeof w.owner !== "string" || typeof w.name !== "string" || !w.owner || !w.name) {
+    throw new WardenError(ErrorCode.BadMessage, "a wallet is {owner, name}, two non-empty strings");
+  }
+  return { owner: w.owner, name: w.name };
+}
+
+/** The fields naming a resource in a request: `resource_id` for an id, `wallet` for `{owner, name}`. */
+function target(resource) {
+  if (typeof resource === "string") return { resource_id: resource };
+  if (resource instanceof Wallet) return { wallet: { owner: resource.owner, name: resource.name } };
+  return { wallet: walletOf(resource) };
+}
+
+/** `options` of a wallet's allocate and add: `{reason, commandId}`, or the reason alone. */
+const withReason = (options) => (typeof options === "string" ? { reason: options } : options ?? {});
+
+/**
+ * `owner`'s wallet `name`, from `client.wallet(owner, name)`. Each method is the client's own
+ * (same replies, same retries with one command id per command) with the wallet in place of the id.
+ */
+export class Wallet {
+  constructor(client, owner, name) {
+    const w = walletOf({ owner, name });
+    this.client = client;
+    this.owner = w.owner;
+    this.name = w.name;
+  }
+
+  /** The resource type the name stands for: `gold` for `gold`, `wood` for `wood:camp-3`. */
+  get resourceType() {
+    const colon = this.name.indexOf(":");
+    return colon < 0 ? this.name : this.name.slice(0, colon);
+  }
+
+  /** `{owner, name}`, as sent in `wallet`. */
+  toJSON() {
+    return { owner: this.owner, name: this.name };
+  }
+
+  /**
+   * Creates this wallet (its type is the name's, before any `:`), or finds it: a wallet that
+   * exists resolves with `existing: true`. Services may set `params` (and create another owner's).
+   */
+  create({ params, commandId } = {}) {
+    const type = this.resourceType;
+    return this.client.create(type, {
+      owner: this.owner,
+      name: this.name === type ? undefined : this.name,
+      params,
+      commandId,
+    });
+  }
+
+  /** Spends `amount`; `options` is `{reason, commandId}` or the reason. */
+  allocate(amount, options) {
+    return this.client.allocate(this, amount, withReason(options));
+  }
+
+  /** Credits `amount` (never past max_amount); `options` is `{reason, commandId}` or the reason. */
+  add(amount, options) {
+    return this.client.add(this, amount, withReason(options));
+  }
+
+  lock(reason, durationMs, options) {
+    return this.client.lock(this, reason, durationMs, options);
+  }
+
+  unlock(options) {
+    return this.client.unlock(this, options);
+  }
+
+  get() {
+    return this.client.get(this);
+  }
+
+  history(options) {
+    return this.client.history(this, options);
+  }
+
+  fullHistory() {
+    return this.client.fullHistory(this);
+  }
+
+  stateAt(point) {
+    return this.client.stateAt(this, point);
+  }
+
+  /** Follows this wallet from `fromVersion` (default: its current view first); see `client.subscribe`. */
+  subscribe(onUpdate, { fromVersion } = {}) {
+    return this.client.subscribe({ wallet: this.toJSON(), fromVersion }, onUpdate);
   }
 }

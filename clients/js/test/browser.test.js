@@ -1,6 +1,7 @@
 // The console and the spectator page in headless Chromium, driven over WebDriver, against a real
 // `warden serve`: sign in; a resource created by another client appears; its amount changes live;
-// the time slider shows the state at version 2; the spectator page never shows a lock's reason or
+// the time slider shows the state at version 2; the table names each wallet and the audit trail
+// names who issued each event; the spectator page never shows a lock's reason or
 // the regeneration rate. Screenshots go to the test's temp dir (kept with WARDEN_KEEP_TEMP=1), and
 // to $WARDEN_CONSOLE_SCREENSHOT when set, which is how docs/img/console.png is made.
 
@@ -72,9 +73,17 @@ test("the console: sign in, live resources, and the time slider", async (t) => {
   const driver = await browser(dir);
   t.after(() => driver.quit());
   const service = await connect(server.url, token("backend", "service"));
-  t.after(() => service.close());
+  const player = await connect(server.url, token("alice"));
+  t.after(() => {
+    service.close();
+    player.close();
+  });
   // alice already has some wood; the gold comes later, from another client.
-  await service.create("wood", { owner: "alice", params: { initial_amount: 2400, max_amount: 10000, regen_milli: 0 } });
+  const { resource_id: woodId } = await service.create("wood", {
+    owner: "alice",
+    name: "wood:camp-3",
+    params: { initial_amount: 2400, max_amount: 10000, regen_milli: 0 },
+  });
 
   // Sign in by pasting a token.
   await driver.get(`${server.admin}/`);
@@ -84,6 +93,9 @@ test("the console: sign in, live resources, and the time slider", async (t) => {
   await textOf(driver, By.id("principal"), (s) => s.includes("alice"), "signed in as alice");
   await textOf(driver, By.id("status"), (s) => s === "live", "connected");
   await textOf(driver, By.css("#resources tbody"), (s) => s.includes("wood"), "alice's wood listed");
+  // Each row names its wallet (wood is held many times: its name has a label).
+  const nameOf = (id) => By.css(`#resources tr[data-id="${id}"] td[data-field="name"]`);
+  await textOf(driver, nameOf(woodId), (s) => s === "wood:camp-3", "the wood wallet's name");
 
   // A resource created by another client appears.
   const created = await service.create("gold", {
@@ -93,11 +105,13 @@ test("the console: sign in, live resources, and the time slider", async (t) => {
   const id = created.resource_id;
   const amountCell = By.css(`#resources tr[data-id="${id}"] td[data-field="amount"]`);
   await textOf(driver, amountCell, (s) => s.startsWith("1,000"), "the new gold row");
+  await textOf(driver, nameOf(id), (s) => s === "gold", "the gold wallet's name");
 
   // Its amount changes live when a command lands, and the cell is marked as changed.
   // (gold regenerates at 0.5/s: each expected amount is the one the server reported)
   const fmt = (applied) => applied.resource.amount.toLocaleString("en-US");
-  const v2 = fmt(await service.allocate(id, 200, { reason: "Purchase item" })); // 800, or a bit more
+  // alice spends it herself, by name; the rest is the service's.
+  const v2 = fmt(await player.wallet("alice", "gold").allocate(200, "Purchase item")); // 800, or a bit more
   await textOf(driver, amountCell, (s) => s.startsWith(v2), "the amount after the allocate");
   const cls = await driver.findElement(amountCell).getAttribute("class");
   assert.match(cls, /changed/, "the changed cell is marked");
@@ -109,11 +123,16 @@ test("the console: sign in, live resources, and the time slider", async (t) => {
   await driver.findElement(By.css(`#resources tr[data-id="${id}"]`)).click();
   await textOf(driver, By.css("#trail tbody"), (s) => s.includes("Locked"), "the audit trail");
   await textOf(driver, By.css('#owner-view dd[data-field="lock_reason"]'), (s) => s === "Maintenance window", "the lock at version 4");
+  // The audit trail names who issued each event.
+  const byAt = (v) => By.css(`#trail tr[data-version="${v}"] td[data-field="by"]`);
+  await textOf(driver, byAt(1), (s) => s === "backend (service)", "created by the service");
+  await textOf(driver, byAt(2), (s) => s === "alice (player)", "the allocate by alice");
+  await textOf(driver, byAt(4), (s) => s === "backend (service)", "the lock by the service");
 
   // The time slider at version 2 shows the state right after the allocate.
   const slider = driver.findElement(By.id("slider"));
   await slider.sendKeys(Key.HOME, Key.ARROW_RIGHT);
-  await textOf(driver, By.id("slider-label"), (s) => s.startsWith("Version 2 of 4"), "the slider label");
+  await textOf(driver, By.id("slider-label"), (s) => s.startsWith("Version 2 of 4") && s.endsWith("by alice (player)"), "the slider label");
   await textOf(driver, By.css('#owner-view dd[data-field="amount"]'), (s) => s === v2, "the amount at version 2");
   await textOf(driver, By.css('#owner-view dd[data-field="locked"]'), (s) => s === "no", "not locked at version 2");
   await textOf(driver, By.css('#owner-view dd[data-field="regen_milli"]'), (s) => s === "0.5", "the regeneration rate");
@@ -125,7 +144,7 @@ test("the console: sign in, live resources, and the time slider", async (t) => {
   await textOf(driver, By.css('#spectator-view dd[data-field="lock_reason"]'), (s) => s === "hidden", "the lock reason hidden");
   await textOf(driver, By.css('#owner-view dd[data-field="lock_reason"]'), (s) => s === "Maintenance window", "the lock reason for the owner");
   // Some traffic elsewhere, so the load chart has something to show.
-  const { resource_id: bobs } = await service.create("wood", { owner: "bob" });
+  const { resource_id: bobs } = await service.create("wood", { owner: "bob", name: "wood:pile" });
   for (let i = 0; i < 30; i++) {
     await Promise.all(Array.from({ length: 1 + (i % 7) * 3 }, () => service.add(bobs, 1)));
     await new Promise((r) => setTimeout(r, 250));

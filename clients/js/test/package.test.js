@@ -14,7 +14,7 @@ import { startServer, tempDir, token } from "./support.js";
 
 const clientDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
-test("the packed tarball installs into a fresh project and runs the README example", async () => {
+test("the packed tarball installs into a fresh project and runs the README examples", async () => {
   const server = await startServer();
   try {
     const project = tempDir("warden-js-package-");
@@ -38,6 +38,21 @@ test("the packed tarball installs into a fresh project and runs the README examp
     assert.match(out, /^v\d+: 800$/m, "the subscription saw the purchase");
     assert.match(out, /^insufficient$/m, "the refused allocate names its code");
     assert.match(out, /amount: 1000/, "stateAt gave the state right after creation");
+
+    // The wallets example, as another player (whose wallets do not exist yet).
+    const wallets = readme.match(/## Wallets by name\n[\s\S]*?```js\n([\s\S]*?)```/)?.[1];
+    assert.ok(wallets, "the README has a wallets example");
+    writeFileSync(path.join(project, "wallets.js"), wallets.replaceAll("ws://127.0.0.1:7350/v1", server.url));
+    const said = execFileSync(process.execPath, ["wallets.js"], {
+      cwd: project,
+      env: { ...process.env, WARDEN_TOKEN: token("dana") },
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    assert.match(said, /^false\ntrue$/m, "created, then found");
+    assert.match(said, /^wood:camp-3 v2: 40$/m, "the wallet subscription saw the add");
+    assert.match(said, /^1 ResourceCreated by dana \(player\)$/m, "history names the issuer");
+    assert.match(said, /^2 ResourceAllocated by dana \(player\)$/m);
   } finally {
     await server.stop();
   }

@@ -32,6 +32,9 @@ pub enum CommandKind {
     Create {
         /// The catalogue type (`gold`, `mana`, `wood`, …).
         resource_type: String,
+        /// The wallet's name: the type's (the default) for a type held once per owner,
+        /// `<type>:<label>` for one held many times.
+        name: Option<String>,
         /// Another owner than the caller (services only).
         owner: Option<PlayerId>,
         /// Parameters instead of the catalogue's (services only).
@@ -80,13 +83,34 @@ impl Command {
         }
     }
 
-    /// Creates a resource of catalogue type `resource_type` for the caller.
+    /// Creates the caller's wallet of catalogue type `resource_type` (or finds it, if it
+    /// exists), named as the type.
     pub fn create(resource_type: impl Into<String>) -> Self {
         Self::new(CommandKind::Create {
             resource_type: resource_type.into(),
+            name: None,
             owner: None,
             params: None,
         })
+    }
+
+    /// Creates (or finds) the caller's wallet `name` of a type held many times per owner;
+    /// `name` is `<type>:<label>` (`wood:camp-3`).
+    pub fn create_named(resource_type: impl Into<String>, name: impl Into<String>) -> Self {
+        Self::new(CommandKind::Create {
+            resource_type: resource_type.into(),
+            name: Some(name.into()),
+            owner: None,
+            params: None,
+        })
+    }
+
+    /// This create under the wallet name `name` (`<type>:<label>`); other commands are unchanged.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        if let CommandKind::Create { name: n, .. } = &mut self.kind {
+            *n = Some(name.into());
+        }
+        self
     }
 
     /// Creates a resource for `owner`, optionally with custom parameters (services only).
@@ -97,41 +121,52 @@ impl Command {
     ) -> Self {
         Self::new(CommandKind::Create {
             resource_type: resource_type.into(),
+            name: None,
             owner: Some(owner),
             params,
         })
     }
 
-    /// Spends `amount` of `resource_id`.
-    pub fn allocate(resource_id: ResourceId, amount: u64, reason: impl Into<String>) -> Self {
+    /// Spends `amount` of `resource` (its id, or a [`Wallet`](warden_protocol::Wallet)).
+    pub fn allocate(
+        resource: impl Into<ResourceId>,
+        amount: u64,
+        reason: impl Into<String>,
+    ) -> Self {
         Self::new(CommandKind::Allocate {
-            resource_id,
+            resource_id: resource.into(),
             amount,
             reason: reason.into(),
         })
     }
 
-    /// Adds `amount` to `resource_id`.
-    pub fn add(resource_id: ResourceId, amount: u64, reason: impl Into<String>) -> Self {
+    /// Adds `amount` to `resource` (its id, or a [`Wallet`](warden_protocol::Wallet)).
+    pub fn add(resource: impl Into<ResourceId>, amount: u64, reason: impl Into<String>) -> Self {
         Self::new(CommandKind::Add {
-            resource_id,
+            resource_id: resource.into(),
             amount,
             reason: reason.into(),
         })
     }
 
     /// Locks `resource_id` for `duration` (whole milliseconds).
-    pub fn lock(resource_id: ResourceId, reason: impl Into<String>, duration: Duration) -> Self {
+    pub fn lock(
+        resource: impl Into<ResourceId>,
+        reason: impl Into<String>,
+        duration: Duration,
+    ) -> Self {
         Self::new(CommandKind::Lock {
-            resource_id,
+            resource_id: resource.into(),
             reason: reason.into(),
             duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
         })
     }
 
     /// Unlocks `resource_id`.
-    pub fn unlock(resource_id: ResourceId) -> Self {
-        Self::new(CommandKind::Unlock { resource_id })
+    pub fn unlock(resource: impl Into<ResourceId>) -> Self {
+        Self::new(CommandKind::Unlock {
+            resource_id: resource.into(),
+        })
     }
 
     /// The same command with the id `id`: for a command whose id was kept somewhere (a save
@@ -168,12 +203,14 @@ impl Command {
         match &self.kind {
             CommandKind::Create {
                 resource_type,
+                name,
                 owner,
                 params,
             } => ClientMessage::Create(Create {
                 req,
                 command_id,
                 resource_type: resource_type.clone(),
+                name: name.clone(),
                 owner: owner.clone(),
                 params: params.clone(),
             }),

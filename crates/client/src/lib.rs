@@ -60,6 +60,6 @@ pub use tokio_tungstenite::tungstenite::Bytes;
 /// The wire crate, for the messages and types not re-exported here.
 pub use warden_protocol as protocol;
 pub use warden_protocol::{
-    ClientResource, CloseCode, CommandId, ErrorCode, HistoryEvent, Limits, PlayerId, ResourceId,
-    ResourceParams, Role, Timestamp,
+    ClientResource, CloseCode, CommandId, ErrorCode, HistoryEvent, IssuerRole, Limits, PlayerId,
+    ResourceId, ResourceParams, Role, Timestamp, Wallet,
 };

@@ -127,6 +127,8 @@ where
 
 fn view(id: ResourceId, version: u64, amount: u64) -> ClientResource {
     ClientResource {
+        name: None,
+        regen_carry: None,
         id,
         owner: PlayerId::new("alice"),
         resource_type: "gold".into(),
@@ -150,6 +152,7 @@ fn applied(msg: &ClientMessage, version: u64, duplicate: bool) -> ServerMessage 
         other => panic!("not handled here: {other:?}"),
     };
     ServerMessage::Applied {
+        existing: false,
         req: msg.req(),
         command_id,
         resource_id,

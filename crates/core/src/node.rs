@@ -78,13 +78,13 @@ impl Node {
             backend.events.clone(),
             hub.clone(),
             config.catalogue,
-            config.clock,
+            config.clock.clone(),
             config.actors,
             config.metrics.clone(),
         );
         let mut node = Self {
             registry,
-            queries: QueryHandler::new(backend.events.clone(), backend.read.clone()),
+            queries: QueryHandler::new(backend.events.clone(), backend.read.clone(), config.clock),
             hub,
             metrics: config.metrics,
             relay: None,

@@ -45,7 +45,7 @@ macro_rules! into_command {
 }
 
 into_command! {
-    Create => Create(CreateResource { resource_type, owner, params });
+    Create => Create(CreateResource { resource_type, name, owner, params });
     Allocate => Allocate(AllocateResource { resource_id, amount, reason });
     Add => Add(AddResource { resource_id, amount, reason });
     Lock => Lock(LockResource { resource_id, reason, duration_ms });

@@ -63,6 +63,7 @@ pub(crate) async fn command(
         version: reply.version,
         resource: reply.view(),
         duplicate: reply.duplicate,
+        existing: reply.existing,
     })
 }
 
@@ -117,7 +118,10 @@ fn history_event(e: &EventEnvelope) -> HistoryEvent {
             (None, None, None)
         }
     };
+    let (by, by_role) = e.issuer();
     HistoryEvent {
+        by,
+        by_role,
         version: e.version,
         event_type: e.event.type_name().to_owned(),
         at: e.at,
@@ -140,14 +144,17 @@ pub(crate) async fn state_at(node: Arc<Node>, principal: Principal, msg: StateAt
             ));
         }
     };
-    let resource = node
+    let (resource, issuer) = node
         .queries()
         .state_at(&principal, msg.resource_id, point)
         .await?;
+    let (by, by_role) = issuer.unzip();
     Ok(ServerMessage::State {
         req: msg.req,
         resource_id: msg.resource_id,
         version: resource.version,
         resource,
+        by,
+        by_role,
     })
 }

@@ -540,7 +540,7 @@ impl Session {
                 bad("from_version applies to a resource_id subscription only")
             }
             (None, Some(owner)) => Ok(Target::Owner(owner.clone())),
-            _ => bad("give exactly one of resource_id and owner"),
+            _ => bad("give exactly one of resource_id, wallet and owner"),
         }
     }
 

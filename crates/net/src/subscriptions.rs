@@ -404,6 +404,7 @@ mod tests {
     fn change() -> Change {
         let id = ResourceId::new();
         let event = EventEnvelope {
+            by_role: None,
             resource_id: id,
             version: 1,
             command_id: CommandId::new(),
@@ -418,6 +419,7 @@ mod tests {
         let created = EventEnvelope {
             version: 1,
             event: ResourceEvent::ResourceCreated {
+                name: None,
                 owner: PlayerId::new("alice"),
                 resource_type: "gold".into(),
                 max_amount: 10,

@@ -35,9 +35,29 @@ macro_rules! uuid_id {
 }
 
 uuid_id!(
-    /// A resource's identity: a UUID v7, so ids sort by creation time.
+    /// A resource's identity: a UUID v5 of its owner and name for a wallet
+    /// ([`ResourceId::of_wallet`]); a UUID v7 for a resource created before wallets had names.
     ResourceId
 );
+
+impl ResourceId {
+    /// The id of `owner`'s wallet `name`: a UUID v5 of the owner and the name in
+    /// [`WALLET_NAMESPACE`], so every node (and any client) finds the same wallet by name without
+    /// asking, and two creations of one wallet meet at one id (the store keeps one of them).
+    pub fn of_wallet(owner: &PlayerId, name: &str) -> Self {
+        let mut key = Vec::with_capacity(owner.as_str().len() + 1 + name.len());
+        key.extend_from_slice(owner.as_str().as_bytes());
+        // Player ids and names hold no zero byte (tokens and names are text), so the pair is
+        // read back unambiguously.
+        key.push(0);
+        key.extend_from_slice(name.as_bytes());
+        Self(Uuid::new_v5(&WALLET_NAMESPACE, &key))
+    }
+}
+
+/// The namespace of wallet ids (see [`ResourceId::of_wallet`]); documented in
+/// docs/protocol.md for clients that compute ids themselves.
+pub const WALLET_NAMESPACE: Uuid = uuid::uuid!("5f0c4e0a-57a1-4d2e-9b8e-7761726465e1");
 
 uuid_id!(
     /// A client-chosen id for one command. A retry of the same command reuses it, so the server

@@ -29,8 +29,8 @@ pub mod token;
 pub mod v1;
 
 pub use close::CloseCode;
-pub use ids::{CommandId, PlayerId, ResourceId, Role, Timestamp};
-pub use resource::{ClientResource, ResourceParams};
+pub use ids::{CommandId, PlayerId, ResourceId, Role, Timestamp, WALLET_NAMESPACE};
+pub use resource::{ClientResource, ResourceParams, Wallet};
 pub use v1::*;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};

@@ -136,6 +136,7 @@ impl SeedStep {
                 req,
                 command_id,
                 resource_type: "gold".into(),
+                name: None,
                 owner: None,
                 params: None,
             }),

@@ -2,6 +2,7 @@
 //! fjall, and what a reader refuses.
 
 use super::*;
+use warden_core::domain::Role;
 
 /// What is wrong with a stored key or value when the decoder itself has nothing to say.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +89,7 @@ pub(crate) struct StoredEventRef<'a> {
     at: Timestamp,
     schema: u16,
     event: &'a ResourceEvent,
+    by_role: Option<Role>,
 }
 
 #[derive(serde::Deserialize)]
@@ -96,6 +98,9 @@ pub(crate) struct StoredEvent {
     at: Timestamp,
     schema: u16,
     event: ResourceEvent,
+    /// Added later, so last and defaulted: an event stored before it reads with no role.
+    #[serde(default)]
+    by_role: Option<Role>,
 }
 
 /// The value after its format byte, if the format is one this version reads.
@@ -118,6 +123,7 @@ pub(crate) fn encode_event(
         at: e.at,
         schema: e.schema,
         event: &e.event,
+        by_role: e.by_role,
     };
     scratch.clear();
     scratch.push(FORMAT_V1);
@@ -136,6 +142,7 @@ pub(crate) fn decode_event(key: &[u8], value: &[u8]) -> Result<EventEnvelope, St
         at: stored.at,
         schema: stored.schema,
         event: stored.event,
+        by_role: stored.by_role,
     })
 }
 
@@ -206,6 +213,12 @@ pub(crate) struct StoredView<P, S> {
     lock_expires_at: Option<Timestamp>,
     version: u64,
     updated_at: Timestamp,
+    // Added later, so last and defaulted: a view stored before them reads with no name and no
+    // carry.
+    #[serde(default = "Option::default")]
+    name: Option<S>,
+    #[serde(default)]
+    regen_carry: Option<u32>,
 }
 
 pub(crate) fn encode_view(view: &ClientResource) -> Result<Vec<u8>, StoreError> {
@@ -224,6 +237,8 @@ pub(crate) fn encode_view(view: &ClientResource) -> Result<Vec<u8>, StoreError> 
         lock_expires_at,
         version,
         updated_at,
+        name,
+        regen_carry,
     } = view;
     let stored = StoredView {
         id: *id,
@@ -238,6 +253,8 @@ pub(crate) fn encode_view(view: &ClientResource) -> Result<Vec<u8>, StoreError> 
         lock_expires_at: *lock_expires_at,
         version: *version,
         updated_at: *updated_at,
+        name: name.as_deref(),
+        regen_carry: *regen_carry,
     };
     let mut out = Vec::with_capacity(96);
     out.push(FORMAT_V2);
@@ -263,8 +280,12 @@ pub(crate) fn decode_view(bytes: &[u8]) -> Result<ClientResource, StoreError> {
                 lock_expires_at,
                 version,
                 updated_at,
+                name,
+                regen_carry,
             } = rmp_serde::from_slice(rest).map_err(corrupt("view"))?;
             Ok(ClientResource {
+                name,
+                regen_carry,
                 id,
                 owner,
                 resource_type,

@@ -11,6 +11,7 @@ fn an_event_round_trips_through_its_stored_form() {
         id,
         41,
         command,
+        warden_core::domain::Role::Player,
         Timestamp(7),
         vec![
             ResourceEvent::ResourceAllocated {
@@ -129,6 +130,8 @@ fn resource_keys_invert_and_part_in_their_first_bytes() {
 #[test]
 fn a_view_round_trips_and_one_stored_in_format_1_still_reads() {
     let locked = ClientResource {
+        name: None,
+        regen_carry: None,
         id: ResourceId::new(),
         owner: PlayerId::new("alice"),
         resource_type: "gold".into(),

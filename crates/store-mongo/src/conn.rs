@@ -247,15 +247,7 @@ impl Conn {
         }
         let mut view_writes = Vec::with_capacity(views.len());
         for view in views {
-            let doc = to_doc(
-                VIEW_DOC,
-                &ViewDoc {
-                    id: view.id,
-                    owner: view.owner.clone(),
-                    version: view.version,
-                    view: view.clone(),
-                },
-            )?;
+            let doc = to_doc(VIEW_DOC, &ViewDoc::new(view))?;
             view_writes.push((view.id, view.version, doc));
         }
         if self.bulk_write {

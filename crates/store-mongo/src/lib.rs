@@ -172,6 +172,29 @@ struct ViewDoc {
     owner: PlayerId,
     version: u64,
     view: ClientResource,
+    /// The view's regeneration carry, which the view's own serialized form leaves out (it never
+    /// goes on the wire); absent in views written before it was kept.
+    #[serde(default)]
+    regen_carry: Option<u32>,
+}
+
+impl ViewDoc {
+    fn new(view: &ClientResource) -> Self {
+        Self {
+            id: view.id,
+            owner: view.owner.clone(),
+            version: view.version,
+            view: view.clone(),
+            regen_carry: view.regen_carry,
+        }
+    }
+
+    fn into_view(self) -> ClientResource {
+        ClientResource {
+            regen_carry: self.regen_carry,
+            ..self.view
+        }
+    }
 }
 
 /// The event store and read-model store on one MongoDB database.
@@ -530,7 +553,7 @@ impl ReadModelStore for MongoStore {
         Ok(found
             .map(|d| from_doc::<ViewDoc>(VIEW_DOC, d))
             .transpose()?
-            .map(|d| d.view))
+            .map(ViewDoc::into_view))
     }
 
     async fn list_by_owner(&self, owner: &PlayerId) -> Result<Vec<ClientResource>, StoreError> {
@@ -547,7 +570,7 @@ impl ReadModelStore for MongoStore {
             })
             .await?;
         docs.into_iter()
-            .map(|d| Ok(from_doc::<ViewDoc>(VIEW_DOC, d)?.view))
+            .map(|d| Ok(from_doc::<ViewDoc>(VIEW_DOC, d)?.into_view()))
             .collect()
     }
 

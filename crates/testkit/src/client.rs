@@ -194,10 +194,14 @@ impl Client {
         }
     }
 
+    /// Creates the caller's wallet of `resource_type` (or finds it): for `wood`, held many times
+    /// per owner, a new one under a fresh name.
     pub async fn create(&mut self, resource_type: &str) -> ServerMessage {
+        let name = (resource_type == "wood").then(|| crate::fresh_name(resource_type));
         let resource_type = resource_type.to_owned();
         self.request(|req| {
             ClientMessage::Create(warden_protocol::Create {
+                name,
                 req,
                 command_id: CommandId::new(),
                 resource_type,

@@ -11,6 +11,7 @@ use warden_core::store::{
 
 pub fn created(owner: &str, amount: u64) -> ResourceEvent {
     ResourceEvent::ResourceCreated {
+        name: None,
         owner: PlayerId::new(owner),
         resource_type: "gold".into(),
         max_amount: 5000,
@@ -42,7 +43,14 @@ pub fn added(amount: u64, total: u64) -> ResourceEvent {
 /// after the events follows from a stand-in for the state at `after`.
 pub fn request(id: ResourceId, after: u64, events: Vec<ResourceEvent>) -> AppendRequest {
     let command_id = CommandId::new();
-    let events = stamp(id, after, command_id, Timestamp(1_000), events);
+    let events = stamp(
+        id,
+        after,
+        command_id,
+        warden_core::domain::Role::Player,
+        Timestamp(1_000),
+        events,
+    );
     AppendRequest {
         resource_id: id,
         expected_version: after,
@@ -60,6 +68,7 @@ fn state_after(id: ResourceId, after: u64, events: &[EventEnvelope]) -> ServerRe
             id,
             before,
             CommandId::new(),
+            warden_core::domain::Role::Player,
             Timestamp(1_000),
             vec![created("alice", 10)],
         );
@@ -187,6 +196,7 @@ pub async fn repeated_command_id_is_a_duplicate(store: &dyn EventStore) {
         id,
         2,
         first.command_id,
+        warden_core::domain::Role::Player,
         Timestamp(1_000),
         vec![added(1, 12)],
     );
@@ -262,7 +272,14 @@ pub async fn append_many_settles_each_command_in_order(store: &dyn EventStore) {
     // is a duplicate, and the last (decided on a state that never happened) conflicts.
     let mut repeat = request(id, 5, vec![added(1, 15)]);
     repeat.command_id = ids[0];
-    repeat.events = stamp(id, 5, ids[0], Timestamp(1_000), vec![added(1, 15)]);
+    repeat.events = stamp(
+        id,
+        5,
+        ids[0],
+        warden_core::domain::Role::Player,
+        Timestamp(1_000),
+        vec![added(1, 15)],
+    );
     let outcomes = store
         .append_many(vec![
             request(id, 4, vec![added(1, 14)]),
@@ -411,6 +428,8 @@ pub async fn read_model_only_moves_forward(store: &dyn ReadModelStore) {
     let owner = PlayerId::new(format!("owner-{}", uuid::Uuid::now_v7()));
     let id = ResourceId::new();
     let view = |version: u64, amount: u64| ClientResource {
+        name: None,
+        regen_carry: None,
         id,
         owner: owner.clone(),
         resource_type: "gold".into(),

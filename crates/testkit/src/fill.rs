@@ -44,18 +44,28 @@ pub fn command_for(id: ResourceId, i: u64) -> Command {
 /// Creates `n` resources owned by `bench-owner`, straight in the store.
 pub async fn create(store: &Arc<EmbeddedStore>, n: usize) -> Vec<ServerResource> {
     let principal = Principal::service("bench");
-    let create = CreateResource {
-        resource_type: "bench".into(),
-        owner: Some(PlayerId::new("bench-owner")),
-        params: Some(PARAMS),
-    };
+    let owner = PlayerId::new("bench-owner");
     let mut states = Vec::with_capacity(n);
     let mut appends = Vec::with_capacity(n);
-    for _ in 0..n {
-        let id = ResourceId::new();
+    for i in 0..n {
+        let name = format!("bench:{i}");
+        let id = ResourceId::of_wallet(&owner, &name);
+        let create = CreateResource {
+            name: Some(name),
+            resource_type: "bench".into(),
+            owner: Some(owner.clone()),
+            params: Some(PARAMS),
+        };
         let command_id = CommandId::new();
         let event = decide_create(&Catalogue::default(), &principal, &create, NOW).expect("create");
-        let events = stamp(id, 0, command_id, NOW, vec![event]);
+        let events = stamp(
+            id,
+            0,
+            command_id,
+            warden_core::domain::Role::Service,
+            NOW,
+            vec![event],
+        );
         let state = replay(None, &events).expect("created");
         appends.push(AppendRequest {
             resource_id: id,
@@ -96,7 +106,14 @@ pub async fn append_rounds(
                 let command = command_for(state.id, state.version + i);
                 let command_id = CommandId::new();
                 let events = decide(state, &principal, &command, NOW).expect("never refused");
-                let events = stamp(state.id, state.version, command_id, NOW, events);
+                let events = stamp(
+                    state.id,
+                    state.version,
+                    command_id,
+                    warden_core::domain::Role::Service,
+                    NOW,
+                    events,
+                );
                 let next = replay(Some(state.clone()), &events).expect("exists");
                 chain.push(AppendRequest {
                     resource_id: state.id,

@@ -120,19 +120,29 @@ pub fn create_gold() -> Command {
     create_catalogue("gold")
 }
 
-/// A catalogue resource of `resource_type` for whoever sends it.
+/// A fresh wallet name for a type held many times per owner: `<type>:<random label>`.
+pub fn fresh_name(resource_type: &str) -> String {
+    format!("{resource_type}:{}", CommandId::new())
+}
+
+/// A catalogue resource of `resource_type` for whoever sends it: the sender's wallet of a type
+/// held once per owner (gold, mana), a new one under a fresh name for one held many times (wood).
 pub fn create_catalogue(resource_type: &str) -> Command {
+    let name = (resource_type == "wood").then(|| fresh_name(resource_type));
     Command::Create(CreateResource {
+        name,
         resource_type: resource_type.into(),
         owner: None,
         params: None,
     })
 }
 
-/// A `tokens` resource of `owner`'s holding `initial` of `max`, with no regeneration (so the
-/// amount moves only by commands). Only a service may send it.
+/// A new `tokens` resource of `owner`'s (under a fresh name, so each call makes another) holding
+/// `initial` of `max`, with no regeneration (so the amount moves only by commands). Only a
+/// service may send it.
 pub fn create_fixed(owner: &str, initial: u64, max: u64) -> Command {
     Command::Create(CreateResource {
+        name: Some(fresh_name("tokens")),
         resource_type: "tokens".into(),
         owner: Some(PlayerId::new(owner)),
         params: Some(ResourceParams {

@@ -113,7 +113,19 @@ async function follow(owner) {
   refreshEmpty();
 }
 
+/** A resource's name: its wallet name, or its type for one created before wallets had names. */
+const nameOf = (r) => r.name ?? r.resource_type;
+
+/** Who issued an event: `alice (player)`, `backend (service)`, `server` (a lock expiry). */
+function issuer(by, role) {
+  if (by === undefined || by === null) return "";
+  if (role === "server" && by === "server") return "server";
+  if (!role || role === "unknown") return String(by);
+  return `${by} (${role})`;
+}
+
 const COLUMNS = [
+  ["name", nameOf, "name"],
   ["resource_type", (r) => r.resource_type],
   ["amount", (r) => fmt.int(r.amount), "num amount"],
   ["max_amount", (r) => fmt.int(r.max_amount), "num"],
@@ -176,7 +188,7 @@ async function select(id) {
   for (const tr of $("resources").tBodies[0].rows) tr.classList.toggle("selected", tr.dataset.id === id);
   const r = state.resources.get(id);
   $("detail").hidden = false;
-  $("detail-title").textContent = `${r.resource_type} of ${r.owner}`;
+  $("detail-title").textContent = `${nameOf(r)} of ${r.owner}`;
   $("detail-id").textContent = id;
   $("slider").max = String(r.version);
   $("slider").value = String(r.version);
@@ -197,7 +209,7 @@ async function loadTrail() {
     state.trail = await state.client.fullHistory(id);
   } catch (e) {
     state.trail = [];
-    body.replaceChildren(el("tr", {}, el("td", { colspan: "7", class: "muted", text: `History not shown: ${e.code} (only the owner and services may read it).` })));
+    body.replaceChildren(el("tr", {}, el("td", { colspan: "8", class: "muted", text: `History not shown: ${e.code} (only the owner and services may read it).` })));
     return;
   }
   if (state.selected !== id) return;
@@ -213,6 +225,12 @@ async function loadTrail() {
         el("td", { class: "num", text: e.amount === undefined ? "" : fmt.int(e.amount) }),
         el("td", { class: "num", text: e.balance === undefined ? "" : fmt.int(e.balance) }),
         el("td", { text: e.reason ?? "" }),
+        el("td", {
+          "data-field": "by",
+          class: `by ${e.by_role ?? ""}`,
+          title: e.by_role === "unknown" ? "recorded before events named their issuer's role" : null,
+          text: issuer(e.by, e.by_role),
+        }),
       ),
     ),
   );
@@ -241,6 +259,7 @@ async function showVersion(version) {
     el("b", { text: `Version ${version}` }),
     ` of ${$("slider").max}`,
     event ? ` · ${event.event_type.replace(/^Resource/, "")} · ${fmt.time(event.at)}` : "",
+    event?.by !== undefined ? ` · by ${issuer(event.by, event.by_role)}` : "",
   );
   for (const tr of $("trail").tBodies[0].rows) tr.classList.toggle("selected", Number(tr.dataset.version) === version);
   const seq = ++state.stateSeq;

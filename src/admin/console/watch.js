@@ -1,5 +1,5 @@
 // The spectator page: `/watch?owner=ID#token=…` shows an owner's resources live. It renders only
-// what the spectator view holds (type, amount, max, locked), whoever's token it runs with: a lock's
+// what the spectator view holds (name, amount, max, locked), whoever's token it runs with: a lock's
 // reason and the regeneration rate never appear on it.
 
 import { WardenClient } from "/assets/warden-client.js";
@@ -69,7 +69,8 @@ function show(r, live) {
   }
   // Only spectator-view fields are read here, never lock_reason, lock_expires_at or regen_milli.
   const pct = r.max_amount ? Math.min(100, (Number(r.amount) / Number(r.max_amount)) * 100) : 0;
-  card.querySelector(".type").textContent = r.resource_type;
+  // The wallet's name (two wood wallets are told apart by it); the type for an unnamed one.
+  card.querySelector(".type").textContent = r.name ?? r.resource_type;
   card.querySelector(".amount").textContent = fmt.int(r.amount);
   card.querySelector(".meter span").style.width = `${pct.toFixed(1)}%`;
   card.querySelector(".max").textContent = `of ${fmt.int(r.max_amount)}`;

@@ -89,6 +89,8 @@ pub struct CommandReply {
     pub resource: ServerResource,
     /// True when the command id had already been applied and this is the original outcome.
     pub duplicate: bool,
+    /// True when a create found its wallet already there (nothing recorded).
+    pub existing: bool,
 }
 
 impl CommandReply {

@@ -132,12 +132,7 @@ impl Registry {
 
     /// Runs a command through its resource's actor and waits for the outcome.
     pub async fn execute(&self, request: CommandRequest) -> Result<CommandReply, CommandError> {
-        let id = match &request.command {
-            Command::Create(_) => ResourceId::new(),
-            other => other
-                .resource_id()
-                .expect("every command but create names its resource"),
-        };
+        let id = request.command.target(&request.principal.player);
         let is_new = matches!(request.command, Command::Create(_));
         let (reply, answer) = oneshot::channel();
         let mut mail = Mail { request, reply };

@@ -49,7 +49,9 @@ impl ResourceActor {
         env: Arc<ActorEnv>,
         release: Box<dyn FnOnce() + Send + Sync>,
     ) -> Self {
-        // A resource created under a freshly generated id has nothing to load.
+        // An actor started by a create assumes its wallet is new and skips the load: if the
+        // wallet exists after all, the store refuses version 1 (a conflict), the actor loads, and
+        // the create is answered with the wallet as it is.
         Self {
             id,
             mailbox,
@@ -259,6 +261,7 @@ impl ResourceActor {
                     continue;
                 }
                 Decided::NoOp(state) => Ok(CommandReply {
+                    existing: false,
                     resource_id: self.id,
                     version: state.version,
                     events: Vec::new(),
@@ -304,7 +307,14 @@ impl ResourceActor {
                 ),
                 Ok(events) => {
                     let base = speculative.as_ref().map_or(0, |s| s.version);
-                    let events = domain::stamp(self.id, base, request.command_id, now, events);
+                    let events = domain::stamp(
+                        self.id,
+                        base,
+                        request.command_id,
+                        request.principal.role,
+                        now,
+                        events,
+                    );
                     let next = domain::replay(speculative.take(), &events)
                         .expect("decided events always lead to a state");
                     appends.push(AppendRequest {
@@ -345,6 +355,7 @@ impl ResourceActor {
                         .publish(Arc::new(Change::new(events.clone(), next.clone())));
                 }
                 Some(Ok(CommandReply {
+                    existing: false,
                     resource_id: self.id,
                     version: next.version,
                     events,

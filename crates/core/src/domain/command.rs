@@ -11,6 +11,10 @@ pub const MAX_REASON_BYTES: usize = 256;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateResource {
     pub resource_type: String,
+    /// The wallet's name: the type for a type held once per owner (the default), `<type>:<label>`
+    /// for one held many times.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Another owner than the caller: services only.
     #[serde(default)]
     pub owner: Option<PlayerId>,
@@ -66,7 +70,21 @@ pub enum Command {
 }
 
 impl Command {
-    /// The resource a command targets (`None` for create, whose id the server picks).
+    /// The resource a command targets: for a create, the wallet it creates (or finds), named
+    /// by its owner (the caller unless it names another) and its name (the type unless given).
+    pub fn target(&self, caller: &PlayerId) -> ResourceId {
+        match self {
+            Command::Create(c) => ResourceId::of_wallet(
+                c.owner.as_ref().unwrap_or(caller),
+                c.name.as_deref().unwrap_or(&c.resource_type),
+            ),
+            other => other
+                .resource_id()
+                .expect("every command but create names its resource"),
+        }
+    }
+
+    /// The resource a command names (`None` for create, whose id follows from its wallet).
     pub fn resource_id(&self) -> Option<ResourceId> {
         match self {
             Command::Create(_) => None,

@@ -2,8 +2,9 @@
 
 use crate::domain::{
     AddResource, AllocateResource, Balance, Catalogue, Command, CreateResource, EventEnvelope,
-    Lock, LockResource, MAX_LOCK_MS, MAX_REASON_BYTES, PlayerId, Principal, Rejection,
-    ResourceEvent, ResourceId, Role, ServerResource, Timestamp, accrue, validate_params,
+    Lock, LockResource, MAX_LOCK_MS, MAX_NAME_BYTES, MAX_REASON_BYTES, PerOwner, PlayerId,
+    Principal, Rejection, ResourceEvent, ResourceId, Role, ServerResource, Timestamp, accrue,
+    validate_params,
 };
 
 /// Longest resource type name accepted from a service creating a custom type.
@@ -16,18 +17,7 @@ pub fn decide_create(
     cmd: &CreateResource,
     now: Timestamp,
 ) -> Result<ResourceEvent, Rejection> {
-    if principal.role == Role::Spectator {
-        return Err(Rejection::Forbidden("spectators cannot send commands"));
-    }
-    let owner = cmd
-        .owner
-        .clone()
-        .unwrap_or_else(|| principal.player.clone());
-    if owner != principal.player && !principal.is_trusted() {
-        return Err(Rejection::Forbidden(
-            "only a service may create a resource for another owner",
-        ));
-    }
+    let owner = may_create(principal, cmd)?;
     if owner.as_str().is_empty() {
         return Err(Rejection::InvalidParams("owner must not be empty".into()));
     }
@@ -36,13 +26,9 @@ pub fn decide_create(
             "resource_type must be 1 to {MAX_TYPE_BYTES} bytes"
         )));
     }
+    let name = wallet_name(catalogue, cmd)?;
     let params = match &cmd.params {
         Some(custom) => {
-            if !principal.is_trusted() {
-                return Err(Rejection::Forbidden(
-                    "only a service may set custom resource parameters",
-                ));
-            }
             validate_params(custom).map_err(Rejection::InvalidParams)?;
             custom.clone()
         }
@@ -62,7 +48,68 @@ pub fn decide_create(
             regen_at: now,
         },
         by: principal.player.clone(),
+        name: Some(name),
     })
+}
+
+/// Whether `principal` may send this create at all (whether or not the wallet exists); the
+/// owner it creates for.
+fn may_create(principal: &Principal, cmd: &CreateResource) -> Result<PlayerId, Rejection> {
+    if principal.role == Role::Spectator {
+        return Err(Rejection::Forbidden("spectators cannot send commands"));
+    }
+    let owner = cmd
+        .owner
+        .clone()
+        .unwrap_or_else(|| principal.player.clone());
+    if owner != principal.player && !principal.is_trusted() {
+        return Err(Rejection::Forbidden(
+            "only a service may create a resource for another owner",
+        ));
+    }
+    if cmd.params.is_some() && !principal.is_trusted() {
+        return Err(Rejection::Forbidden(
+            "only a service may set custom resource parameters",
+        ));
+    }
+    Ok(owner)
+}
+
+/// The name of the wallet a create makes: the type's own for a type held once per owner (a
+/// custom type too, unless its name says otherwise), `<type>:<label>` for one held many times.
+fn wallet_name(catalogue: &Catalogue, cmd: &CreateResource) -> Result<String, Rejection> {
+    let ty = &cmd.resource_type;
+    if ty.contains(':') {
+        return Err(Rejection::InvalidParams(
+            "resource_type must not contain `:`".into(),
+        ));
+    }
+    let per_owner = catalogue.per_owner(ty);
+    match (per_owner, cmd.name.as_deref()) {
+        (Some(PerOwner::One) | None, None) => Ok(ty.clone()),
+        (Some(PerOwner::One), Some(name)) if name == ty => Ok(ty.clone()),
+        (Some(PerOwner::One), Some(_)) => Err(Rejection::InvalidParams(format!(
+            "an owner holds one {ty}, named {ty:?}: leave `name` out"
+        ))),
+        (Some(PerOwner::Many), None) => Err(Rejection::InvalidParams(format!(
+            "an owner holds many {ty}: name this one `{ty}:<label>`"
+        ))),
+        // A custom type is held once unless the name makes it one of many.
+        (Some(PerOwner::Many) | None, Some(name)) => {
+            let label = name
+                .strip_prefix(ty.as_str())
+                .and_then(|rest| rest.strip_prefix(':'));
+            match label {
+                Some(label) if !label.is_empty() && name.len() <= MAX_NAME_BYTES => {
+                    Ok(name.to_owned())
+                }
+                _ if per_owner.is_none() && name == ty => Ok(ty.clone()),
+                _ => Err(Rejection::InvalidParams(format!(
+                    "a {ty} wallet's name is `{ty}:<label>`, at most {MAX_NAME_BYTES} bytes"
+                ))),
+            }
+        }
+    }
 }
 
 /// Decides a command on an existing resource: the events it causes, or why it is refused.
@@ -79,8 +126,10 @@ pub fn decide(
     if principal.role == Role::Spectator {
         return Err(Rejection::Forbidden("spectators cannot send commands"));
     }
-    if matches!(command, Command::Create(_)) {
-        // Checked before ownership: a create never names an existing resource's owner.
+    if let Command::Create(create) = command {
+        // The wallet exists (its id is its owner's and name's): the actor answers with it, to
+        // whoever may create it.
+        may_create(principal, create)?;
         return Err(Rejection::AlreadyExists);
     }
     if !principal.is_trusted() && state.owner != principal.player {
@@ -247,9 +296,11 @@ pub fn apply(state: Option<ServerResource>, e: &EventEnvelope) -> Option<ServerR
         regen_milli,
         balance,
         by,
+        name,
     } = &e.event
     {
         return Some(ServerResource {
+            name: name.clone(),
             id: e.resource_id,
             owner: owner.clone(),
             resource_type: resource_type.clone(),
@@ -309,11 +360,13 @@ pub fn replay<'a>(
     events.into_iter().fold(start, apply)
 }
 
-/// Stamps decided events with their versions, the command and the time, ready to append.
+/// Stamps decided events with their versions, the command, its issuer's role and the time,
+/// ready to append.
 pub fn stamp(
     resource_id: ResourceId,
     after_version: u64,
     command_id: crate::domain::CommandId,
+    by_role: Role,
     now: Timestamp,
     events: Vec<ResourceEvent>,
 ) -> Vec<EventEnvelope> {
@@ -327,6 +380,7 @@ pub fn stamp(
             at: now,
             schema: crate::domain::EVENT_SCHEMA_VERSION,
             event,
+            by_role: Some(by_role),
         })
         .collect()
 }

@@ -5,8 +5,9 @@
 //! clock or recomputing regeneration. A shipped event shape is never changed: a new shape gets a
 //! new variant or a higher [`EVENT_SCHEMA_VERSION`] with an upcaster.
 
-use crate::domain::{CommandId, PlayerId, ResourceId, Timestamp};
+use crate::domain::{CommandId, PlayerId, ResourceId, Role, Timestamp};
 use serde::{Deserialize, Serialize};
+pub use warden_protocol::IssuerRole as Issuer;
 
 /// Schema version written into every stored event envelope.
 pub const EVENT_SCHEMA_VERSION: u16 = 1;
@@ -31,6 +32,9 @@ pub enum ResourceEvent {
         regen_milli: u64,
         balance: Balance,
         by: PlayerId,
+        /// The wallet's name (absent in events recorded before wallets had names).
+        #[serde(default)]
+        name: Option<String>,
     },
     ResourceAllocated {
         /// How much was consumed.
@@ -84,4 +88,32 @@ pub struct EventEnvelope {
     pub at: Timestamp,
     pub schema: u16,
     pub event: ResourceEvent,
+    /// The role of the identity that issued the command (the event's `by`, `holder`, or the
+    /// server for a lock expiry, names the identity). Absent in events recorded before it was.
+    #[serde(default)]
+    pub by_role: Option<Role>,
+}
+
+impl EventEnvelope {
+    /// Who issued this event and as what: the identity the event records and the role recorded
+    /// with it; a lock expiry is the server's.
+    pub fn issuer(&self) -> (PlayerId, Issuer) {
+        let id = match &self.event {
+            ResourceEvent::ResourceCreated { by, .. }
+            | ResourceEvent::ResourceAllocated { by, .. }
+            | ResourceEvent::ResourceAdded { by, .. }
+            | ResourceEvent::ResourceUnlocked { by } => by.clone(),
+            ResourceEvent::ResourceLocked { holder, .. } => holder.clone(),
+            ResourceEvent::ResourceLockExpired { .. } => {
+                return (PlayerId::new("server"), Issuer::Server);
+            }
+        };
+        let role = match self.by_role {
+            Some(Role::Player) => Issuer::Player,
+            Some(Role::Service) => Issuer::Service,
+            // Spectators send no commands; an event without a role predates the field.
+            Some(Role::Spectator) | None => Issuer::Unknown,
+        };
+        (id, role)
+    }
 }

@@ -1,7 +1,7 @@
 //! The two schemas: [`ServerResource`] (write model, full detail) and [`ClientResource`] (what a
 //! client may see, stored as the read model and pushed to subscribers).
 
-use crate::domain::{Balance, ClientResource, CommandId, PlayerId, ResourceId, Timestamp};
+use crate::domain::{Balance, ClientResource, CommandId, PlayerId, ResourceId, Timestamp, accrue};
 use serde::{Deserialize, Serialize};
 
 /// A lock on a resource: while it holds, nothing can be allocated (spent) from it.
@@ -34,12 +34,26 @@ pub struct ServerResource {
     pub updated_by: PlayerId,
     /// The command that produced the latest event (audit).
     pub last_command: CommandId,
+    /// The wallet's name, unique per owner; `None` for a resource created before wallets had
+    /// names. Last, so snapshots written before it read with `None`.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 impl ServerResource {
     /// The lock that still holds at `now`, ignoring one that has expired but is not yet recorded.
     pub fn active_lock(&self, now: Timestamp) -> Option<&Lock> {
         self.lock.as_ref().filter(|l| l.expires_at > now)
+    }
+
+    /// This state as the rules see it at `now`: regeneration counted up to `now` and a lock
+    /// whose time has passed gone. Same version: nothing is recorded by looking.
+    pub fn as_of(mut self, now: Timestamp) -> Self {
+        self.balance = accrue(self.balance, self.max_amount, self.regen_milli, now);
+        if self.active_lock(now).is_none() {
+            self.lock = None;
+        }
+        self
     }
 }
 
@@ -67,6 +81,10 @@ pub trait ClientSchema: Sized {
     fn from_server(r: &ServerResource) -> Self;
     /// This view narrowed to what `view` may see.
     fn redact(&self, view: Audience) -> Self;
+    /// This (owner) view as of `now`: what [`ServerResource::as_of`] gives, in the client schema.
+    /// Exact when the view knows its regeneration carry; without it (`regen_carry: None`) the
+    /// amount may be a unit short, so a reader falls back to the write model.
+    fn as_of(&self, now: Timestamp) -> Self;
 }
 
 impl ClientSchema for ClientResource {
@@ -75,6 +93,7 @@ impl ClientSchema for ClientResource {
             id: r.id,
             owner: r.owner.clone(),
             resource_type: r.resource_type.clone(),
+            name: r.name.clone(),
             amount: r.balance.amount,
             amount_at: r.balance.regen_at,
             max_amount: r.max_amount,
@@ -84,6 +103,39 @@ impl ClientSchema for ClientResource {
             lock_expires_at: r.lock.as_ref().map(|l| l.expires_at),
             version: r.version,
             updated_at: r.updated_at,
+            regen_carry: Some(r.balance.regen_carry),
+        }
+    }
+
+    fn as_of(&self, now: Timestamp) -> Self {
+        let balance = accrue(
+            Balance {
+                amount: self.amount,
+                regen_carry: self.regen_carry.unwrap_or(0),
+                regen_at: self.amount_at,
+            },
+            self.max_amount,
+            // The stored view is the owner's, which has the rate.
+            self.regen_milli.unwrap_or(0),
+            now,
+        );
+        let lock_over = self.lock_expires_at.is_some_and(|at| at <= now);
+        Self {
+            amount: balance.amount,
+            amount_at: balance.regen_at,
+            regen_carry: Some(balance.regen_carry),
+            locked: self.locked && !lock_over,
+            lock_reason: if lock_over {
+                None
+            } else {
+                self.lock_reason.clone()
+            },
+            lock_expires_at: if lock_over {
+                None
+            } else {
+                self.lock_expires_at
+            },
+            ..self.clone()
         }
     }
 
@@ -92,6 +144,7 @@ impl ClientSchema for ClientResource {
             Audience::Owner => self.clone(),
             Audience::Spectator => Self {
                 regen_milli: None,
+                regen_carry: None,
                 lock_reason: None,
                 lock_expires_at: None,
                 ..self.clone()

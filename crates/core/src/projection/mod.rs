@@ -14,8 +14,9 @@ pub mod time_travel;
 
 pub use replay::{LogReplay, REPLAY_PAGE, Replayed};
 
+use crate::clock::Clock;
 use crate::domain::{
-    Audience, ClientResource, ClientSchema, EventEnvelope, PlayerId, Principal, ResourceId,
+    Audience, ClientResource, ClientSchema, EventEnvelope, Issuer, PlayerId, Principal, ResourceId,
     ServerResource,
 };
 use crate::store::{EventStore, ReadModelStore, StoreError};
@@ -78,6 +79,8 @@ pub enum ReadError {
 pub struct QueryHandler {
     store: Arc<dyn EventStore>,
     read: Arc<dyn ReadModelStore>,
+    /// Reads show amounts as of the moment they are answered, by this clock (the actors').
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for QueryHandler {
@@ -87,8 +90,12 @@ impl std::fmt::Debug for QueryHandler {
 }
 
 impl QueryHandler {
-    pub fn new(store: Arc<dyn EventStore>, read: Arc<dyn ReadModelStore>) -> Self {
-        Self { store, read }
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        read: Arc<dyn ReadModelStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { store, read, clock }
     }
 
     /// Proves the store answers (readiness): any read will do; the nil id names no resource.
@@ -123,6 +130,7 @@ impl QueryHandler {
         id: ResourceId,
     ) -> Result<ClientResource, ReadError> {
         let view = self.view(id).await?.ok_or(ReadError::NotFound(id))?;
+        let view = self.as_of_now(view, self.clock.now()).await?;
         Ok(view.redact(principal.audience_for(&view.owner)))
     }
 
@@ -134,10 +142,31 @@ impl QueryHandler {
     ) -> Result<Vec<ClientResource>, ReadError> {
         let audience = principal.audience_for(owner);
         let views = self.read.list_by_owner(owner).await?;
-        Ok(views.into_iter().map(|v| v.redact(audience)).collect())
+        let now = self.clock.now();
+        let mut shown = Vec::with_capacity(views.len());
+        for view in views {
+            shown.push(self.as_of_now(view, now).await?.redact(audience));
+        }
+        Ok(shown)
     }
 
     /// The ids of `owner`'s resources, from the read model.
+    /// `view` as of `now`, counted exactly as the rules would: from the view when it knows its
+    /// regeneration carry, else (a view stored before views kept it) from the write model.
+    async fn as_of_now(
+        &self,
+        view: ClientResource,
+        now: crate::domain::Timestamp,
+    ) -> Result<ClientResource, StoreError> {
+        if view.regen_carry.is_some() || view.regen_milli == Some(0) {
+            return Ok(view.as_of(now));
+        }
+        Ok(match self.store.load(view.id).await?.state() {
+            Some(state) => ClientResource::from_server(&state.as_of(now)),
+            None => view.as_of(now),
+        })
+    }
+
     pub async fn owned(&self, owner: &PlayerId) -> Result<Vec<ResourceId>, ReadError> {
         let views = self.read.list_by_owner(owner).await?;
         Ok(views.into_iter().map(|v| v.id).collect())
@@ -161,15 +190,25 @@ impl QueryHandler {
 
     /// `id` at a past version or instant, rebuilt from its log, as `principal` may see it: the
     /// owner view for the owner and services, the spectator view of that past state for anyone
-    /// else.
+    /// else. The owner and services also learn who issued the last event folded in.
     pub async fn state_at(
         &self,
         principal: &Principal,
         id: ResourceId,
         point: time_travel::StatePoint,
-    ) -> Result<ClientResource, time_travel::StateAtError> {
+    ) -> Result<(ClientResource, Option<(PlayerId, Issuer)>), time_travel::StateAtError> {
         let state = time_travel::state_at(self.store.as_ref(), id, point).await?;
-        Ok(ClientResource::from_server(&state).redact(principal.audience_for(&state.owner)))
+        let audience = principal.audience_for(&state.owner);
+        let issuer = match audience {
+            Audience::Owner => self
+                .store
+                .events(id, state.version - 1, 1)
+                .await?
+                .first()
+                .map(EventEnvelope::issuer),
+            Audience::Spectator => None,
+        };
+        Ok((ClientResource::from_server(&state).redact(audience), issuer))
     }
 
     /// What a subscription to `id` starts from: the state now (from the log) and the audience
@@ -180,7 +219,8 @@ impl QueryHandler {
         id: ResourceId,
     ) -> Result<(Audience, ServerResource), ReadError> {
         let state = self.state(id).await?.ok_or(ReadError::NotFound(id))?;
-        Ok((principal.audience_for(&state.owner), state))
+        let audience = principal.audience_for(&state.owner);
+        Ok((audience, state.as_of(self.clock.now())))
     }
 
     /// What a subscription to `owner` starts from: the audience `principal` is shown the
@@ -192,9 +232,10 @@ impl QueryHandler {
         owner: &PlayerId,
     ) -> Result<(Audience, Vec<ServerResource>), ReadError> {
         let mut states = Vec::new();
+        let now = self.clock.now();
         for id in self.owned(owner).await? {
             if let Some(state) = self.state(id).await? {
-                states.push(state);
+                states.push(state.as_of(now));
             }
         }
         Ok((principal.audience_for(owner), states))

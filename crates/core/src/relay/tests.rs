@@ -36,6 +36,7 @@ impl FakeFeed {
             id,
             version - 1,
             CommandId::new(),
+            crate::domain::Role::Player,
             Timestamp(1_000),
             vec![event],
         );
@@ -100,6 +101,7 @@ impl CommitFeed for FakeFeed {
 
 fn created() -> ResourceEvent {
     ResourceEvent::ResourceCreated {
+        name: None,
         owner: PlayerId::new("alice"),
         resource_type: "gold".into(),
         max_amount: 100,

@@ -242,8 +242,10 @@ mod tests {
             id,
             0,
             command_id,
+            crate::domain::Role::Player,
             Timestamp(1_000),
             vec![ResourceEvent::ResourceCreated {
+                name: None,
                 owner: by.clone(),
                 resource_type: "gold".into(),
                 max_amount: 100,

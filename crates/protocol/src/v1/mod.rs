@@ -121,6 +121,21 @@ pub struct HistoryEvent {
     pub balance: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Who issued it: a player's or a service's id, or `server` (a lock expiry).
+    pub by: PlayerId,
+    pub by_role: IssuerRole,
+}
+
+/// What kind of identity issued an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssuerRole {
+    Player,
+    Service,
+    /// The server itself (a lock reaching its expiry).
+    Server,
+    /// Recorded before events said which kind of identity issued them.
+    Unknown,
 }
 
 /// Messages the server sends.
@@ -139,7 +154,8 @@ pub enum ServerMessage {
         server_time: Timestamp,
         limits: Limits,
     },
-    /// A command succeeded (or, with `duplicate`, had already succeeded with this command id).
+    /// A command succeeded (or, with `duplicate`, had already succeeded with this command id; or,
+    /// with `existing`, was a `create` of a wallet that exists).
     Applied {
         req: RequestId,
         command_id: CommandId,
@@ -147,6 +163,10 @@ pub enum ServerMessage {
         version: u64,
         resource: ClientResource,
         duplicate: bool,
+        /// A `create` found the wallet it names already there and recorded nothing: `resource`
+        /// is that wallet as it is (absent when false).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        existing: bool,
     },
     Resource {
         req: RequestId,
@@ -189,6 +209,11 @@ pub enum ServerMessage {
         resource_id: ResourceId,
         version: u64,
         resource: ClientResource,
+        /// Who issued event `version` (for the owner and services; absent for anyone else).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<PlayerId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_role: Option<IssuerRole>,
     },
     Pong {
         req: RequestId,

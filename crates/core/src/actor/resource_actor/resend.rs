@@ -99,7 +99,18 @@ impl ResourceActor {
     ) -> Result<CommandReply, CommandError> {
         match self.env.store.find_command(request.command_id).await? {
             Some(record) => self.original_outcome(request, record).await,
-            None => Err(CommandError::Rejected(rejection)),
+            // Creating a wallet that exists finds it: the caller may hold it (the rules checked).
+            None => match (&rejection, &self.state) {
+                (Rejection::AlreadyExists, Some(state)) => Ok(CommandReply {
+                    resource_id: self.id,
+                    version: state.version,
+                    events: Vec::new(),
+                    resource: state.clone(),
+                    duplicate: false,
+                    existing: true,
+                }),
+                _ => Err(CommandError::Rejected(rejection)),
+            },
         }
     }
 
@@ -109,12 +120,10 @@ impl ResourceActor {
         request: &CommandRequest,
         record: CommitRecord,
     ) -> Result<CommandReply, CommandError> {
-        let same_target = match request.command.resource_id() {
-            Some(id) => id == record.resource_id,
-            // A create's resource id was chosen by the first attempt. Only a create commits a
-            // resource's first version, so a record starting later belongs to another command.
-            None => record.first_version == 1,
-        };
+        let same_target = request.command.target(&request.principal.player) == record.resource_id
+            // Only a create commits a resource's first version, so a record starting later
+            // belongs to another command.
+            && (record.first_version == 1 || !matches!(request.command, Command::Create(_)));
         if !same_target {
             return Err(CommandError::CommandIdReused);
         }
@@ -156,6 +165,7 @@ pub(super) fn settle(
         return Err(CommandError::CommandIdReused);
     }
     Ok(CommandReply {
+        existing: false,
         resource_id: record.resource_id,
         version: record.last_version,
         events,
