@@ -210,6 +210,7 @@ async fn a_type_held_many_times_is_named_by_the_client_and_one_held_once_by_its_
         (Some("camp-3"), "wood"),
         (Some("wood:"), "wood"),
         (Some("coins"), "gold"),
+        (Some("wood:a\u{0}b"), "wood"),
     ] {
         let refused = send_map(&mut alice, create(bad, ty)).await;
         assert_eq!(
@@ -383,9 +384,15 @@ async fn a_data_directory_written_before_wallets_opens_and_reads_as_it_did() {
     assert!(status.success());
     let data = support::DataDir::at(dir.path());
     let node = support::TestNode::reopen(data.clone(), |_| {});
-    let t0 = support::T0;
-    node.clock.set(t0 + 10_000);
+    node.clock.set(support::T0 + 10_000);
     let server = LocalServer::serve(node, Default::default()).await;
+    reads_as_before_wallets(&server).await;
+    server.stop().await;
+}
+
+/// What a store written before wallets holds (the fixture's commits), read by this build: the
+/// server's clock at T0 + 10 s.
+async fn reads_as_before_wallets(server: &LocalServer) {
     let gold: ResourceId =
         serde_json::from_value(json!("0190c3e2-0000-7000-8000-00000000a11c")).unwrap();
     let mut alice = server.connect("alice", Role::Player).await;
@@ -433,5 +440,101 @@ async fn a_data_directory_written_before_wallets_opens_and_reads_as_it_did() {
         }
         other => panic!("list: {other:?}"),
     }
+}
+
+/// The same on MongoDB: the fixture's commits imported, then every field this build added taken
+/// out of the stored documents, as the build before wallets wrote them.
+#[cfg(feature = "mongodb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mongodb_database_written_before_wallets_reads_as_it_did() {
+    use futures::TryStreamExt;
+    use mongodb::bson::{Bson, Document, doc};
+    let (store, db) = support::mongo::fresh_store("before_wallets").await;
+    let lines = include_bytes!("fixtures/embedded-store-before-wallets.jsonl");
+    warden_core::store::transfer::import(store.as_ref(), &mut lines.as_slice())
+        .await
+        .unwrap();
+    let database = store.database();
+    // Each collection, and the paths of what this build added to its documents.
+    let added: [(&str, &[&str]); 3] = [
+        ("commits", &["events.by_role", "events.event.name"]),
+        ("resources", &["state.name"]),
+        ("read_model", &["regen_carry", "view.name"]),
+    ];
+    fn strip(doc: &mut Document, path: &[&str]) {
+        match path {
+            [last] => {
+                doc.remove(*last);
+            }
+            [first, rest @ ..] => match doc.get_mut(*first) {
+                Some(Bson::Document(inner)) => strip(inner, rest),
+                Some(Bson::Array(items)) => {
+                    for item in items {
+                        if let Bson::Document(inner) = item {
+                            strip(inner, rest);
+                        }
+                    }
+                }
+                _ => {}
+            },
+            [] => {}
+        }
+    }
+    fn has(doc: &Document, path: &[&str]) -> bool {
+        match path {
+            [last] => doc.contains_key(*last),
+            [first, rest @ ..] => match doc.get(*first) {
+                Some(Bson::Document(inner)) => has(inner, rest),
+                Some(Bson::Array(items)) => items
+                    .iter()
+                    .any(|i| matches!(i, Bson::Document(inner) if has(inner, rest))),
+                _ => false,
+            },
+            [] => false,
+        }
+    }
+    for (name, paths) in added {
+        let coll = database.collection::<Document>(name);
+        let docs: Vec<Document> = coll
+            .find(doc! {})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(!docs.is_empty(), "{name} holds the fixture");
+        for mut d in docs {
+            for path in paths {
+                strip(&mut d, &path.split('.').collect::<Vec<_>>());
+            }
+            let id = d.get("_id").cloned().unwrap();
+            coll.replace_one(doc! {"_id": id}, d).await.unwrap();
+        }
+        let stored: Vec<Document> = coll
+            .find(doc! {})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        for path in paths {
+            let path: Vec<_> = path.split('.').collect();
+            assert!(
+                !stored.iter().any(|d| has(d, &path)),
+                "{name}.{path:?} is gone"
+            );
+        }
+    }
+    // A node of this build on that database, its clock at T0 + 10 s.
+    let clock = warden_core::clock::ManualClock::at(support::T0 + 10_000);
+    let node = warden_core::node::Node::start(
+        &support::mongo::backend(support::mongo::another_node(&db).await),
+        warden_core::node::NodeConfig {
+            clock: std::sync::Arc::new(clock),
+            ..Default::default()
+        },
+    );
+    let server = LocalServer::serve_node(std::sync::Arc::new(node), Default::default()).await;
+    reads_as_before_wallets(&server).await;
     server.stop().await;
 }

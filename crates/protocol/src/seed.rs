@@ -173,12 +173,12 @@ impl SeedStep {
     }
 }
 
-/// The read models as the seed lists them at its end (id, owner, type, amount, max, locked,
-/// version), one line each under a header: what `warden demo` and client-sim print.
+/// The read models as the seed lists them at its end (id, owner, wallet name, amount, max,
+/// locked, version), one line each under a header: what `warden demo` and client-sim print.
 pub fn read_models_table(views: &[ClientResource]) -> String {
     let mut s = format!(
         "{:<38} {:<10} {:<6} {:>6} {:>6} {:<6} version\n",
-        "id", "owner", "type", "amount", "max", "locked"
+        "id", "owner", "name", "amount", "max", "locked"
     );
     for v in views {
         let _ = writeln!(
@@ -186,7 +186,7 @@ pub fn read_models_table(views: &[ClientResource]) -> String {
             "{:<38} {:<10} {:<6} {:>6} {:>6} {:<6} {}",
             v.id.to_string(),
             v.owner.as_str(),
-            v.resource_type,
+            v.name.as_deref().unwrap_or(&v.resource_type),
             v.amount,
             v.max_amount,
             v.locked,

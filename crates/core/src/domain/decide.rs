@@ -100,12 +100,17 @@ fn wallet_name(catalogue: &Catalogue, cmd: &CreateResource) -> Result<String, Re
                 .strip_prefix(ty.as_str())
                 .and_then(|rest| rest.strip_prefix(':'));
             match label {
-                Some(label) if !label.is_empty() && name.len() <= MAX_NAME_BYTES => {
+                Some(label)
+                    if !label.is_empty()
+                        && name.len() <= MAX_NAME_BYTES
+                        && !label.chars().any(char::is_control) =>
+                {
                     Ok(name.to_owned())
                 }
                 _ if per_owner.is_none() && name == ty => Ok(ty.clone()),
                 _ => Err(Rejection::InvalidParams(format!(
-                    "a {ty} wallet's name is `{ty}:<label>`, at most {MAX_NAME_BYTES} bytes"
+                    "a {ty} wallet's name is `{ty}:<label>`, at most {MAX_NAME_BYTES} bytes, \
+                     without control characters"
                 ))),
             }
         }
