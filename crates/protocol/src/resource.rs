@@ -2,6 +2,7 @@
 
 use crate::{PlayerId, ResourceId, Timestamp};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The client schema.
 ///
@@ -20,7 +21,7 @@ pub struct ClientResource {
     /// The wallet's name, unique per owner (`gold`; `wood:camp-3` for a type an owner holds many
     /// of). Absent for a resource created before wallets had names: it is found by id only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<Arc<str>>,
     pub amount: u64,
     /// The instant `amount` was counted at; with `regen_milli` a client can extrapolate.
     pub amount_at: Timestamp,

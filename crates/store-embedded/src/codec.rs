@@ -89,7 +89,7 @@ pub(crate) struct StoredEventRef<'a> {
     at: Timestamp,
     schema: u16,
     event: &'a ResourceEvent,
-    by_role: Option<Role>,
+    by_role: Option<u8>,
 }
 
 #[derive(serde::Deserialize)]
@@ -99,8 +99,28 @@ pub(crate) struct StoredEvent {
     schema: u16,
     event: ResourceEvent,
     /// Added later, so last and defaulted: an event stored before it reads with no role.
+    /// One byte ([`role_code`]), not the role's name: it is on every event.
     #[serde(default)]
-    by_role: Option<Role>,
+    by_role: Option<u8>,
+}
+
+/// A role as an event stores it.
+fn role_code(role: Role) -> u8 {
+    match role {
+        Role::Player => 0,
+        Role::Spectator => 1,
+        Role::Service => 2,
+    }
+}
+
+/// The role a stored code names; an unknown code reads as no role (as an older event does).
+fn role_of(code: u8) -> Option<Role> {
+    match code {
+        0 => Some(Role::Player),
+        1 => Some(Role::Spectator),
+        2 => Some(Role::Service),
+        _ => None,
+    }
 }
 
 /// The value after its format byte, if the format is one this version reads.
@@ -123,7 +143,7 @@ pub(crate) fn encode_event(
         at: e.at,
         schema: e.schema,
         event: &e.event,
-        by_role: e.by_role,
+        by_role: e.by_role.map(role_code),
     };
     scratch.clear();
     scratch.push(FORMAT_V1);
@@ -142,7 +162,7 @@ pub(crate) fn decode_event(key: &[u8], value: &[u8]) -> Result<EventEnvelope, St
         at: stored.at,
         schema: stored.schema,
         event: stored.event,
-        by_role: stored.by_role,
+        by_role: stored.by_role.and_then(role_of),
     })
 }
 
@@ -284,7 +304,7 @@ pub(crate) fn decode_view(bytes: &[u8]) -> Result<ClientResource, StoreError> {
                 regen_carry,
             } = rmp_serde::from_slice(rest).map_err(corrupt("view"))?;
             Ok(ClientResource {
-                name,
+                name: name.map(Into::into),
                 regen_carry,
                 id,
                 owner,

@@ -305,7 +305,7 @@ pub fn apply(state: Option<ServerResource>, e: &EventEnvelope) -> Option<ServerR
     } = &e.event
     {
         return Some(ServerResource {
-            name: name.clone(),
+            name: name.as_deref().map(Into::into),
             id: e.resource_id,
             owner: owner.clone(),
             resource_type: resource_type.clone(),

@@ -3,6 +3,7 @@
 
 use crate::domain::{Balance, ClientResource, CommandId, PlayerId, ResourceId, Timestamp, accrue};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// A lock on a resource: while it holds, nothing can be allocated (spent) from it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,9 +36,10 @@ pub struct ServerResource {
     /// The command that produced the latest event (audit).
     pub last_command: CommandId,
     /// The wallet's name, unique per owner; `None` for a resource created before wallets had
-    /// names. Last, so snapshots written before it read with `None`.
+    /// names. Last, so snapshots written before it read with `None`. Shared, not copied, by the
+    /// states and views cloned on every command.
     #[serde(default)]
-    pub name: Option<String>,
+    pub name: Option<Arc<str>>,
 }
 
 impl ServerResource {
