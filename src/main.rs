@@ -14,7 +14,7 @@ use warden_core::domain::{Catalogue, Role};
 use warden_core::node::{Node, NodeConfig};
 use warden_core::store::{Backend, BackendKind, transfer};
 use warden_net::NetConfig;
-use warden_net::auth::{DEV_SECRET_FILE, SECRET_ENV, TokenKeys};
+use warden_net::auth::{DEV_SECRET_FILE, SECRET_ENV, TokenKeys, TrustedIssuer};
 use warden_store_embedded::{DEFAULT_CACHE_MB, EmbeddedOptions, EmbeddedStore};
 
 #[global_allocator]
@@ -67,6 +67,62 @@ struct ServeArgs {
     /// Log lines as human text or as one JSON object per line.
     #[arg(long, env = "WARDEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    issuer: IssuerArgs,
+}
+
+/// A game backend's identity provider whose tokens are accepted besides the server's own
+/// (HS256) ones.
+#[derive(clap::Args, Clone, Debug)]
+struct IssuerArgs {
+    /// Trust tokens signed with this public key (PEM: Ed25519 for EdDSA, P-256 for ES256, RSA for
+    /// RS256). Needs --jwt-issuer and --jwt-audience.
+    #[arg(long, env = "WARDEN_JWT_PUBLIC_KEY", conflicts_with = "jwks", requires_all = ["jwt_issuer", "jwt_audience"])]
+    jwt_public_key: Option<PathBuf>,
+    /// Trust tokens signed with the keys of this JWKS file (picked by the token's `kid`). Needs
+    /// --jwt-issuer and --jwt-audience.
+    #[arg(long, env = "WARDEN_JWKS", requires_all = ["jwt_issuer", "jwt_audience"])]
+    jwks: Option<PathBuf>,
+    /// The `iss` every trusted issuer's token must carry.
+    #[arg(long, env = "WARDEN_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// The `aud` every trusted issuer's token must carry (this server's name at the issuer).
+    #[arg(long, env = "WARDEN_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+}
+
+impl IssuerArgs {
+    /// The trusted issuer these options describe, if any.
+    fn load(&self) -> anyhow::Result<Option<TrustedIssuer>> {
+        let (Some(iss), Some(aud)) = (&self.jwt_issuer, &self.jwt_audience) else {
+            anyhow::ensure!(
+                self.jwt_public_key.is_none() && self.jwks.is_none(),
+                "a trusted issuer needs --jwt-issuer and --jwt-audience"
+            );
+            return Ok(None);
+        };
+        let read = |path: &Path| {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        let issuer = match (&self.jwt_public_key, &self.jwks) {
+            (Some(path), _) => TrustedIssuer::from_public_key_pem(
+                &read(path)?,
+                &path.display().to_string(),
+                iss,
+                aud,
+            )?,
+            (None, Some(path)) => TrustedIssuer::from_jwks(
+                &String::from_utf8_lossy(&read(path)?),
+                &path.display().to_string(),
+                iss,
+                aud,
+            )?,
+            (None, None) => {
+                anyhow::bail!("--jwt-issuer and --jwt-audience need --jwt-public-key or --jwks")
+            }
+        };
+        Ok(Some(issuer))
+    }
 }
 
 /// Which store `export` and `import` work on.
@@ -316,7 +372,11 @@ fn load_catalogue(args: &ServeArgs) -> anyhow::Result<Catalogue> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let catalogue = load_catalogue(&args)?;
     let opened = open_store(&args.data_dir, args.mongodb_uri.as_deref(), args.cache_mb).await?;
-    let keys = TokenKeys::load(&args.data_dir)?;
+    let mut keys = TokenKeys::load(&args.data_dir)?;
+    if let Some(issuer) = args.issuer.load()? {
+        tracing::info!(?issuer, "trusting a token issuer");
+        keys = keys.trusting(issuer);
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -229,7 +229,9 @@ fn authorize_upgrade(
                 }
                 AuthError::Expired => "the token has expired".to_string(),
                 AuthError::Invalid(why) => format!("the token is not valid: {why}"),
-                AuthError::Secret { .. } => "the server cannot read its secret".to_string(),
+                AuthError::Secret { .. } | AuthError::IssuerKey { .. } => {
+                    "the server cannot read its keys".to_string()
+                }
             };
             Err((e.code(), message))
         }

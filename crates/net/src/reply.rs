@@ -141,7 +141,7 @@ impl Coded for AuthError {
         match self {
             AuthError::Missing | AuthError::Invalid(_) => ErrorCode::Unauthorized,
             AuthError::Expired => ErrorCode::TokenExpired,
-            AuthError::Secret { .. } => ErrorCode::Internal,
+            AuthError::Secret { .. } | AuthError::IssuerKey { .. } => ErrorCode::Internal,
         }
     }
 }
