@@ -74,6 +74,9 @@ impl Node {
     /// other nodes' changes to this node's subscribers. Must be called inside a tokio runtime.
     pub fn start(backend: &Backend, config: NodeConfig) -> Self {
         let hub = config.hub.unwrap_or_else(|| Arc::new(Hub::new()));
+        config
+            .metrics
+            .economy_types(config.catalogue.types.keys().map(String::as_str));
         let registry = Registry::with_metrics(
             backend.events.clone(),
             hub.clone(),

@@ -3,8 +3,8 @@
 
 use crate::actor::{ActorEnv, CommandError, CommandReply, CommandRequest};
 use crate::domain::{
-    self, Command, CommandId, CommandKind, EventEnvelope, Principal, Rejection, ResourceId,
-    ServerResource, Timestamp,
+    self, Command, CommandId, CommandKind, EventEnvelope, Principal, Rejection, ResourceEvent,
+    ResourceId, ServerResource, Timestamp,
 };
 use crate::hub::Change;
 use crate::metrics::Outcome;
@@ -348,6 +348,18 @@ impl ResourceActor {
         match appended {
             Ok(_) => {
                 // Committed, so the state it was decided on was the stored one.
+                let (added, spent) = events
+                    .iter()
+                    .fold((0u64, 0u64), |(a, s), e| match &e.event {
+                        ResourceEvent::ResourceAdded { amount, .. } => {
+                            (a.saturating_add(*amount), s)
+                        }
+                        ResourceEvent::ResourceAllocated { amount, .. } => {
+                            (a, s.saturating_add(*amount))
+                        }
+                        _ => (a, s),
+                    });
+                self.env.metrics.amounts(&next.resource_type, added, spent);
                 self.state = Some(next.clone());
                 if self.env.hub.has_listeners(&self.id, &next.owner) {
                     self.env

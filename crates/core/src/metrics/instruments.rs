@@ -40,6 +40,11 @@ pub(super) struct Instruments {
     pub(super) relay_streaming: IntGauge,
     /// CPU seconds of the process to the clock tick; brought up to date at each scrape.
     pub(super) cpu_seconds: prometheus::Counter,
+    /// Units added and spent, by resource type (`resource_type`, `flow`); handles resolved once
+    /// per type by [`Metrics::economy_types`](super::Metrics::economy_types).
+    pub(super) amounts: IntCounterVec,
+    /// `[added, spent]` per catalogue type, and for every other type together (`other`).
+    pub(super) economy: std::sync::RwLock<super::Economy>,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -175,6 +180,19 @@ impl Instruments {
                 "warden_subscription_gap_fills_total",
                 "Times a subscription read the event log to fill a gap (resume or lag).",
             ),
+            amounts: {
+                let vec = IntCounterVec::new(
+                    Opts::new(
+                        "warden_amount_total",
+                        "Units of resources added (`flow=added`: add commands) and spent (`flow=spent`: allocate commands) by committed commands of this node, by resource type (catalogue types by name, others as `other`).",
+                    ),
+                    &["resource_type", "flow"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(vec.clone())).expect("registered once");
+                vec
+            },
+            economy: Default::default(),
             store_round_trips: {
                 let vec = IntCounterVec::new(
                     Opts::new(

@@ -53,6 +53,13 @@ const BATCH_BUCKETS: [f64; 12] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0,
 ];
 
+/// The economy counters' handles: `[added, spent]` for each catalogue type, and for the rest.
+#[derive(Default)]
+pub(crate) struct Economy {
+    by_type: std::collections::HashMap<Box<str>, [prometheus::IntCounter; 2]>,
+    other: Option<[prometheus::IntCounter; 2]>,
+}
+
 /// The node's metrics, or nothing when off. Cheap to clone.
 #[derive(Clone)]
 pub struct Metrics(Option<Arc<Instruments>>);
@@ -107,6 +114,45 @@ impl Metrics {
 
     pub fn is_on(&self) -> bool {
         self.0.is_some()
+    }
+
+    /// Gives the economy counters a label per type of `types` (the catalogue's); every other type
+    /// (a service's custom one) counts as `other`, so the label set stays bounded.
+    pub fn economy_types<'a>(&self, types: impl IntoIterator<Item = &'a str>) {
+        let Some(m) = &self.0 else {
+            return;
+        };
+        let pair = |t: &str| {
+            [
+                m.amounts.with_label_values(&[t, "added"]),
+                m.amounts.with_label_values(&[t, "spent"]),
+            ]
+        };
+        let mut economy = m.economy.write().unwrap_or_else(|e| e.into_inner());
+        for t in types {
+            economy.by_type.insert(t.into(), pair(t));
+        }
+        economy.other = Some(pair("other"));
+    }
+
+    /// A committed command of this node added `added` and spent `spent` units of a resource of
+    /// type `resource_type`.
+    pub fn amounts(&self, resource_type: &str, added: u64, spent: u64) {
+        let Some(m) = &self.0 else {
+            return;
+        };
+        if added == 0 && spent == 0 {
+            return;
+        }
+        let economy = m.economy.read().unwrap_or_else(|e| e.into_inner());
+        if let Some([a, s]) = economy
+            .by_type
+            .get(resource_type)
+            .or(economy.other.as_ref())
+        {
+            a.inc_by(added);
+            s.inc_by(spent);
+        }
     }
 
     /// The Prometheus text exposition of every metric, after setting the scrape-time gauges.
@@ -314,6 +360,30 @@ mod tests {
             other
                 .render(ScrapeGauges::default())
                 .contains("warden_connections_closed_total{code=\"4008\"} 0")
+        );
+    }
+
+    #[test]
+    fn amounts_count_per_catalogue_type_and_every_other_type_as_other() {
+        let metrics = Metrics::new();
+        metrics.economy_types(["gold", "wood"]);
+        metrics.amounts("gold", 5, 0);
+        metrics.amounts("gold", 0, 2);
+        metrics.amounts("guild-gold", 0, 3);
+        metrics.amounts("player-made-7", 1, 0);
+        let text = metrics.render(ScrapeGauges::default());
+        for line in [
+            r#"warden_amount_total{flow="added",resource_type="gold"} 5"#,
+            r#"warden_amount_total{flow="spent",resource_type="gold"} 2"#,
+            r#"warden_amount_total{flow="added",resource_type="wood"} 0"#,
+            r#"warden_amount_total{flow="spent",resource_type="other"} 3"#,
+            r#"warden_amount_total{flow="added",resource_type="other"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(
+            !text.contains("guild-gold"),
+            "custom types never become labels"
         );
     }
 
