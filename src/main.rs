@@ -15,7 +15,9 @@ use warden_core::node::{Node, NodeConfig};
 use warden_core::store::{Backend, BackendKind, transfer};
 use warden_net::NetConfig;
 use warden_net::auth::{DEV_SECRET_FILE, SECRET_ENV, TokenKeys, TrustedIssuer};
-use warden_store_embedded::{DEFAULT_CACHE_MB, EmbeddedOptions, EmbeddedStore};
+use warden_store_embedded::{
+    DEFAULT_CACHE_MB, DEFAULT_MIN_FREE_BYTES, EmbeddedOptions, EmbeddedStore,
+};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -60,6 +62,10 @@ struct ServeArgs {
     /// Memory budget of the embedded store in MiB: block cache plus write buffers.
     #[arg(long, env = "WARDEN_CACHE_MB", default_value_t = DEFAULT_CACHE_MB)]
     cache_mb: u64,
+    /// Below this many MiB free on the data directory's file system, commands are refused with
+    /// `storage_full` (nothing written; reads go on) until space is freed; 0 turns it off.
+    #[arg(long, env = "WARDEN_MIN_FREE_MB", default_value_t = DEFAULT_MIN_FREE_BYTES >> 20)]
+    min_free_mb: u64,
     /// Address of the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`), apart from the
     /// game port; `off` disables it and the metrics with it.
     #[arg(long, env = "WARDEN_ADMIN_LISTEN", default_value = warden::admin::DEFAULT_ADMIN_LISTEN, value_parser = parse_admin_listen)]
@@ -141,7 +147,11 @@ struct StoreArgs {
 
 impl StoreArgs {
     async fn open(&self) -> anyhow::Result<Backend> {
-        let opened = open_store(&self.data_dir, self.mongodb_uri.as_deref(), self.cache_mb).await?;
+        let options = EmbeddedOptions {
+            cache_mb: self.cache_mb,
+            ..EmbeddedOptions::default()
+        };
+        let opened = open_store(&self.data_dir, self.mongodb_uri.as_deref(), options).await?;
         Ok(opened.backend)
     }
 }
@@ -151,9 +161,9 @@ impl StoreArgs {
 async fn open_store(
     data_dir: &Path,
     mongodb_uri: Option<&str>,
-    cache_mb: u64,
+    options: EmbeddedOptions,
 ) -> anyhow::Result<Opened> {
-    warden::backend::open(data_dir, mongodb_uri, embedded_options(cache_mb))
+    warden::backend::open(data_dir, mongodb_uri, options)
         .await
         .with_context(|| match mongodb_uri {
             Some(_) => "cannot use MongoDB (--mongodb-uri / WARDEN_MONGODB_URI)".to_string(),
@@ -323,13 +333,6 @@ fn token_keys(data_dir: &Path, new_secret: bool) -> anyhow::Result<TokenKeys> {
     Ok(keys)
 }
 
-fn embedded_options(cache_mb: u64) -> EmbeddedOptions {
-    EmbeddedOptions {
-        cache_mb,
-        ..EmbeddedOptions::default()
-    }
-}
-
 /// `90s`, `30m`, `24h`, `7d`, or a number of seconds.
 fn parse_ttl(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -371,7 +374,12 @@ fn load_catalogue(args: &ServeArgs) -> anyhow::Result<Catalogue> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let catalogue = load_catalogue(&args)?;
-    let opened = open_store(&args.data_dir, args.mongodb_uri.as_deref(), args.cache_mb).await?;
+    let options = EmbeddedOptions {
+        cache_mb: args.cache_mb,
+        min_free_bytes: args.min_free_mb.saturating_mul(1 << 20),
+        ..EmbeddedOptions::default()
+    };
+    let opened = open_store(&args.data_dir, args.mongodb_uri.as_deref(), options).await?;
     let mut keys = TokenKeys::load(&args.data_dir)?;
     if let Some(issuer) = args.issuer.load()? {
         tracing::info!(?issuer, "trusting a token issuer");
@@ -483,7 +491,9 @@ fn admin_routes(
 ) -> axum::Router {
     let mut state = warden::admin::AdminState::new(node.clone(), shutdown);
     if opened.backend.kind == BackendKind::Embedded {
-        state = state.with_data_dir(&args.data_dir);
+        state = state
+            .with_data_dir(&args.data_dir)
+            .with_free_floor(args.min_free_mb.saturating_mul(1 << 20));
     }
     #[cfg(feature = "mongodb")]
     if let Some(mongo) = &opened.mongo {

@@ -48,8 +48,11 @@ struct Inner {
     /// Cancelled when graceful shutdown begins: `/readyz` answers 503 from then on, while the
     /// sessions are still finishing.
     draining: CancellationToken,
-    /// The embedded store's directory, whose size `/metrics` reports (`None` on MongoDB).
+    /// The embedded store's directory, whose size and free space `/metrics` reports (`None` on
+    /// MongoDB).
     data_dir: Option<PathBuf>,
+    /// The embedded store's free-space floor, reported beside the free space.
+    free_floor: Option<u64>,
     /// How long `/readyz` waits for the store.
     ready_timeout: Duration,
     /// The MongoDB store, whose round trips `/metrics` reports (`None` on the embedded store).
@@ -66,6 +69,7 @@ impl AdminState {
                 node,
                 draining,
                 data_dir: None,
+                free_floor: None,
                 ready_timeout: READY_TIMEOUT,
                 #[cfg(feature = "mongodb")]
                 mongo: None,
@@ -73,9 +77,16 @@ impl AdminState {
         }
     }
 
-    /// Reports the size of this directory (the embedded store's) as `warden_store_disk_bytes`.
+    /// Reports the size of this directory (the embedded store's) as `warden_store_disk_bytes`,
+    /// and the free space of its file system as `warden_store_disk_free_bytes`.
     pub fn with_data_dir(self, dir: impl Into<PathBuf>) -> Self {
         self.rebuild(|i| i.data_dir = Some(dir.into()))
+    }
+
+    /// Reports the embedded store's free-space floor (`--min-free-mb`) as
+    /// `warden_store_disk_free_floor_bytes`.
+    pub fn with_free_floor(self, bytes: u64) -> Self {
+        self.rebuild(|i| i.free_floor = Some(bytes))
     }
 
     /// Reports this MongoDB store's round trips by kind as `warden_store_round_trips_total`.
@@ -96,6 +107,7 @@ impl AdminState {
                 node: shared.node.clone(),
                 draining: shared.draining.clone(),
                 data_dir: shared.data_dir.clone(),
+                free_floor: shared.free_floor,
                 ready_timeout: shared.ready_timeout,
                 #[cfg(feature = "mongodb")]
                 mongo: shared.mongo.clone(),
@@ -153,15 +165,22 @@ async fn metrics(State(state): State<AdminState>) -> Response {
     let node = state.node().clone();
     let data_dir = state.inner.data_dir.clone();
     // Walking the data directory touches the file system: off the async workers.
-    let disk = match data_dir {
-        Some(dir) => tokio::task::spawn_blocking(move || dir_bytes(&dir))
-            .await
-            .ok(),
-        None => None,
+    let (disk, free) = match data_dir {
+        Some(dir) => tokio::task::spawn_blocking(move || {
+            (
+                Some(dir_bytes(&dir)),
+                warden_store_embedded::space::free_bytes(&dir).ok(),
+            )
+        })
+        .await
+        .unwrap_or_default(),
+        None => (None, None),
     };
     let gauges = ScrapeGauges {
         actors_live: node.registry().live_actors(),
         store_disk_bytes: disk,
+        store_disk_free_bytes: free,
+        store_disk_free_floor_bytes: state.inner.free_floor,
         relay_streaming: node.has_relay().then(|| node.relay_streaming()),
         #[cfg(feature = "mongodb")]
         store_round_trips: state

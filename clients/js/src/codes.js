@@ -30,6 +30,7 @@ export const ErrorCode = Object.freeze({
   CommandIdReused: "command_id_reused",
   Conflict: "conflict",
   Unavailable: "unavailable",
+  StorageFull: "storage_full",
   ShuttingDown: "shutting_down",
   Unauthorized: "unauthorized",
   TokenExpired: "token_expired",

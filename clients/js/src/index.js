@@ -17,6 +17,7 @@ const RETRYABLE = new Set([
   ErrorCode.Unavailable,
   ErrorCode.ShuttingDown,
   ErrorCode.RateLimited,
+  ErrorCode.StorageFull,
 ]);
 
 /** A request the server refused, or one that could not be completed; `code` is the protocol's. */
@@ -228,7 +229,7 @@ export class WardenClient {
   /**
    * Sends one request and resolves with its reply (any `type` but `error`). The request is sent
    * again (new `req`, same content) after a reconnect or a per-attempt timeout, until
-   * `deadlineMs`; retryable errors (`conflict`, `unavailable`, `shutting_down`, `rate_limited`)
+   * `deadlineMs`; retryable errors (`conflict`, `unavailable`, `shutting_down`, `rate_limited`, `storage_full`)
    * are retried too with back-off.
    */
   _request(body, { deadlineMs, retryErrors = false } = {}) {

@@ -71,7 +71,7 @@ impl ClientError {
     /// `true` when the command may or may not have been applied (the connection dropped or
     /// closed, no reply in time, `unavailable`, `conflict`; and any failure to reconnect after
     /// that), or when the server asks for it to be sent again later (`rate_limited`,
-    /// `shutting_down`: not applied). Resending with the same id is then always safe: the server
+    /// `shutting_down`, `storage_full`: not applied). Resending with the same id is then always safe: the server
     /// applies a command id at most once, and answers a repeat with the first outcome
     /// (`duplicate: true`).
     ///
@@ -87,6 +87,7 @@ impl ClientError {
                     | ErrorCode::Conflict
                     | ErrorCode::RateLimited
                     | ErrorCode::ShuttingDown
+                    | ErrorCode::StorageFull
             ),
             _ => true,
         }
@@ -150,6 +151,7 @@ mod tests {
             ErrorCode::Conflict,
             ErrorCode::RateLimited,
             ErrorCode::ShuttingDown,
+            ErrorCode::StorageFull,
         ] {
             assert!(refused(code).is_unknown_outcome(), "{code}");
         }

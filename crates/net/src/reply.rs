@@ -7,6 +7,7 @@ use warden_core::actor::CommandError;
 use warden_core::domain::Rejection;
 use warden_core::projection::ReadError;
 use warden_core::projection::time_travel::StateAtError;
+use warden_core::store::StoreError;
 use warden_protocol::{ErrorCode, RequestId, ServerMessage};
 
 /// An error that a client is told about by a code.
@@ -57,6 +58,11 @@ pub(crate) fn unavailable(e: &dyn std::fmt::Display) -> RequestError {
 impl From<CommandError> for RequestError {
     fn from(e: CommandError) -> Self {
         match e {
+            // Logged once per incident by the store, not per command.
+            CommandError::Store(StoreError::NoSpace { .. }) => RequestError::new(
+                ErrorCode::StorageFull,
+                "the server's storage is full: nothing was written; retry later",
+            ),
             CommandError::Store(e) => unavailable(&e),
             e => RequestError::new(e.code(), e.to_string()),
         }
@@ -109,6 +115,7 @@ impl Coded for CommandError {
             CommandError::Rejected(r) => r.code(),
             CommandError::CommandIdReused => ErrorCode::CommandIdReused,
             CommandError::Contention => ErrorCode::Conflict,
+            CommandError::Store(StoreError::NoSpace { .. }) => ErrorCode::StorageFull,
             CommandError::Store(_) => ErrorCode::Unavailable,
             CommandError::ShuttingDown => ErrorCode::ShuttingDown,
         }

@@ -45,6 +45,7 @@
 mod codec;
 mod open;
 mod reads;
+pub mod space;
 #[cfg(test)]
 mod tests;
 mod views;
@@ -150,7 +151,15 @@ pub struct EmbeddedOptions {
     /// (default [`VIEW_CHECKPOINT_EVERY`]; see "Views" in the module docs). `Duration::ZERO`
     /// stores the views of every batch right after it.
     pub view_checkpoint: Duration,
+    /// Below this many bytes free on the data directory's file system, appends are refused
+    /// ([`StoreError::NoSpace`]) until space is freed (default [`DEFAULT_MIN_FREE_BYTES`]; `0`
+    /// turns the floor off).
+    pub min_free_bytes: u64,
 }
+
+/// The default free-space floor: 256 MiB, room for the journal (64 MiB at most), memtable flushes
+/// and a compaction's new tables before the old ones are gone.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
@@ -158,6 +167,7 @@ impl Default for EmbeddedOptions {
             max_batch: MAX_BATCH,
             cache_mb: DEFAULT_CACHE_MB,
             view_checkpoint: VIEW_CHECKPOINT_EVERY,
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
         }
     }
 }

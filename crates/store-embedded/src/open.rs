@@ -54,6 +54,7 @@ impl EmbeddedStore {
             view_checkpoint: options.view_checkpoint,
             last_checkpoint: Instant::now(),
             scratch: Vec::new(),
+            space: crate::space::SpaceFloor::new(dir, options.min_free_bytes),
         };
         let max_batch = options.max_batch.max(1);
         let writer_thread = std::thread::Builder::new()

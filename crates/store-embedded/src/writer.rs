@@ -20,6 +20,8 @@ pub(crate) struct GroupCommit {
     pub(crate) last_checkpoint: Instant,
     /// Where each event is encoded before it is copied into its stored value.
     pub(crate) scratch: Vec<u8>,
+    /// Below this much free space, appends are refused before anything is written.
+    pub(crate) space: crate::space::SpaceFloor,
 }
 
 /// What one batch leaves to write once every append in it is checked.
@@ -67,13 +69,19 @@ impl GroupCommit {
                     Err(_) => break,
                 }
             }
-            let outcomes = match self.commit_batch(&batch) {
+            let outcomes = match self.space.check().and_then(|()| self.commit_batch(&batch)) {
                 Ok(outcomes) => {
                     self.counters
                         .appends
                         .fetch_add(appends as u64, Ordering::Relaxed);
                     outcomes
                 }
+                // Logged once per incident by the floor itself.
+                Err(e @ StoreError::NoSpace { .. }) => batch
+                    .iter()
+                    .flat_map(|job| &job.appends)
+                    .map(|_| Err(AppendError::Store(e.clone())))
+                    .collect(),
                 Err(e) => {
                     tracing::error!(error = %e, appends, "group commit failed");
                     batch

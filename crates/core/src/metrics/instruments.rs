@@ -35,6 +35,8 @@ pub(super) struct Instruments {
     pub(super) subscriptions_open: IntGauge,
     pub(super) gap_fills: IntCounter,
     pub(super) store_disk_bytes: IntGauge,
+    pub(super) store_disk_free_bytes: IntGauge,
+    pub(super) store_disk_free_floor_bytes: IntGauge,
     /// MongoDB operations by kind, brought up to the store's own counts at each scrape.
     pub(super) store_round_trips: IntCounterVec,
     pub(super) relay_streaming: IntGauge,
@@ -209,6 +211,16 @@ impl Instruments {
                 &r,
                 "warden_store_disk_bytes",
                 "Bytes under the embedded store's data directory (0 on MongoDB).",
+            ),
+            store_disk_free_bytes: gauge(
+                &r,
+                "warden_store_disk_free_bytes",
+                "Bytes free on the file system of the embedded store's data directory (0 on MongoDB).",
+            ),
+            store_disk_free_floor_bytes: gauge(
+                &r,
+                "warden_store_disk_free_floor_bytes",
+                "The embedded store's free-space floor (--min-free-mb): below it commands are refused with storage_full (0 on MongoDB, or when off).",
             ),
             relay_streaming: gauge(
                 &r,

@@ -78,6 +78,10 @@ pub struct ScrapeGauges {
     pub actors_live: usize,
     /// Bytes under the embedded store's data directory; `None` on MongoDB.
     pub store_disk_bytes: Option<u64>,
+    /// Bytes free on the data directory's file system; `None` on MongoDB.
+    pub store_disk_free_bytes: Option<u64>,
+    /// The embedded store's free-space floor (`--min-free-mb`); `None` on MongoDB.
+    pub store_disk_free_floor_bytes: Option<u64>,
     /// On MongoDB: whether the relay follows a change stream (`Some(false)`: it polls).
     pub relay_streaming: Option<bool>,
     /// On MongoDB: operations sent since the store opened, by kind (empty on the embedded store).
@@ -168,6 +172,11 @@ impl Metrics {
                 .store_disk_bytes
                 .map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX)),
         );
+        let bytes = |b: Option<u64>| b.map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        m.store_disk_free_bytes
+            .set(bytes(gauges.store_disk_free_bytes));
+        m.store_disk_free_floor_bytes
+            .set(bytes(gauges.store_disk_free_floor_bytes));
         m.relay_streaming
             .set(i64::from(gauges.relay_streaming.unwrap_or(false)));
         for (op, total) in &gauges.store_round_trips {

@@ -128,6 +128,13 @@ pub enum StoreError {
     /// The store is closing and takes no more appends; nothing was written.
     #[error("the store is closing")]
     Closed,
+    /// The free space under the embedded store's data directory is below its floor
+    /// (`--min-free-mb`): appends are refused, nothing was written, until space is freed.
+    #[error(
+        "{free_bytes} bytes free under the data directory, below the floor of {floor_bytes} \
+         (--min-free-mb): writes are refused until space is freed"
+    )]
+    NoSpace { free_bytes: u64, floor_bytes: u64 },
     /// An append was handed to the writer but no outcome came back (it stopped, or answered
     /// fewer appends than it was given): whether it committed is unknown, and a resend with the
     /// same command id tells.

@@ -67,6 +67,9 @@ pub enum ErrorCode {
     Conflict,
     /// Storage failed; retry with the same `command_id`.
     Unavailable,
+    /// The server's disk is below its free-space floor: nothing was written; retry later (with the
+    /// same `command_id` or a new one: the command left no trace). Reads go on.
+    StorageFull,
     /// The server is stopping and did not take the command.
     ShuttingDown,
     // The upgrade (HTTP refusals before the WebSocket opens).
