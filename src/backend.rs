@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use warden_core::store::{Backend, OpenError};
-use warden_store_embedded::{EmbeddedOptions, EmbeddedStore};
+use warden_store_embedded::{EmbeddedOptions, RecoveringStore};
 
 /// An opened backend, and what only the admin port reads of the MongoDB store (its round trips).
 #[derive(Clone, Debug)]
@@ -15,7 +15,8 @@ pub struct Opened {
 }
 
 /// Opens MongoDB when `mongodb_uri` is given (failing within seconds if it is unreachable), else
-/// the embedded store under `data_dir` with `embedded` options.
+/// the embedded store under `data_dir` with `embedded` options, which reopens itself after an
+/// engine failure ([`RecoveringStore`]).
 pub async fn open(
     data_dir: &Path,
     mongodb_uri: Option<&str>,
@@ -34,7 +35,7 @@ pub async fn open(
             })
         }
         None => {
-            let store = Arc::new(EmbeddedStore::open_with(data_dir, embedded)?);
+            let store = Arc::new(RecoveringStore::open(data_dir, embedded)?);
             Ok(Opened {
                 backend: Backend::local(store.clone(), store),
                 #[cfg(feature = "mongodb")]

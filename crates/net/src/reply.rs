@@ -49,8 +49,15 @@ pub(crate) fn reply(req: RequestId, answer: Answer) -> ServerMessage {
     answer.unwrap_or_else(|e| e.into_reply(Some(req)))
 }
 
-/// An infrastructure fault: the detail goes to the log, the client gets a code.
-pub(crate) fn unavailable(e: &dyn std::fmt::Display) -> RequestError {
+/// An infrastructure fault: the detail goes to the log, the client gets a code. A store that is
+/// recovering has said so once in the log; its refusals are not logged again one by one.
+pub(crate) fn unavailable(e: &StoreError) -> RequestError {
+    if let StoreError::Recovering(_) = e {
+        return RequestError::new(
+            ErrorCode::Unavailable,
+            "storage is recovering from a failure; retry with the same command_id",
+        );
+    }
     tracing::warn!(error = %e, "request failed on the store");
     RequestError::new(ErrorCode::Unavailable, "storage unavailable; retry")
 }

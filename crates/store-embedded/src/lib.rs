@@ -45,6 +45,7 @@
 mod codec;
 mod open;
 mod reads;
+mod recovering;
 pub mod space;
 #[cfg(test)]
 mod tests;
@@ -53,6 +54,7 @@ mod writer;
 
 use codec::*;
 use reads::*;
+pub use recovering::RecoveringStore;
 use views::{Fresh, FreshViews};
 use writer::GroupCommit;
 

@@ -135,6 +135,10 @@ pub enum StoreError {
          (--min-free-mb): writes are refused until space is freed"
     )]
     NoSpace { free_bytes: u64, floor_bytes: u64 },
+    /// The store failed (the cause) and is being reopened from what is on disk; nothing was
+    /// done. Retry: it takes requests again once reopened.
+    #[error("the store failed and is being reopened: {0}")]
+    Recovering(String),
     /// An append was handed to the writer but no outcome came back (it stopped, or answered
     /// fewer appends than it was given): whether it committed is unknown, and a resend with the
     /// same command id tells.

@@ -1,0 +1,299 @@
+//! A failing disk under a running `warden serve`: fail-stop, then recovery by itself.
+//!
+//! A preload library (built here with `cc`) makes `fsync`/`fdatasync` fail with EIO while a
+//! control file exists, as a failing device or a write-back error would. Guards against: the
+//! zombie (the engine poisoned for good, `/readyz` still 200, every write `unavailable` until an
+//! outside restart), a cause that does not reach the log, a log flooded per request, and any
+//! acknowledged command lost or applied twice across the fault and the recovery.
+
+use warden_testkit as support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use warden_protocol::{ClientMessage, CommandId, ErrorCode, ResourceId, Role, ServerMessage};
+
+const SHIM: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+static int failing(void) {
+    const char *p = getenv("WARDEN_TEST_FAIL_SYNC_WHILE");
+    return p && access(p, F_OK) == 0;
+}
+int fdatasync(int fd) {
+    static int (*real)(int);
+    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    if (failing()) { errno = EIO; return -1; }
+    return real(fd);
+}
+int fsync(int fd) {
+    static int (*real)(int);
+    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    if (failing()) { errno = EIO; return -1; }
+    return real(fd);
+}
+"#;
+
+/// Builds the preload library in `dir`.
+fn build_shim(dir: &Path) -> PathBuf {
+    let src = dir.join("failsync.c");
+    let lib = dir.join("libfailsync.so");
+    std::fs::write(&src, SHIM).unwrap();
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .arg("-ldl")
+        .status()
+        .expect("a C compiler (`cc`) builds the fault-injecting preload library");
+    assert!(status.success(), "cc failed");
+    lib
+}
+
+/// `warden serve` under the preload library; its game and admin addresses, and its log lines.
+struct Server {
+    child: std::process::Child,
+    game: SocketAddr,
+    admin: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(data: &Path, shim: &Path, control: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0"])
+            .args(["--admin-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .env("LD_PRELOAD", shim)
+            .env("WARDEN_TEST_FAIL_SYNC_WHILE", control)
+            .env("RUST_LOG", "warden=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start warden");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let start: serde_json::Value = loop {
+            let line = lines.next().expect("a start line").expect("a line");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v.get("game").is_some() {
+                break v;
+            }
+        };
+        let game = start["game"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("ws://")
+            .trim_end_matches("/v1")
+            .parse()
+            .unwrap();
+        let admin = start["admin"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches("/metrics")
+            .to_owned();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            game,
+            admin,
+            log,
+        }
+    }
+
+    /// Log lines whose message contains `text`.
+    fn logged(&self, text: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .cloned()
+            .collect()
+    }
+
+    async fn readyz(&self) -> (u16, String) {
+        let r = reqwest::get(format!("{}/readyz", self.admin))
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn add(id: ResourceId, command_id: CommandId) -> impl FnOnce(u64) -> ClientMessage {
+    move |req| {
+        ClientMessage::Add(warden_protocol::Add {
+            req,
+            command_id,
+            resource_id: id,
+            amount: 1,
+            reason: String::new(),
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_sync_stops_writes_turns_readyz_503_and_the_node_recovers_by_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shim = build_shim(tmp.path());
+    let data = tmp.path().join("data");
+    let control = tmp.path().join("fail-sync");
+    let server = Server::start(&data, &shim, &control);
+    let keys = warden_net::auth::TokenKeys::load(&data).unwrap();
+    let url = format!(
+        "ws://{}/v1?token={}",
+        server.game,
+        keys.mint("alice", Role::Player, 600)
+    );
+    let mut alice = support::Client::connect(&url).await.unwrap();
+    let wood = match alice
+        .request(|req| {
+            ClientMessage::Create(warden_protocol::Create {
+                req,
+                command_id: CommandId::new(),
+                resource_type: "wood".into(),
+                name: Some("wood:stash".into()),
+                owner: None,
+                params: None,
+            })
+        })
+        .await
+    {
+        ServerMessage::Applied { resource_id, .. } => resource_id,
+        other => panic!("create: {other:?}"),
+    };
+    // Every command sent, and what it was last answered: applied (with its version) or not yet.
+    let mut acked: HashMap<CommandId, u64> = HashMap::new();
+    let mut unknown: Vec<CommandId> = Vec::new();
+    for _ in 0..20 {
+        let id = CommandId::new();
+        match alice.request(add(wood, id)).await {
+            ServerMessage::Applied { version, .. } => {
+                acked.insert(id, version);
+            }
+            other => panic!("before the fault: {other:?}"),
+        }
+    }
+    assert_eq!(server.readyz().await.0, 200);
+
+    // When syncs start failing, commands are answered unavailable (an unknown outcome),
+    std::fs::write(&control, b"").unwrap();
+    for _ in 0..20 {
+        let id = CommandId::new();
+        match alice.request(add(wood, id)).await {
+            ServerMessage::Error { code, .. } => {
+                assert_eq!(code, ErrorCode::Unavailable);
+                unknown.push(id);
+            }
+            ServerMessage::Applied { version, .. } => {
+                panic!("acknowledged during the fault at {version}")
+            }
+            other => panic!("during the fault: {other:?}"),
+        }
+    }
+    // /readyz turns 503 and says why, and the log has the cause once, not a line per command.
+    let (status, body) = server.readyz().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("reopened"), "{body}");
+    let failed = server.logged("the store failed:");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].contains("Input/output error"), "{}", failed[0]);
+    let per_request = server.logged("request failed on the store");
+    assert!(per_request.len() <= 2, "{per_request:?}");
+
+    // Once the device is healthy again, the node reopens by itself: ready, and taking writes.
+    std::fs::remove_file(&control).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.readyz().await.0 != 200 {
+        assert!(Instant::now() < deadline, "not ready again within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.logged("the store is reopened").len(), 1);
+    // The unknown outcomes, resent with their ids, settle: each applied once (now, or before).
+    for id in unknown {
+        match alice.request(add(wood, id)).await {
+            ServerMessage::Applied { version, .. } => {
+                acked.insert(id, version);
+            }
+            other => panic!("a resend after recovery: {other:?}"),
+        }
+    }
+    for _ in 0..5 {
+        let id = CommandId::new();
+        match alice.request(add(wood, id)).await {
+            ServerMessage::Applied { version, .. } => {
+                acked.insert(id, version);
+            }
+            other => panic!("after recovery: {other:?}"),
+        }
+    }
+
+    // Every acknowledged command is in the log exactly once, at the version it was acknowledged
+    // with; the log has no gap and nothing else; the amount is the number of adds.
+    let mut events = Vec::new();
+    loop {
+        let after = events
+            .last()
+            .map_or(0, |e: &warden_protocol::HistoryEvent| e.version);
+        let page = match alice
+            .request(|req| {
+                ClientMessage::History(warden_protocol::History {
+                    req,
+                    resource_id: wood,
+                    after_version: after,
+                    limit: None,
+                })
+            })
+            .await
+        {
+            ServerMessage::History { events, .. } => events,
+            other => panic!("history: {other:?}"),
+        };
+        if page.is_empty() {
+            break;
+        }
+        events.extend(page);
+    }
+    let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
+    assert_eq!(
+        versions,
+        (1..=events.len() as u64).collect::<Vec<_>>(),
+        "no gap"
+    );
+    for (id, version) in &acked {
+        let found: Vec<_> = events.iter().filter(|e| e.command_id == *id).collect();
+        assert_eq!(found.len(), 1, "{id} once");
+        assert_eq!(found[0].version, *version, "{id} at its version");
+    }
+    assert_eq!(
+        events.len(),
+        acked.len() + 1,
+        "the create and the acknowledged adds, nothing else"
+    );
+    match alice.get(wood).await {
+        ServerMessage::Resource { resource, .. } => {
+            assert_eq!(resource.amount, acked.len() as u64);
+            assert_eq!(resource.version, events.len() as u64);
+        }
+        other => panic!("get: {other:?}"),
+    }
+}
