@@ -5,6 +5,10 @@ export const PROTOCOL_VERSION: 1;
 
 /** Every error code of the protocol (docs/protocol.md §5), generated from the Rust enum. */
 export const ErrorCode: Readonly<Record<string, string>>;
+/** A client message as the wire carries it (integers above 2^53 must be `bigint`s). */
+export function encodeMessage(body: object): Uint8Array;
+/** A server message: integers as numbers where exact, `bigint` above 2^53. */
+export function decodeMessage(bytes: Uint8Array): any;
 /** Every close code a session ends with (docs/protocol.md §7), generated from the Rust enum. */
 export const CloseCode: Readonly<Record<string, number>>;
 
@@ -18,9 +22,10 @@ export interface Resource {
    * for one held many times (`wood:camp-3`). Absent for a resource created before wallets had names.
    */
   name?: string;
-  amount: number;
+  /** A `bigint` above 2^53 (where a number is not exact), a number otherwise. */
+  amount: number | bigint;
   amount_at: number;
-  max_amount: number;
+  max_amount: number | bigint;
   regen_milli?: number;
   locked: boolean;
   lock_reason?: string;
@@ -76,8 +81,8 @@ export interface HistoryEvent {
   event_type: string;
   at: number;
   command_id: string;
-  amount?: number;
-  balance?: number;
+  amount?: number | bigint;
+  balance?: number | bigint;
   reason?: string;
   /** Who issued it: a player's or service's id, or `server` for a lock expiry (absent from servers older than named wallets). */
   by?: string;
@@ -149,8 +154,9 @@ export class WardenClient {
   ): Promise<Applied>;
   /** A handle on `owner`'s wallet `name`: its requests name the wallet, not its id. */
   wallet(owner: string, name: string): Wallet;
-  allocate(resource: ResourceRef, amount: number, options?: AmountOptions): Promise<Applied>;
-  add(resource: ResourceRef, amount: number, options?: AmountOptions): Promise<Applied>;
+  /** `amount` above 2^53 must be a `bigint`. */
+  allocate(resource: ResourceRef, amount: number | bigint, options?: AmountOptions): Promise<Applied>;
+  add(resource: ResourceRef, amount: number | bigint, options?: AmountOptions): Promise<Applied>;
   lock(resource: ResourceRef, reason: string, durationMs: number, options?: CommandOptions): Promise<Applied>;
   unlock(resource: ResourceRef, options?: CommandOptions): Promise<Applied>;
   get(resource: ResourceRef): Promise<Resource>;
@@ -170,8 +176,8 @@ export class WardenClient {
 }
 
 export interface CreateParams {
-  initial_amount: number;
-  max_amount: number;
+  initial_amount: number | bigint;
+  max_amount: number | bigint;
   regen_milli?: number;
 }
 export interface HistoryOptions {
@@ -195,8 +201,8 @@ export class Wallet implements WalletRef {
   /** Creates this wallet, or finds it (`existing: true`); services may set `params`. */
   create(options?: CommandOptions & { params?: CreateParams }): Promise<Applied>;
   /** `options`: `{reason, commandId}`, or the reason alone. */
-  allocate(amount: number, options?: string | AmountOptions): Promise<Applied>;
-  add(amount: number, options?: string | AmountOptions): Promise<Applied>;
+  allocate(amount: number | bigint, options?: string | AmountOptions): Promise<Applied>;
+  add(amount: number | bigint, options?: string | AmountOptions): Promise<Applied>;
   lock(reason: string, durationMs: number, options?: CommandOptions): Promise<Applied>;
   unlock(options?: CommandOptions): Promise<Applied>;
   get(): Promise<Resource>;

@@ -3,13 +3,69 @@
 //
 // Written from docs/protocol.md (protocol version 1). Types are in index.d.ts.
 
-import { encode, decode } from "@msgpack/msgpack";
+import { Decoder, Encoder } from "@msgpack/msgpack";
 import { CloseCode, ErrorCode } from "./codes.js";
 
 export { CloseCode, ErrorCode };
 
 /** The protocol version this client speaks. */
 export const PROTOCOL_VERSION = 1;
+
+/**
+ * The wire's integers are unsigned 64-bit. A JavaScript number is exact only up to 2^53, so
+ * integers travel as MessagePack integers of the width they need: a number up to 2^53 as
+ * itself, anything above it as a `bigint` (pass one for an amount above 2^53; the client refuses a
+ * number there, which would arrive rounded). Replies give a number where it is exact and a
+ * `bigint` above 2^53, so amounts are never rounded.
+ */
+const encoder = new Encoder({ useBigInt64: true });
+const decoder = new Decoder({ useBigInt64: true });
+
+/** `value` ready for the encoder: whole numbers of 2^32 and up as `bigint` (the encoder writes
+ * numbers above 2^32 as floats when it takes bigints), unsafe whole numbers refused. */
+function wireValue(value, path) {
+  if (typeof value === "number") {
+    if (Number.isInteger(value) && value >= 2 ** 32) {
+      if (!Number.isSafeInteger(value)) {
+        throw new WardenError(
+          "bad_message",
+          `${path} is ${value}, above 2^53, where a number is not exact: pass a BigInt`,
+        );
+      }
+      return BigInt(value);
+    }
+    return value;
+  }
+  if (Array.isArray(value)) return value.map((v, i) => wireValue(v, `${path}[${i}]`));
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, wireValue(v, k)]));
+  }
+  return value;
+}
+
+/** A decoded message with every `bigint` that a number holds exactly turned into that number. */
+function fromWire(value) {
+  if (typeof value === "bigint") {
+    return value <= BigInt(Number.MAX_SAFE_INTEGER) && value >= BigInt(Number.MIN_SAFE_INTEGER)
+      ? Number(value)
+      : value;
+  }
+  if (Array.isArray(value)) return value.map(fromWire);
+  if (value && typeof value === "object") {
+    for (const k of Object.keys(value)) value[k] = fromWire(value[k]);
+  }
+  return value;
+}
+
+/** Encodes a client message for the wire. */
+export function encodeMessage(body) {
+  return encoder.encode(wireValue(body, "message"));
+}
+
+/** Decodes a server message (numbers where exact, `bigint` above 2^53). */
+export function decodeMessage(bytes) {
+  return fromWire(decoder.decode(bytes));
+}
 
 /** Error codes after which a command is sent again, with the same command id. */
 const RETRYABLE = new Set([
@@ -182,7 +238,7 @@ export class WardenClient {
   _onFrame(ws, data) {
     let msg;
     try {
-      msg = decode(new Uint8Array(data));
+      msg = decodeMessage(new Uint8Array(data));
     } catch {
       return;
     }
@@ -262,9 +318,17 @@ export class WardenClient {
           }, Math.min(left, this.requestTimeoutMs)),
         };
         this._pending.set(req, entry);
+        let frame;
+        try {
+          frame = encodeMessage({ ...body, req });
+        } catch (e) {
+          this._pending.delete(req);
+          clearTimeout(entry.timer);
+          return reject(e);
+        }
         if (this.connected) {
           try {
-            this._ws.send(encode({ ...body, req }));
+            this._ws.send(frame);
           } catch {
             // Sent again on the next welcome.
           }

@@ -3,3 +3,5 @@
 const M = globalThis.MessagePack;
 export const encode = M.encode;
 export const decode = M.decode;
+export const Encoder = M.Encoder;
+export const Decoder = M.Decoder;
