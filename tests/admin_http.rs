@@ -403,17 +403,8 @@ async fn json_logs_are_one_object_per_line_with_connection_lines_and_no_token() 
         Role::Player,
         3600,
     );
-    let refused = reqwest::Client::new()
-        .get(format!("http://{game}/v1?token={forged}"))
-        .header("connection", "upgrade")
-        .header("upgrade", "websocket")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status().as_u16(), 401);
-    let body: serde_json::Value = serde_json::from_str(&refused.text().await.unwrap()).unwrap();
+    let (status, body) = support::process::refused_upgrade(game, &forged).await;
+    assert_eq!(status, 401);
     assert_eq!(body["code"], "unauthorized");
     assert!(
         body["message"]

@@ -9,12 +9,10 @@
 use warden_testkit as support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::process::ServeProcess;
 use warden_protocol::{ClientMessage, CommandId, ErrorCode, ResourceId, Role, ServerMessage};
 
 const SHIM: &str = r#"
@@ -57,86 +55,27 @@ fn build_shim(dir: &Path) -> PathBuf {
     lib
 }
 
-/// `warden serve` under the preload library; its game and admin addresses, and its log lines.
-struct Server {
-    child: std::process::Child,
-    game: SocketAddr,
-    admin: String,
-    log: Arc<Mutex<Vec<String>>>,
+/// `warden serve` under the preload library, failing syncs while `control` exists.
+fn start(data: &Path, shim: &Path, control: &Path) -> ServeProcess {
+    ServeProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_warden")),
+        &[
+            "--admin-listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+        ],
+        &[
+            ("LD_PRELOAD", shim.as_os_str()),
+            ("WARDEN_TEST_FAIL_SYNC_WHILE", control.as_os_str()),
+        ],
+    )
 }
 
-impl Server {
-    fn start(data: &Path, shim: &Path, control: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0"])
-            .args(["--admin-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .env("LD_PRELOAD", shim)
-            .env("WARDEN_TEST_FAIL_SYNC_WHILE", control)
-            .env("RUST_LOG", "warden=info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start warden");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let start: serde_json::Value = loop {
-            let line = lines.next().expect("a start line").expect("a line");
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if v.get("game").is_some() {
-                break v;
-            }
-        };
-        let game = start["game"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("ws://")
-            .trim_end_matches("/v1")
-            .parse()
-            .unwrap();
-        let admin = start["admin"]
-            .as_str()
-            .unwrap()
-            .trim_end_matches("/metrics")
-            .to_owned();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Self {
-            child,
-            game,
-            admin,
-            log,
-        }
-    }
-
-    /// Log lines whose message contains `text`.
-    fn logged(&self, text: &str) -> Vec<String> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(text))
-            .cloned()
-            .collect()
-    }
-
-    async fn readyz(&self) -> (u16, String) {
-        let r = reqwest::get(format!("{}/readyz", self.admin))
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+async fn readyz(server: &ServeProcess) -> (u16, String) {
+    let admin = server.admin.as_ref().expect("the admin listener is on");
+    let r = reqwest::get(format!("{admin}/readyz")).await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
 }
 
 fn add(id: ResourceId, command_id: CommandId) -> impl FnOnce(u64) -> ClientMessage {
@@ -157,7 +96,7 @@ async fn a_failing_sync_stops_writes_turns_readyz_503_and_the_node_recovers_by_i
     let shim = build_shim(tmp.path());
     let data = tmp.path().join("data");
     let control = tmp.path().join("fail-sync");
-    let server = Server::start(&data, &shim, &control);
+    let server = start(&data, &shim, &control);
     let keys = warden_net::auth::TokenKeys::load(&data).unwrap();
     let url = format!(
         "ws://{}/v1?token={}",
@@ -193,7 +132,7 @@ async fn a_failing_sync_stops_writes_turns_readyz_503_and_the_node_recovers_by_i
             other => panic!("before the fault: {other:?}"),
         }
     }
-    assert_eq!(server.readyz().await.0, 200);
+    assert_eq!(readyz(&server).await.0, 200);
 
     // When syncs start failing, commands are answered unavailable (an unknown outcome),
     std::fs::write(&control, b"").unwrap();
@@ -211,7 +150,7 @@ async fn a_failing_sync_stops_writes_turns_readyz_503_and_the_node_recovers_by_i
         }
     }
     // /readyz turns 503 and says why, and the log has the cause once, not a line per command.
-    let (status, body) = server.readyz().await;
+    let (status, body) = readyz(&server).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("reopened"), "{body}");
     let failed = server.logged("the store failed:");
@@ -223,7 +162,7 @@ async fn a_failing_sync_stops_writes_turns_readyz_503_and_the_node_recovers_by_i
     // Once the device is healthy again, the node reopens by itself: ready, and taking writes.
     std::fs::remove_file(&control).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while server.readyz().await.0 != 200 {
+    while readyz(&server).await.0 != 200 {
         assert!(Instant::now() < deadline, "not ready again within 30 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

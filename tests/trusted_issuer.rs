@@ -9,11 +9,11 @@
 use futures::StreamExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use warden_protocol::{Role, ServerMessage};
+use warden_testkit::process::ServeProcess;
 
 const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crates/net/tests/keys");
 const ISS: &str = "https://auth.example-game.com";
@@ -37,37 +37,26 @@ fn es256_token(aud: &str, role: Option<&str>) -> String {
     .unwrap()
 }
 
-/// Starts `warden serve` trusting the ES256 test key; returns the child and its game address.
-fn start(dir: &std::path::Path) -> (std::process::Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0"])
-        .args(["--admin-listen", "off", "--data-dir"])
-        .arg(dir)
-        .arg("--jwt-public-key")
-        .arg(format!("{KEYS}/es256.pub.pem"))
-        .args(["--jwt-issuer", ISS, "--jwt-audience", "warden"])
-        .env("RUST_LOG", "warden=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start warden");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let game = loop {
-        let line = lines
-            .next()
-            .expect("warden logs its start line")
-            .expect("a line");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if let Some(game) = v.get("game").and_then(|g| g.as_str()) {
-            break game
-                .trim_start_matches("ws://")
-                .trim_end_matches("/v1")
-                .parse()
-                .unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, game)
+/// Starts `warden serve` trusting the ES256 test key.
+fn start(dir: &std::path::Path) -> ServeProcess {
+    let key = format!("{KEYS}/es256.pub.pem");
+    let args: [&std::ffi::OsStr; 10] = [
+        "--admin-listen".as_ref(),
+        "off".as_ref(),
+        "--data-dir".as_ref(),
+        dir.as_os_str(),
+        "--jwt-public-key".as_ref(),
+        key.as_ref(),
+        "--jwt-issuer".as_ref(),
+        ISS.as_ref(),
+        "--jwt-audience".as_ref(),
+        "warden".as_ref(),
+    ];
+    ServeProcess::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_warden")),
+        &args,
+        &[],
+    )
 }
 
 async fn welcome(game: SocketAddr, token: &str) -> (String, Role) {
@@ -88,7 +77,8 @@ async fn welcome(game: SocketAddr, token: &str) -> (String, Role) {
 #[tokio::test]
 async fn a_trusted_issuers_token_opens_a_session_and_one_for_another_audience_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, game) = start(dir.path());
+    let server = start(dir.path());
+    let game = server.game;
 
     assert_eq!(
         welcome(game, &es256_token("warden", None)).await,
@@ -108,27 +98,14 @@ async fn a_trusted_issuers_token_opens_a_session_and_one_for_another_audience_is
         ("bob".to_owned(), Role::Spectator)
     );
 
-    let refused = reqwest::Client::new()
-        .get(format!(
-            "http://{game}/v1?token={}",
-            es256_token("another-game", None)
-        ))
-        .header("connection", "upgrade")
-        .header("upgrade", "websocket")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status().as_u16(), 401);
-    let body: serde_json::Value = serde_json::from_str(&refused.text().await.unwrap()).unwrap();
+    let (status, body) =
+        warden_testkit::process::refused_upgrade(game, &es256_token("another-game", None)).await;
+    assert_eq!(status, 401);
     assert_eq!(body["code"], "unauthorized");
     assert!(
         body["message"].as_str().unwrap().contains("audience"),
         "{body}"
     );
-    child.kill().unwrap();
-    let _ = child.wait();
 }
 
 #[test]

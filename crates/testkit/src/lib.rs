@@ -15,6 +15,8 @@
 //! - [`server`]: [`LocalServer`], a real WebSocket server on `127.0.0.1:0`.
 //! - [`client`]: [`Client`], the WebSocket test client (replies matched by `req`, updates kept).
 //! - [`admin`]: [`LocalAdmin`], the admin HTTP listener on `127.0.0.1:0`.
+//! - [`process`]: [`ServeProcess`](process::ServeProcess), `warden serve` as a child process
+//!   with JSON logs (its addresses from the start line, its log lines kept).
 //! - this file: principals, commands, [`execute`], and [`wait_for`], which fails the test with what
 //!   it waited for instead of returning a stale value.
 //! - [`mongo`]: the MongoDB test server, fresh databases, nodes on them, an nx-27017 a test owns,
@@ -29,6 +31,7 @@ pub mod fill;
 pub mod hooked;
 pub mod mongo;
 pub mod node;
+pub mod process;
 pub mod server;
 
 pub use admin::LocalAdmin;
