@@ -161,6 +161,14 @@ test("the console: sign in, live resources, and the time slider", async (t) => {
   const shot = await screenshot(driver, dir, "console.png");
   if (process.env.WARDEN_CONSOLE_SCREENSHOT) copyFileSync(shot, process.env.WARDEN_CONSOLE_SCREENSHOT);
   t.diagnostic(`screenshot: ${shot}`);
+
+  // The spectator page link carries the token (in its fragment), so it opens signed in.
+  const watchHref = await driver.findElement(By.id("watch-link")).getAttribute("href");
+  assert.match(watchHref, /\/watch\?owner=alice#token=/);
+  // A new #token= opened in this tab switches identity without a manual reload.
+  await driver.get(`${server.admin}/#token=${token("bob")}`);
+  await textOf(driver, By.id("principal"), (s) => s.includes("bob"), "signed in as bob after a new #token=");
+  await textOf(driver, By.css("#resources tbody"), (s) => s.includes("wood:pile"), "bob's wood listed");
 });
 
 test("the spectator page never shows a lock's reason or the regeneration rate", async (t) => {

@@ -13,6 +13,21 @@ export function tokenFromFragment(storageKey) {
   return sessionStorage.getItem(storageKey);
 }
 
+/**
+ * A new `#token=…` opened in this tab (pasted into the address bar, or a link followed) switches
+ * to that identity: the page starts again with it, instead of keeping the old one until a reload.
+ */
+export function followNewTokens() {
+  window.addEventListener("hashchange", () => {
+    if (new URLSearchParams(location.hash.slice(1)).get("token")) location.reload();
+  });
+}
+
+/** `href` with `token` in its fragment (which a browser never sends to a server). */
+export function withToken(href, token) {
+  return token ? `${href}#token=${encodeURIComponent(token)}` : href;
+}
+
 /** The claims of a JWT (unverified: only to show who is signed in and warn of expiry). */
 export function claims(token) {
   try {

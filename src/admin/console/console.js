@@ -3,7 +3,7 @@
 // and chart the server's load from the admin listener's /metrics.
 
 import { WardenClient } from "/assets/warden-client.js";
-import { claims, el, fmt, gameUrl, tokenFromFragment } from "/assets/common.js";
+import { claims, el, fmt, followNewTokens, gameUrl, tokenFromFragment, withToken } from "/assets/common.js";
 
 const TOKEN_KEY = "warden.console.token";
 const $ = (id) => document.getElementById(id);
@@ -26,6 +26,7 @@ const state = {
 
 async function start() {
   $("game-url").value = await gameUrl();
+  followNewTokens();
   const token = tokenFromFragment(TOKEN_KEY);
   $("sign-in-form").addEventListener("submit", (e) => {
     e.preventDefault();
@@ -70,6 +71,7 @@ async function signIn(token, url) {
   $("sign-in-button").disabled = false;
   sessionStorage.setItem(TOKEN_KEY, token);
   state.client = client;
+  state.token = token;
   client.on("close", () => setStatus("reconnecting…", "warn"));
   client.on("open", () => setStatus("live", "ok"));
   setStatus("live", "ok");
@@ -105,7 +107,7 @@ async function follow(owner) {
   $("resources").tBodies[0].replaceChildren();
   $("owner-name").textContent = owner;
   $("owner").value = owner;
-  $("watch-link").href = `/watch?owner=${encodeURIComponent(owner)}`;
+  $("watch-link").href = withToken(`/watch?owner=${encodeURIComponent(owner)}`, state.token);
   closeDetail();
   state.loaded = false;
   state.sub = await state.client.subscribe({ owner }, (r) => onResource(r));

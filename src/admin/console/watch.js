@@ -3,7 +3,7 @@
 // reason and the regeneration rate never appear on it.
 
 import { WardenClient } from "/assets/warden-client.js";
-import { el, fmt, gameUrl, tokenFromFragment } from "/assets/common.js";
+import { el, fmt, followNewTokens, gameUrl, tokenFromFragment } from "/assets/common.js";
 
 const TOKEN_KEY = "warden.watch.token";
 const $ = (id) => document.getElementById(id);
@@ -20,6 +20,7 @@ async function start() {
   }
   $("title").textContent = `Watching ${owner}`;
   document.title = `${owner} · Warden`;
+  followNewTokens();
   const token = tokenFromFragment(TOKEN_KEY);
   if (token) return watch(token);
   $("sign-in-form").hidden = false;
