@@ -371,6 +371,7 @@ impl Client {
                 version,
                 resource,
                 duplicate,
+                existing,
                 ..
             } => Ok(Applied {
                 command_id,
@@ -378,6 +379,7 @@ impl Client {
                 version,
                 resource,
                 duplicate,
+                existing,
             }),
             other => Err(unexpected("applied", &other)),
         }
@@ -389,7 +391,7 @@ impl Client {
     /// After a dropped connection it [`reconnect`](Self::reconnect)s first (a failure to connect
     /// is returned: the command's outcome is then unknown, and it may be sent again later, same
     /// id; a subscription that could not be resumed is left for the next `reconnect`);
-    /// after `unavailable`, `conflict`, `rate_limited` or `shutting_down` it waits
+    /// after `unavailable`, `conflict`, `rate_limited`, `shutting_down` or `storage_full` it waits
     /// ([`RetryPolicy::backoff`]); after a timeout it resends at once. A definite refusal
     /// (`insufficient`, `locked`, `forbidden`, …) is returned at once, never retried.
     ///
@@ -437,10 +439,11 @@ impl Client {
     pub async fn allocate(
         &self,
         command_id: CommandId,
-        resource_id: ResourceId,
+        resource: impl Into<ResourceId>,
         amount: u64,
         reason: &str,
     ) -> Result<Applied, ClientError> {
+        let resource_id = resource.into();
         self.execute(&Command::allocate(resource_id, amount, reason).with_id(command_id))
             .await
     }
@@ -449,10 +452,11 @@ impl Client {
     pub async fn add(
         &self,
         command_id: CommandId,
-        resource_id: ResourceId,
+        resource: impl Into<ResourceId>,
         amount: u64,
         reason: &str,
     ) -> Result<Applied, ClientError> {
+        let resource_id = resource.into();
         self.execute(&Command::add(resource_id, amount, reason).with_id(command_id))
             .await
     }
@@ -461,10 +465,11 @@ impl Client {
     pub async fn lock(
         &self,
         command_id: CommandId,
-        resource_id: ResourceId,
+        resource: impl Into<ResourceId>,
         reason: &str,
         duration: Duration,
     ) -> Result<Applied, ClientError> {
+        let resource_id = resource.into();
         self.execute(&Command::lock(resource_id, reason, duration).with_id(command_id))
             .await
     }
@@ -473,8 +478,9 @@ impl Client {
     pub async fn unlock(
         &self,
         command_id: CommandId,
-        resource_id: ResourceId,
+        resource: impl Into<ResourceId>,
     ) -> Result<Applied, ClientError> {
+        let resource_id = resource.into();
         self.execute(&Command::unlock(resource_id).with_id(command_id))
             .await
     }
@@ -486,9 +492,10 @@ impl Client {
     /// come first (from the log), then live ones.
     pub async fn subscribe_resource(
         &self,
-        resource_id: ResourceId,
+        resource: impl Into<ResourceId>,
         from_version: Option<u64>,
     ) -> Result<Subscription, ClientError> {
+        let resource_id = resource.into();
         self.subscribe(Target::Resource(resource_id), from_version)
             .await
     }

@@ -270,4 +270,7 @@ pub struct Applied {
     /// `true` when this id had already been applied: this answer repeats the first outcome
     /// (a retry whose first send did arrive).
     pub duplicate: bool,
+    /// `true` when a create found its wallet already there: nothing was recorded, and
+    /// `resource` is the wallet as it is.
+    pub existing: bool,
 }

@@ -1,6 +1,7 @@
 //! The reads of a [`Client`]: a resource now, an owner's resources, the audit trail, a past state.
 
 use super::*;
+use warden_protocol::IssuerRole;
 
 /// A point in a resource's past, for [`Client::state_at`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,11 +19,19 @@ pub struct PastState {
     pub version: u64,
     /// The view of the resource then.
     pub resource: ClientResource,
+    /// Who issued event `version` (for the owner and services; `None` for anyone else).
+    pub by: Option<PlayerId>,
+    /// As what it issued it: a player, a service, the server (a lock expiry), or unknown.
+    pub by_role: Option<IssuerRole>,
 }
 
 impl Client {
     /// One resource's current view; shows every command acknowledged before it was sent.
-    pub async fn get(&self, resource_id: ResourceId) -> Result<ClientResource, ClientError> {
+    pub async fn get(
+        &self,
+        resource: impl Into<ResourceId>,
+    ) -> Result<ClientResource, ClientError> {
+        let resource_id = resource.into();
         match self
             .request(|req| ClientMessage::Get(Get { req, resource_id }))
             .await?
@@ -48,10 +57,11 @@ impl Client {
     /// (default and cap 1000). Page on with the last version received until a page is empty.
     pub async fn history(
         &self,
-        resource_id: ResourceId,
+        resource: impl Into<ResourceId>,
         after_version: u64,
         limit: Option<u32>,
     ) -> Result<Vec<HistoryEvent>, ClientError> {
+        let resource_id = resource.into();
         match self
             .request(|req| {
                 ClientMessage::History(History {
@@ -71,9 +81,10 @@ impl Client {
     /// The resource as it was at `at` (time travel, rebuilt from its log).
     pub async fn state_at(
         &self,
-        resource_id: ResourceId,
+        resource: impl Into<ResourceId>,
         at: At,
     ) -> Result<PastState, ClientError> {
+        let resource_id = resource.into();
         let (version, at) = match at {
             At::Version(v) => (Some(v), None),
             At::Time(t) => (None, Some(t)),
@@ -90,8 +101,17 @@ impl Client {
             .await?
         {
             ServerMessage::State {
-                version, resource, ..
-            } => Ok(PastState { version, resource }),
+                version,
+                resource,
+                by,
+                by_role,
+                ..
+            } => Ok(PastState {
+                version,
+                resource,
+                by,
+                by_role,
+            }),
             other => Err(unexpected("state", &other)),
         }
     }
