@@ -52,7 +52,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
     if !args.skip_embedded {
-        let embedded = warden::backend::open(dir.path(), None, Default::default()).await?;
+        let embedded =
+            warden::backend::open(dir.path(), None, Default::default(), Default::default()).await?;
         run("embedded", &embedded, &args).await?;
     }
     if let Some(uri) = &args.mongodb_uri {

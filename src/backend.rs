@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use warden_core::store::{Backend, OpenError};
-use warden_store_embedded::{EmbeddedOptions, RecoveringStore};
+use warden_store_embedded::{EmbeddedOptions, OnFailure, RecoveringStore};
 
 /// An opened backend, and what only the admin port reads of the MongoDB store (its round trips).
 #[derive(Clone, Debug)]
@@ -16,11 +16,12 @@ pub struct Opened {
 
 /// Opens MongoDB when `mongodb_uri` is given (failing within seconds if it is unreachable), else
 /// the embedded store under `data_dir` with `embedded` options, which reopens itself after an
-/// engine failure ([`RecoveringStore`]).
+/// engine failure ([`RecoveringStore`]), or exits the process, as `on_failure` says.
 pub async fn open(
     data_dir: &Path,
     mongodb_uri: Option<&str>,
     embedded: EmbeddedOptions,
+    on_failure: OnFailure,
 ) -> Result<Opened, OpenError> {
     match mongodb_uri {
         #[cfg(not(feature = "mongodb"))]
@@ -35,7 +36,7 @@ pub async fn open(
             })
         }
         None => {
-            let store = Arc::new(RecoveringStore::open(data_dir, embedded)?);
+            let store = Arc::new(RecoveringStore::open(data_dir, embedded, on_failure)?);
             Ok(Opened {
                 backend: Backend::local(store.clone(), store),
                 #[cfg(feature = "mongodb")]

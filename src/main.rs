@@ -16,7 +16,7 @@ use warden_core::store::{Backend, BackendKind, transfer};
 use warden_net::NetConfig;
 use warden_net::auth::{DEV_SECRET_FILE, SECRET_ENV, TokenKeys, TrustedIssuer};
 use warden_store_embedded::{
-    DEFAULT_CACHE_MB, DEFAULT_MIN_FREE_BYTES, EmbeddedOptions, EmbeddedStore,
+    DEFAULT_CACHE_MB, DEFAULT_MIN_FREE_BYTES, EmbeddedOptions, EmbeddedStore, OnFailure,
 };
 
 #[global_allocator]
@@ -66,6 +66,10 @@ struct ServeArgs {
     /// `storage_full` (nothing written; reads go on) until space is freed; 0 turns it off.
     #[arg(long, env = "WARDEN_MIN_FREE_MB", default_value_t = DEFAULT_MIN_FREE_BYTES >> 20)]
     min_free_mb: u64,
+    /// When the embedded store fails (a disk error): `reopen` it by itself, refusing requests
+    /// meanwhile, or `exit` with status 75 for a supervisor that restarts the server.
+    #[arg(long, env = "WARDEN_ON_STORE_FAILURE", value_enum, default_value_t = StoreFailure::Reopen)]
+    on_store_failure: StoreFailure,
     /// Address of the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`), apart from the
     /// game port; `off` disables it and the metrics with it.
     #[arg(long, env = "WARDEN_ADMIN_LISTEN", default_value = warden::admin::DEFAULT_ADMIN_LISTEN, value_parser = parse_admin_listen)]
@@ -75,6 +79,13 @@ struct ServeArgs {
     log_format: LogFormat,
     #[command(flatten)]
     issuer: IssuerArgs,
+}
+
+/// What `serve` does when the embedded store fails.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum StoreFailure {
+    Reopen,
+    Exit,
 }
 
 /// A game backend's identity provider whose tokens are accepted besides the server's own
@@ -151,7 +162,13 @@ impl StoreArgs {
             cache_mb: self.cache_mb,
             ..EmbeddedOptions::default()
         };
-        let opened = open_store(&self.data_dir, self.mongodb_uri.as_deref(), options).await?;
+        let opened = open_store(
+            &self.data_dir,
+            self.mongodb_uri.as_deref(),
+            options,
+            OnFailure::Reopen,
+        )
+        .await?;
         Ok(opened.backend)
     }
 }
@@ -162,8 +179,9 @@ async fn open_store(
     data_dir: &Path,
     mongodb_uri: Option<&str>,
     options: EmbeddedOptions,
+    on_failure: OnFailure,
 ) -> anyhow::Result<Opened> {
-    warden::backend::open(data_dir, mongodb_uri, options)
+    warden::backend::open(data_dir, mongodb_uri, options, on_failure)
         .await
         .with_context(|| match mongodb_uri {
             Some(_) => "cannot use MongoDB (--mongodb-uri / WARDEN_MONGODB_URI)".to_string(),
@@ -379,7 +397,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         min_free_bytes: args.min_free_mb.saturating_mul(1 << 20),
         ..EmbeddedOptions::default()
     };
-    let opened = open_store(&args.data_dir, args.mongodb_uri.as_deref(), options).await?;
+    let on_failure = match args.on_store_failure {
+        StoreFailure::Reopen => OnFailure::Reopen,
+        StoreFailure::Exit => OnFailure::Exit,
+    };
+    let opened = open_store(
+        &args.data_dir,
+        args.mongodb_uri.as_deref(),
+        options,
+        on_failure,
+    )
+    .await?;
     let mut keys = TokenKeys::load(&args.data_dir)?;
     if let Some(issuer) = args.issuer.load()? {
         tracing::info!(?issuer, "trusting a token issuer");

@@ -57,6 +57,11 @@ fn build_shim(dir: &Path) -> PathBuf {
 
 /// `warden serve` under the preload library, failing syncs while `control` exists.
 fn start(data: &Path, shim: &Path, control: &Path) -> ServeProcess {
+    start_with(data, shim, control, "reopen")
+}
+
+/// [`start`] with `--on-store-failure on_failure`.
+fn start_with(data: &Path, shim: &Path, control: &Path, on_failure: &str) -> ServeProcess {
     ServeProcess::start(
         Path::new(env!("CARGO_BIN_EXE_warden")),
         &[
@@ -64,6 +69,8 @@ fn start(data: &Path, shim: &Path, control: &Path) -> ServeProcess {
             "127.0.0.1:0".as_ref(),
             "--data-dir".as_ref(),
             data.as_os_str(),
+            "--on-store-failure".as_ref(),
+            on_failure.as_ref(),
         ],
         &[
             ("LD_PRELOAD", shim.as_os_str()),
@@ -234,5 +241,57 @@ async fn a_failing_sync_stops_writes_turns_readyz_503_and_the_node_recovers_by_i
             assert_eq!(resource.version, events.len() as u64);
         }
         other => panic!("get: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_on_store_failure_exit_the_server_exits_75_for_its_supervisor_and_restarts_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shim = build_shim(tmp.path());
+    let data = tmp.path().join("data");
+    let control = tmp.path().join("fail-sync");
+    let mut server = start_with(&data, &shim, &control, "exit");
+    let keys = warden_net::auth::TokenKeys::load(&data).unwrap();
+    let url = |game| {
+        format!(
+            "ws://{game}/v1?token={}",
+            keys.mint("alice", Role::Player, 600)
+        )
+    };
+    let mut alice = support::Client::connect(&url(server.game)).await.unwrap();
+    let gold = alice.create_id("gold").await;
+    let acked = CommandId::new();
+    assert!(matches!(
+        alice.request(add(gold, acked)).await,
+        ServerMessage::Applied { version: 2, .. }
+    ));
+    // When a sync fails, the process exits with 75, saying why;
+    std::fs::write(&control, b"").unwrap();
+    // (sent without waiting for a reply: the connection ends with the process)
+    let req = alice.next_req();
+    alice.send(&add(gold, CommandId::new())(req)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 30 s after the failure"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(75));
+    assert_eq!(server.logged("exiting for the supervisor").len(), 1);
+    // restarted on a healthy disk (as a supervisor would), it has every acknowledged command.
+    std::fs::remove_file(&control).unwrap();
+    drop(server);
+    let server = start(&data, &shim, &control);
+    let mut alice = support::Client::connect(&url(server.game)).await.unwrap();
+    match alice.request(add(gold, acked)).await {
+        ServerMessage::Applied {
+            duplicate, version, ..
+        } => assert_eq!((duplicate, version), (true, 2)),
+        other => panic!("after the restart: {other:?}"),
     }
 }

@@ -55,7 +55,7 @@ mod writer;
 
 use codec::*;
 use reads::*;
-pub use recovering::RecoveringStore;
+pub use recovering::{EXIT_STORE_FAILED, OnFailure, RecoveringStore};
 use views::{Fresh, FreshViews};
 use writer::GroupCommit;
 

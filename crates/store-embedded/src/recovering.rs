@@ -25,6 +25,20 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long the recovery waits for operations in flight to let go of the failed store.
 const LET_GO: Duration = Duration::from_secs(10);
 
+/// What the server does when the store fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Refuse requests and reopen the store in the background until it opens (the default).
+    #[default]
+    Reopen,
+    /// Exit the process with [`EXIT_STORE_FAILED`], for a supervisor that restarts it (every
+    /// acknowledged command is already durable).
+    Exit,
+}
+
+/// The exit status of a process that stops because its store failed (`EX_TEMPFAIL`).
+pub const EXIT_STORE_FAILED: i32 = 75;
+
 /// The embedded store, reopened by itself after an engine failure. See the module docs.
 pub struct RecoveringStore {
     shared: Arc<Shared>,
@@ -33,6 +47,7 @@ pub struct RecoveringStore {
 struct Shared {
     dir: PathBuf,
     options: EmbeddedOptions,
+    on_failure: OnFailure,
     state: RwLock<State>,
 }
 
@@ -54,13 +69,19 @@ impl std::fmt::Debug for RecoveringStore {
 }
 
 impl RecoveringStore {
-    /// Opens the store in `dir` (failing as [`EmbeddedStore::open_with`] does).
-    pub fn open(dir: &Path, options: EmbeddedOptions) -> Result<Self, OpenError> {
+    /// Opens the store in `dir` (failing as [`EmbeddedStore::open_with`] does); on a failure
+    /// later, does what `on_failure` says.
+    pub fn open(
+        dir: &Path,
+        options: EmbeddedOptions,
+        on_failure: OnFailure,
+    ) -> Result<Self, OpenError> {
         let store = EmbeddedStore::open_with(dir, options.clone())?;
         Ok(Self {
             shared: Arc::new(Shared {
                 dir: dir.to_owned(),
                 options,
+                on_failure,
                 state: RwLock::new(State::Open(Arc::new(store))),
             }),
         })
@@ -115,6 +136,16 @@ impl Shared {
                 _ => return,
             }
             let cause = cause.to_string();
+            if shared.on_failure == OnFailure::Exit {
+                tracing::error!(
+                    error = %cause,
+                    dir = %shared.dir.display(),
+                    status = EXIT_STORE_FAILED,
+                    "the store failed: exiting for the supervisor to restart the server \
+                     (--on-store-failure exit)"
+                );
+                std::process::exit(EXIT_STORE_FAILED);
+            }
             tracing::error!(
                 error = %cause,
                 dir = %shared.dir.display(),
