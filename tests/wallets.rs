@@ -211,6 +211,8 @@ async fn a_type_held_many_times_is_named_by_the_client_and_one_held_once_by_its_
         (Some("wood:"), "wood"),
         (Some("coins"), "gold"),
         (Some("wood:a\u{0}b"), "wood"),
+        // The name of an existing wallet of another type is not a way to reach it.
+        (Some("wood:camp-3"), "gold"),
     ] {
         let refused = send_map(&mut alice, create(bad, ty)).await;
         assert_eq!(

@@ -135,6 +135,15 @@ pub fn decide(
         // The wallet exists (its id is its owner's and name's): the actor answers with it, to
         // whoever may create it.
         may_create(principal, create)?;
+        if create.resource_type != state.resource_type {
+            // A name of another type's wallet (`gold` named `wood:camp-3`): not this wallet.
+            return Err(Rejection::InvalidParams(format!(
+                "{:?} names a {} wallet, not a {}",
+                state.name.as_deref().unwrap_or_default(),
+                state.resource_type,
+                create.resource_type
+            )));
+        }
         return Err(Rejection::AlreadyExists);
     }
     if !principal.is_trusted() && state.owner != principal.player {
