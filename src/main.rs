@@ -118,26 +118,16 @@ impl IssuerArgs {
             );
             return Ok(None);
         };
-        let read = |path: &Path| {
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-        };
-        let issuer = match (&self.jwt_public_key, &self.jwks) {
-            (Some(path), _) => TrustedIssuer::from_public_key_pem(
-                &read(path)?,
-                &path.display().to_string(),
-                iss,
-                aud,
-            )?,
-            (None, Some(path)) => TrustedIssuer::from_jwks(
-                &String::from_utf8_lossy(&read(path)?),
-                &path.display().to_string(),
-                iss,
-                aud,
-            )?,
-            (None, None) => {
-                anyhow::bail!("--jwt-issuer and --jwt-audience need --jwt-public-key or --jwks")
-            }
-        };
+        anyhow::ensure!(
+            self.jwt_public_key.is_some() || self.jwks.is_some(),
+            "--jwt-issuer and --jwt-audience need --jwt-public-key or --jwks"
+        );
+        let issuer = TrustedIssuer::from_file(
+            self.jwt_public_key.as_deref(),
+            self.jwks.as_deref(),
+            iss,
+            aud,
+        )?;
         Ok(Some(issuer))
     }
 }

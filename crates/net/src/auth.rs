@@ -251,6 +251,36 @@ impl TrustedIssuer {
         Self::new(keys, issuer, audience).map_err(|_| problem("the set holds no key".into()))
     }
 
+    /// The issuer whose keys are in the PEM file `public_key` or the JWKS file `jwks` (exactly
+    /// one), with the issuer and audience its tokens must name.
+    pub fn from_file(
+        public_key: Option<&Path>,
+        jwks: Option<&Path>,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Self, AuthError> {
+        let (path, is_jwks) = match (public_key, jwks) {
+            (Some(path), None) => (path, false),
+            (None, Some(path)) => (path, true),
+            _ => {
+                return Err(AuthError::IssuerKey {
+                    path: String::new(),
+                    problem: "give exactly one of a public key and a JWKS file".into(),
+                });
+            }
+        };
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| AuthError::IssuerKey {
+            path: shown.clone(),
+            problem: format!("cannot read it: {e}"),
+        })?;
+        if is_jwks {
+            Self::from_jwks(&String::from_utf8_lossy(&bytes), &shown, issuer, audience)
+        } else {
+            Self::from_public_key_pem(&bytes, &shown, issuer, audience)
+        }
+    }
+
     fn new(keys: Vec<TrustedKey>, issuer: &str, audience: &str) -> Result<Self, AuthError> {
         if keys.is_empty() {
             return Err(AuthError::IssuerKey {

@@ -215,6 +215,20 @@ struct Keyspaces {
     stale_views: Keyspace,
 }
 
+impl Keyspaces {
+    /// Every keyspace but `meta`.
+    fn all(&self) -> [&Keyspace; 6] {
+        [
+            &self.events,
+            &self.commands,
+            &self.snapshots,
+            &self.views,
+            &self.by_owner,
+            &self.stale_views,
+        ]
+    }
+}
+
 /// The event store and read-model store on one fjall database.
 pub struct EmbeddedStore {
     db: Database,
@@ -268,13 +282,7 @@ impl EmbeddedStore {
 
     /// Compacts every keyspace fully (benchmarks and tools: to measure settled disk use).
     pub fn major_compact(&self) -> Result<(), StoreError> {
-        for ks in [
-            &self.ks.events,
-            &self.ks.commands,
-            &self.ks.snapshots,
-            &self.ks.views,
-            &self.ks.by_owner,
-        ] {
+        for ks in self.ks.all() {
             ks.rotate_memtable_and_wait().map_err(engine)?;
             ks.major_compact().map_err(engine)?;
         }
@@ -317,14 +325,7 @@ impl EmbeddedStore {
             return;
         }
         let started = Instant::now();
-        for ks in [
-            &self.ks.events,
-            &self.ks.commands,
-            &self.ks.snapshots,
-            &self.ks.views,
-            &self.ks.by_owner,
-            &self.ks.stale_views,
-        ] {
+        for ks in self.ks.all() {
             if ks.rotate_memtable().is_err() {
                 return;
             }

@@ -46,7 +46,7 @@ pub(super) struct Instruments {
     /// per type by [`Metrics::economy_types`](super::Metrics::economy_types).
     pub(super) amounts: IntCounterVec,
     /// `[added, spent]` per catalogue type, and for every other type together (`other`).
-    pub(super) economy: std::sync::RwLock<super::Economy>,
+    pub(super) economy: std::sync::OnceLock<super::Economy>,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {

@@ -54,10 +54,9 @@ const BATCH_BUCKETS: [f64; 12] = [
 ];
 
 /// The economy counters' handles: `[added, spent]` for each catalogue type, and for the rest.
-#[derive(Default)]
 pub(crate) struct Economy {
     by_type: std::collections::HashMap<Box<str>, [prometheus::IntCounter; 2]>,
-    other: Option<[prometheus::IntCounter; 2]>,
+    other: [prometheus::IntCounter; 2],
 }
 
 /// The node's metrics, or nothing when off. Cheap to clone.
@@ -121,7 +120,8 @@ impl Metrics {
     }
 
     /// Gives the economy counters a label per type of `types` (the catalogue's); every other type
-    /// (a service's custom one) counts as `other`, so the label set stays bounded.
+    /// (a service's custom one) counts as `other`, so the label set stays bounded. Set once, when
+    /// the node starts (a later call, from another node on the same metrics, changes nothing).
     pub fn economy_types<'a>(&self, types: impl IntoIterator<Item = &'a str>) {
         let Some(m) = &self.0 else {
             return;
@@ -132,11 +132,10 @@ impl Metrics {
                 m.amounts.with_label_values(&[t, "spent"]),
             ]
         };
-        let mut economy = m.economy.write().unwrap_or_else(|e| e.into_inner());
-        for t in types {
-            economy.by_type.insert(t.into(), pair(t));
-        }
-        economy.other = Some(pair("other"));
+        let _ = m.economy.set(Economy {
+            by_type: types.into_iter().map(|t| (t.into(), pair(t))).collect(),
+            other: pair("other"),
+        });
     }
 
     /// A committed command of this node added `added` and spent `spent` units of a resource of
@@ -148,12 +147,8 @@ impl Metrics {
         if added == 0 && spent == 0 {
             return;
         }
-        let economy = m.economy.read().unwrap_or_else(|e| e.into_inner());
-        if let Some([a, s]) = economy
-            .by_type
-            .get(resource_type)
-            .or(economy.other.as_ref())
-        {
+        if let Some(economy) = m.economy.get() {
+            let [a, s] = economy.by_type.get(resource_type).unwrap_or(&economy.other);
             a.inc_by(added);
             s.inc_by(spent);
         }
